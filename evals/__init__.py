@@ -1,0 +1,1 @@
+"""tagsmith evals package."""

@@ -1,0 +1,1 @@
+"""tagsmith prompts package."""

@@ -1,0 +1,1 @@
+"""tagsmith retrieval package."""

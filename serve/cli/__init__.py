@@ -1,0 +1,31 @@
+"""The ``tagsmith`` command line: one sub-command group per noun.
+
+Heavy libraries (torch, llama.cpp, FastAPI) are imported inside the commands that need
+them, so ``tagsmith --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from serve.cli._common import console, fail
+from serve.cli.doctor_cmd import doctor
+from serve.cli.llm_cmd import app as llm_app
+from serve.cli.serve_cmd import serve
+
+app = typer.Typer(
+    name="tagsmith",
+    help="Tag e-commerce products with nodes of your taxonomy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(llm_app, name="llm", help="Inspect and exercise the LLM backend.")
+app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
+app.command(help="Run the HTTP service.")(serve)
+
+__all__ = ["app", "console", "fail", "main"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,112 @@
+"""The one typed configuration object, built at the edge (CLI / app start) and passed down.
+
+Sources, highest priority first: constructor arguments, environment variables
+(``TAGSMITH_`` prefix, ``__`` for nesting, e.g. ``TAGSMITH_LLM__BACKEND=openai``), a TOML
+file (``TAGSMITH_CONFIG`` or ``./tagsmith.toml`` when present), then the defaults below.
+Core packages never read settings themselves: they take plain constructor arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/tagsmith`` (``~/.local/share/tagsmith``): all state lives below it."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tagsmith"
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["embedded", "openai"] = "embedded"
+    model: str | None = Field(
+        default=None,
+        description="embedded: a GGUF file or model directory (default: packaged SmolLM2-135M-Instruct); "
+        "openai: the served model name (default 'tagsmith').",
+    )
+    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
+    api_key: SecretStr = SecretStr("EMPTY")
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    max_concurrency: int = Field(default=32, ge=1, description="parallel requests sent to an openai backend")
+    structured_output: Literal["json_schema", "json_object", "vllm"] = Field(
+        default="json_schema",
+        description="openai: how the schema is enforced: json_schema (vLLM, llama-server), "
+        "vllm (extra_body structured_outputs), json_object (llama-cpp-python's server)",
+    )
+    n_ctx: int = Field(default=2048, ge=256, description="embedded: context window in tokens")
+    n_threads: int | None = Field(default=None, ge=1, description="embedded: CPU threads (default: all cores)")
+
+
+class EmbedderSettings(BaseModel):
+    model: str | None = Field(
+        default=None,
+        description="a sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)",
+    )
+    batch_size: int = Field(default=64, ge=1)
+    device: str | None = Field(default=None, description="cpu, cuda… (default: cuda when visible)")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TAGSMITH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="one directory for all state")
+    llm: LLMSettings = LLMSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    server: ServerSettings = ServerSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = config_file()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def taxonomy_db_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'taxonomy.db'}"
+
+
+def config_file() -> Path | None:
+    """The TOML config file in effect: ``$TAGSMITH_CONFIG``, else ``./tagsmith.toml`` if present."""
+    explicit = os.environ.get("TAGSMITH_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"TAGSMITH_CONFIG points to a missing file: {path}")
+        return path
+    local = Path("tagsmith.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,49 @@
+"""Shared fixtures: real model files, loopback ports, the shared data directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test touches the user's real data dir or a stray tagsmith.toml."""
+    monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("TAGSMITH_CONFIG", raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def embedded_llm() -> Iterator[object]:
+    """The real embedded backend (SmolLM2 on llama.cpp), loaded once per session."""
+    from agent.llm import create_backend
+
+    backend = create_backend("embedded")
+    yield backend
+    backend.close()
