@@ -1,0 +1,104 @@
+"""What changed between two snapshots, and how stored tags migrate from one to the other."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from taxonomy.snapshot import Snapshot
+
+
+class Renamed(BaseModel):
+    id: str
+    old_name: str
+    new_name: str
+
+
+class Moved(BaseModel):
+    id: str
+    old_parent: str | None
+    new_parent: str | None
+
+
+class Deprecated(BaseModel):
+    id: str
+    replaced_by: str | None = Field(description="the direct successor recorded on the node")
+
+
+class AttributeChange(BaseModel):
+    category: str
+    attached: list[str] = []
+    detached: list[str] = []
+
+
+class TaxonomyDiff(BaseModel):
+    from_version: int
+    to_version: int
+    added: list[str] = []
+    removed: list[str] = []
+    renamed: list[Renamed] = []
+    moved: list[Moved] = []
+    deprecated: list[Deprecated] = []
+    undeprecated: list[str] = []
+    synonyms_changed: list[str] = []
+    descriptions_changed: list[str] = []
+    attachments_changed: list[AttributeChange] = []
+    attributes_added: list[str] = []
+    attributes_removed: list[str] = []
+    attributes_changed: list[str] = Field(default=[], description="name, cardinality or values changed")
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(
+            getattr(self, name) for name in type(self).model_fields if name not in ("from_version", "to_version")
+        )
+
+    def summary(self) -> dict[str, int]:
+        return {
+            name: len(getattr(self, name))
+            for name in type(self).model_fields
+            if name not in ("from_version", "to_version")
+        }
+
+
+def diff_snapshots(old: Snapshot, new: Snapshot) -> TaxonomyDiff:
+    result = TaxonomyDiff(from_version=old.version, to_version=new.version)
+    result.added = [k for k in new.nodes if k not in old.nodes]
+    result.removed = [k for k in old.nodes if k not in new.nodes]
+    for node_id, before in old.nodes.items():
+        after = new.nodes.get(node_id)
+        if after is None or after == before:
+            continue
+        if after.name != before.name:
+            result.renamed.append(Renamed(id=node_id, old_name=before.name, new_name=after.name))
+        if after.parent != before.parent:
+            result.moved.append(Moved(id=node_id, old_parent=before.parent, new_parent=after.parent))
+        if after.deprecated and not before.deprecated:
+            result.deprecated.append(Deprecated(id=node_id, replaced_by=after.replaced_by))
+        if before.deprecated and not after.deprecated:
+            result.undeprecated.append(node_id)
+        if after.synonyms != before.synonyms:
+            result.synonyms_changed.append(node_id)
+        if after.description != before.description:
+            result.descriptions_changed.append(node_id)
+        if after.attributes != before.attributes:
+            result.attachments_changed.append(
+                AttributeChange(
+                    category=node_id,
+                    attached=[a for a in after.attributes if a not in before.attributes],
+                    detached=[a for a in before.attributes if a not in after.attributes],
+                )
+            )
+    result.attributes_added = [k for k in new.attributes if k not in old.attributes]
+    result.attributes_removed = [k for k in old.attributes if k not in new.attributes]
+    result.attributes_changed = [
+        k for k, a in old.attributes.items() if k in new.attributes and new.attributes[k] != a
+    ]
+    return result
+
+
+def migration_map(old: Snapshot, new: Snapshot) -> dict[str, str | None]:
+    """For every id of ``old`` that is not an active id of ``new``: the active id of ``new``
+    that stored tags should move to (following merges and replacements), or None when the
+    node was retired without a successor (or removed by a re-import). Active ids that survive
+    unchanged are left out: they map to themselves."""
+    return {node_id: new.resolve(node_id) for node_id in old.nodes if node_id not in new.active_ids}

@@ -1,0 +1,174 @@
+"""Edit operations as pydantic models: a discriminated union on ``op``.
+
+The HTTP API reuses them as request bodies; the store records them verbatim in its edit log
+and replays them to rebuild a version. Semantics live in :mod:`taxonomy.editor`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from taxonomy.model import Cardinality, Name, NodeId, ValueId, ValueName
+
+_EDIT = ConfigDict(frozen=True, extra="forbid")
+
+
+class AddNode(BaseModel):
+    """Add a category under ``parent`` (``None``: a new root)."""
+
+    model_config = _EDIT
+    op: Literal["add_node"] = "add_node"
+    id: NodeId
+    name: Name
+    parent: NodeId | None
+    synonyms: tuple[Name, ...] = ()
+    description: str | None = None
+
+
+class RenameNode(BaseModel):
+    model_config = _EDIT
+    op: Literal["rename"] = "rename"
+    id: NodeId
+    name: Name
+    keep_old_name_as_synonym: bool = Field(
+        default=False, description="add the previous name to the synonyms (retrieval still finds it)"
+    )
+
+
+class MoveNode(BaseModel):
+    """Re-parent a category (with its subtree); ``parent=None`` makes it a root."""
+
+    model_config = _EDIT
+    op: Literal["move"] = "move"
+    id: NodeId
+    parent: NodeId | None
+
+
+class MergeNodes(BaseModel):
+    """Merge ``source`` into ``target``: the source's children move to the target, its name and
+    synonyms become the target's synonyms, its attributes are attached to the target, and the
+    source is deprecated with ``replaced_by=target`` (stored tags migrate through it)."""
+
+    model_config = _EDIT
+    op: Literal["merge"] = "merge"
+    source: NodeId
+    target: NodeId
+
+
+class DeprecateNode(BaseModel):
+    """Retire a category that has no active children; ``replaced_by`` names its successor."""
+
+    model_config = _EDIT
+    op: Literal["deprecate"] = "deprecate"
+    id: NodeId
+    replaced_by: NodeId | None = None
+
+
+class UndeprecateNode(BaseModel):
+    model_config = _EDIT
+    op: Literal["undeprecate"] = "undeprecate"
+    id: NodeId
+
+
+class AddSynonym(BaseModel):
+    model_config = _EDIT
+    op: Literal["add_synonym"] = "add_synonym"
+    id: NodeId
+    synonym: Name
+
+
+class RemoveSynonym(BaseModel):
+    model_config = _EDIT
+    op: Literal["remove_synonym"] = "remove_synonym"
+    id: NodeId
+    synonym: str
+
+
+class SetDescription(BaseModel):
+    model_config = _EDIT
+    op: Literal["set_description"] = "set_description"
+    id: NodeId
+    description: str | None
+
+
+class AttributeValueSpec(BaseModel):
+    model_config = _EDIT
+    id: ValueId
+    name: ValueName
+
+
+class DefineAttribute(BaseModel):
+    """Create an attribute (e.g. Color) with its allowed values; attach it separately."""
+
+    model_config = _EDIT
+    op: Literal["define_attribute"] = "define_attribute"
+    id: NodeId
+    name: Name
+    cardinality: Cardinality = "single"
+    values: tuple[AttributeValueSpec, ...] = ()
+    open_values: bool = False
+    description: str | None = None
+
+
+class AddAttributeValue(BaseModel):
+    model_config = _EDIT
+    op: Literal["add_attribute_value"] = "add_attribute_value"
+    attribute: NodeId
+    id: ValueId
+    name: ValueName
+
+
+class RemoveAttributeValue(BaseModel):
+    model_config = _EDIT
+    op: Literal["remove_attribute_value"] = "remove_attribute_value"
+    attribute: NodeId
+    id: ValueId
+
+
+class AttachAttribute(BaseModel):
+    """Attach an attribute to a category; its descendants inherit it."""
+
+    model_config = _EDIT
+    op: Literal["attach_attribute"] = "attach_attribute"
+    category: NodeId
+    attribute: NodeId
+
+
+class DetachAttribute(BaseModel):
+    model_config = _EDIT
+    op: Literal["detach_attribute"] = "detach_attribute"
+    category: NodeId
+    attribute: NodeId
+
+
+Edit = Annotated[
+    AddNode
+    | RenameNode
+    | MoveNode
+    | MergeNodes
+    | DeprecateNode
+    | UndeprecateNode
+    | AddSynonym
+    | RemoveSynonym
+    | SetDescription
+    | DefineAttribute
+    | AddAttributeValue
+    | RemoveAttributeValue
+    | AttachAttribute
+    | DetachAttribute,
+    Field(discriminator="op"),
+]
+
+EDIT_LIST: TypeAdapter[list[Edit]] = TypeAdapter(list[Edit])
+
+
+class EditBatch(BaseModel):
+    """What a client submits: edits made against ``expected_version``, applied all-or-nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+    expected_version: int = Field(ge=0)
+    edits: list[Edit] = Field(min_length=1)
+    author: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=2000)

@@ -1,0 +1,75 @@
+"""Readers and writers: ``json`` (ours), ``google`` (taxonomy-with-ids text), ``shopify``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Literal, get_args
+
+from taxonomy.errors import TaxonomyFormatError
+from taxonomy.formats.google import dump_google_text, parse_google_text
+from taxonomy.formats.json_format import dump_json, parse_json_document
+from taxonomy.formats.shopify import parse_shopify
+from taxonomy.model import TaxonomyDocument
+from taxonomy.snapshot import Snapshot
+
+ImportFormat = Literal["json", "google", "shopify"]
+ExportFormat = Literal["json", "google"]
+IMPORT_FORMATS: tuple[str, ...] = get_args(ImportFormat)
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file, transparently gunzipped when it ends in ``.gz``."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8")
+
+
+def parse_document(text: str, format: str) -> TaxonomyDocument:
+    if format == "google":
+        return parse_google_text(text)
+    if format not in ("json", "shopify"):
+        raise TaxonomyFormatError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaxonomyFormatError(f"not valid JSON: {exc}") from exc
+    return parse_json_document(data) if format == "json" else parse_shopify(data)
+
+
+def read_document(path: str | Path, format: str = "json") -> TaxonomyDocument:
+    return parse_document(read_text(path), format)
+
+
+def load_taxonomy(path: str | Path, format: str = "json") -> Snapshot:
+    """A standalone snapshot (version 0) of a taxonomy file; ``.gz`` files are accepted."""
+    return Snapshot(read_document(path, format), version=0)
+
+
+def dump(snapshot: Snapshot, format: str = "json") -> str:
+    if format == "json":
+        return dump_json(snapshot)
+    if format == "google":
+        return dump_google_text(snapshot)
+    raise TaxonomyFormatError(f"unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "IMPORT_FORMATS",
+    "ExportFormat",
+    "ImportFormat",
+    "dump",
+    "dump_google_text",
+    "dump_json",
+    "load_taxonomy",
+    "parse_document",
+    "parse_google_text",
+    "parse_json_document",
+    "parse_shopify",
+    "read_document",
+]

@@ -1,0 +1,101 @@
+"""Tables of the versioned store (SQLAlchemy Core), and the SQLite engine settings.
+
+Append-only: a version row, its edit rows and its checkpoint are written once in the
+transaction that also advances ``taxonomy_head``; nothing is updated afterwards except the
+head. A reader that knows the head can read everything at or below it without locks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+metadata = MetaData()
+
+head_table = Table(
+    "taxonomy_head",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1: the single row everybody locks
+    Column("version", Integer, nullable=False),
+)
+
+versions_table = Table(
+    "taxonomy_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # "import" or "edit"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("author", String(200)),
+    Column("message", Text),
+    Column("base_version", Integer),  # the version the edits were made against
+    Column("edit_count", Integer, nullable=False),
+    Column("node_count", Integer, nullable=False),
+    Column("active_count", Integer, nullable=False),
+)
+
+edits_table = Table(
+    "taxonomy_edits",
+    metadata,
+    Column("version", Integer, ForeignKey("taxonomy_versions.version"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("edit", Text, nullable=False),  # the edit model as JSON
+)
+
+checkpoints_table = Table(
+    "taxonomy_checkpoints",
+    metadata,
+    Column("version", Integer, ForeignKey("taxonomy_versions.version"), primary_key=True),
+    Column("document", LargeBinary, nullable=False),  # gzip of the document's pydantic JSON
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL, ``synchronous=FULL``, a busy timeout and explicit BEGINs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if in_memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling is off: we emit BEGIN ourselves (below), so a
+        # writer can take the write lock up front (BEGIN IMMEDIATE) instead of upgrading
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged edit survives power loss
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

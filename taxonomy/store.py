@@ -1,0 +1,307 @@
+"""The versioned taxonomy store: an edit log with checkpoints, in SQLite or PostgreSQL.
+
+Every import and every edit batch is one transaction that appends a version and advances
+the head row; it is acknowledged (the call returns) only after commit. Imports write a full
+checkpoint; edit batches write their edits, plus a checkpoint every ``checkpoint_every``
+versions, so opening replays at most that many batches on top of the nearest checkpoint.
+
+Readers call :meth:`current` (a plain attribute read of an immutable snapshot); writers build
+the next snapshot aside and publish it with one reference swap. Other processes and
+replicas pick up newer versions with :meth:`refresh`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map
+from taxonomy.editor import apply_edits, coerce_edits
+from taxonomy.edits import EDIT_LIST, Edit
+from taxonomy.errors import EditRejected, EmptyStore, StaleVersion, TaxonomyError, UnknownVersion
+from taxonomy.formats import read_document
+from taxonomy.model import TaxonomyDocument
+from taxonomy.schema import (
+    checkpoints_table,
+    edits_table,
+    head_table,
+    make_engine,
+    metadata,
+    versions_table,
+)
+from taxonomy.snapshot import Snapshot
+
+
+class VersionInfo(BaseModel):
+    version: int
+    kind: str
+    created_at: datetime
+    author: str | None
+    message: str | None
+    base_version: int | None
+    edit_count: int
+    node_count: int
+    active_count: int
+
+
+class TaxonomyStore:
+    def __init__(self, url: str, *, checkpoint_every: int = 50, history_cache: int = 8) -> None:
+        self.url = url
+        self.checkpoint_every = max(1, checkpoint_every)
+        self._engine = make_engine(url)
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        self._lock = threading.RLock()  # writers and refreshers; readers never take it
+        self._current: Snapshot | None = None
+        self._history: OrderedDict[int, Snapshot] = OrderedDict()
+        self._history_size = history_cache
+        self._create_schema()
+        self.refresh()
+
+    # ---- reading ------------------------------------------------------------------------
+    def current(self) -> Snapshot:
+        """The latest snapshot this process knows (no database access)."""
+        snapshot = self._current
+        if snapshot is None:
+            raise EmptyStore(f"the taxonomy store {self._safe_url()} is empty: import a taxonomy first")
+        return snapshot
+
+    @property
+    def version(self) -> int:
+        """The version of :meth:`current`; 0 while the store is empty."""
+        snapshot = self._current
+        return 0 if snapshot is None else snapshot.version
+
+    def is_empty(self) -> bool:
+        return self.head_version() == 0
+
+    def head_version(self) -> int:
+        """The newest committed version in the database (one query)."""
+        with self._engine.connect() as conn:
+            return self._read_head(conn)
+
+    def refresh(self) -> int:
+        """Load the newest committed version if another writer added one; returns the version."""
+        with self._lock:
+            with self._engine.connect() as conn, conn.begin():
+                head = self._read_head(conn)
+                base = self._current
+                if head == 0 or (base is not None and base.version >= head):
+                    return self.version
+                snapshot = self._build(conn, head, base)
+            self._publish(snapshot)
+            return snapshot.version
+
+    def snapshot(self, version: int) -> Snapshot:
+        """Any committed version (rebuilt from its checkpoint and the edit log, then cached)."""
+        current = self._current
+        if current is not None and current.version == version:
+            return current
+        with self._lock:
+            cached = self._history.get(version)
+            if cached is not None:
+                self._history.move_to_end(version)
+                return cached
+            with self._engine.connect() as conn, conn.begin():
+                if version < 1 or version > self._read_head(conn):
+                    raise UnknownVersion(version)
+                snapshot = self._build(conn, version, None)
+            self._history[version] = snapshot
+            while len(self._history) > self._history_size:
+                self._history.popitem(last=False)
+            return snapshot
+
+    def versions(self) -> list[VersionInfo]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(versions_table).order_by(versions_table.c.version)).mappings()
+            return [VersionInfo.model_validate(dict(r)) for r in rows]
+
+    def version_info(self, version: int) -> VersionInfo:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(versions_table).where(versions_table.c.version == version)
+            ).mappings().first()
+        if row is None:
+            raise UnknownVersion(version)
+        return VersionInfo.model_validate(dict(row))
+
+    def edits(self, version: int) -> list[Edit]:
+        """The edits that made ``version`` (empty for an import)."""
+        self.version_info(version)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(edits_table.c.edit).where(edits_table.c.version == version).order_by(edits_table.c.seq)
+            ).scalars().all()
+        return EDIT_LIST.validate_json("[" + ",".join(rows) + "]")
+
+    def diff(self, v1: int, v2: int) -> TaxonomyDiff:
+        return diff_snapshots(self.snapshot(v1), self.snapshot(v2))
+
+    def migration_map(self, v_from: int, v_to: int) -> dict[str, str | None]:
+        return migration_map(self.snapshot(v_from), self.snapshot(v_to))
+
+    # ---- writing ------------------------------------------------------------------------
+    def apply(
+        self,
+        edits: Iterable[Edit | Mapping[str, Any]],
+        *,
+        expected_version: int,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Snapshot:
+        """Apply an edit batch made against ``expected_version``; all or nothing.
+
+        Raises :class:`StaleVersion` when the store has moved on, :class:`EditRejected` when
+        an edit is invalid. Returns the new snapshot once the batch is committed.
+        """
+        batch = coerce_edits(edits)
+        with self._lock:
+            self.refresh()
+            current = self.current()
+            if expected_version != current.version:
+                raise StaleVersion(expected_version, current.version)
+            snapshot = apply_edits(current, batch, current.version + 1)
+            payload = [e.model_dump_json() for e in batch]
+            self._commit(snapshot, "edit", expected_version, payload, author, message)
+            return snapshot
+
+    def import_document(
+        self,
+        document: TaxonomyDocument,
+        *,
+        expected_version: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Snapshot:
+        """Store a whole taxonomy as a new version (``expected_version``: optimistic check)."""
+        try:
+            snapshot = Snapshot(document)
+        except TaxonomyError as exc:
+            raise EditRejected("invalid_taxonomy", str(exc)) from exc
+        return self.import_snapshot(snapshot, expected_version=expected_version, author=author, message=message)
+
+    def import_snapshot(
+        self,
+        snapshot: Snapshot,
+        *,
+        expected_version: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Snapshot:
+        with self._lock:
+            self.refresh()
+            base = self.version
+            if expected_version is not None and expected_version != base:
+                raise StaleVersion(expected_version, base)
+            new = snapshot.with_version(base + 1)
+            self._commit(new, "import", base, [], author, message)
+            return new
+
+    def import_taxonomy(
+        self, path: str | Path, format: str = "json", **kwargs: Any
+    ) -> Snapshot:
+        return self.import_document(read_document(path, format), **kwargs)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> TaxonomyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals ----------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        metadata.create_all(self._engine)
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(select(head_table.c.version)).first() is None:
+                    conn.execute(insert(head_table).values(id=1, version=0))
+        except IntegrityError:
+            pass  # another process created the head row at the same moment
+
+    def _read_head(self, conn: Connection) -> int:
+        return int(conn.execute(select(head_table.c.version).where(head_table.c.id == 1)).scalar_one())
+
+    def _commit(
+        self, snapshot: Snapshot, kind: str, base: int, edits: Sequence[str],
+        author: str | None, message: str | None,
+    ) -> None:
+        conn = self._engine.connect()
+        if self._sqlite:
+            conn.execution_options(sqlite_begin="IMMEDIATE")  # take the write lock up front
+        with conn, conn.begin():
+            head = int(conn.execute(
+                select(head_table.c.version).where(head_table.c.id == 1).with_for_update()
+            ).scalar_one())
+            if head != base:
+                raise StaleVersion(base, head)  # another process committed since we read
+            version = snapshot.version
+            conn.execute(update(head_table).where(head_table.c.id == 1).values(version=version))
+            conn.execute(insert(versions_table).values(
+                version=version, kind=kind, created_at=datetime.now(UTC), author=author,
+                message=message, base_version=base if kind == "edit" else None,
+                edit_count=len(edits), node_count=len(snapshot), active_count=len(snapshot.active_ids),
+            ))
+            if edits:
+                conn.execute(insert(edits_table), [
+                    {"version": version, "seq": i, "edit": e} for i, e in enumerate(edits)
+                ])
+            last_checkpoint = conn.execute(select(func.max(checkpoints_table.c.version))).scalar()
+            if kind == "import" or last_checkpoint is None or version - last_checkpoint >= self.checkpoint_every:
+                conn.execute(insert(checkpoints_table).values(
+                    version=version, document=_pack(snapshot.document)
+                ))
+        self._publish(snapshot)
+
+    def _build(self, conn: Connection, version: int, base: Snapshot | None) -> Snapshot:
+        """Snapshot ``version``: from ``base`` if no checkpoint lies in between, else from the
+        latest checkpoint at or below it; edits in between are replayed in one pass."""
+        checkpoint = conn.execute(
+            select(func.max(checkpoints_table.c.version)).where(checkpoints_table.c.version <= version)
+        ).scalar()
+        if base is None or base.version > version or (checkpoint is not None and checkpoint > base.version):
+            if checkpoint is None:
+                raise UnknownVersion(version)
+            blob = conn.execute(
+                select(checkpoints_table.c.document).where(checkpoints_table.c.version == checkpoint)
+            ).scalar_one()
+            base = Snapshot(_unpack(blob), checkpoint)
+        if base.version == version:
+            return base
+        rows = conn.execute(
+            select(edits_table.c.edit)
+            .where(edits_table.c.version > base.version, edits_table.c.version <= version)
+            .order_by(edits_table.c.version, edits_table.c.seq)
+        ).scalars().all()
+        edits = EDIT_LIST.validate_json("[" + ",".join(rows) + "]")
+        try:
+            return apply_edits(base, edits, version)
+        except EditRejected as exc:  # the log was valid when written: this is corruption
+            raise TaxonomyError(f"edit log does not replay at version {version}: {exc}") from exc
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            # versions only move forward, whatever order concurrent refreshes finish in
+            if self._current is None or snapshot.version > self._current.version:
+                self._current = snapshot
+
+    def _safe_url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+
+def _pack(document: TaxonomyDocument) -> bytes:
+    return gzip.compress(document.model_dump_json().encode("utf-8"), compresslevel=1)
+
+
+def _unpack(blob: bytes) -> TaxonomyDocument:
+    return TaxonomyDocument.model_validate_json(gzip.decompress(blob))
