@@ -1,1 +1,88 @@
-"""tagsmith retrieval package."""
+"""tagsmith retrieval: embed products, find similar tagged examples, propose candidate tags.
+
+- :class:`Embedder` (protocol) and :class:`SentenceTransformerEmbedder` (packaged
+  all-MiniLM-L6-v2 by default, any local sentence-transformers directory by configuration);
+  :class:`CachedEmbedder` + :class:`EmbeddingCache` skip texts already encoded.
+- :func:`product_text`: product → embedder text with a deliberate truncation policy.
+- :class:`ExampleIndex`: FAISS over tagged :class:`Example` records with stable string ids.
+- :class:`IndexStore`: checksummed generations, switched atomically, verified on load.
+- :class:`CandidateGenerator`: neighbours + ranked, taxonomy-aware candidate tags.
+
+Imports ``taxonomy`` only (never FastAPI, never a settings object).
+"""
+
+from retrieval.build import add_examples, build_index
+from retrieval.cache import CachedEmbedder, EmbeddingCache
+from retrieval.candidates import (
+    Candidate,
+    CandidateConfig,
+    CandidateGenerator,
+    Neighbour,
+    Retrieval,
+)
+from retrieval.embedder import (
+    DEFAULT_MAX_SEQ_LENGTH,
+    Embedder,
+    SentenceTransformerEmbedder,
+    normalize,
+)
+from retrieval.errors import (
+    EmbedderError,
+    ExampleError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexStateError,
+    NoIndexError,
+    RetrievalError,
+)
+from retrieval.examples import (
+    Example,
+    packaged_examples,
+    packaged_examples_path,
+    read_examples,
+)
+from retrieval.index import INDEX_KINDS, ExampleIndex, Hit, IndexKind
+from retrieval.packaged import default_embedder_dir
+from retrieval.store import IndexStore, Manifest
+from retrieval.taxonomy_search import TaxonomyIndex, node_text
+from retrieval.text import DEFAULT_MAX_CHARS, ProductLike, product_text, text_of
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "DEFAULT_MAX_SEQ_LENGTH",
+    "INDEX_KINDS",
+    "CachedEmbedder",
+    "Candidate",
+    "CandidateConfig",
+    "CandidateGenerator",
+    "Embedder",
+    "EmbedderError",
+    "EmbeddingCache",
+    "Example",
+    "ExampleError",
+    "ExampleIndex",
+    "Hit",
+    "IndexCorruptError",
+    "IndexKind",
+    "IndexMismatchError",
+    "IndexStateError",
+    "IndexStore",
+    "Manifest",
+    "Neighbour",
+    "NoIndexError",
+    "ProductLike",
+    "Retrieval",
+    "RetrievalError",
+    "SentenceTransformerEmbedder",
+    "TaxonomyIndex",
+    "add_examples",
+    "build_index",
+    "default_embedder_dir",
+    "node_text",
+    "normalize",
+    "packaged_examples",
+    "packaged_examples_path",
+    "product_text",
+    "read_examples",
+    "text_of",
+]

@@ -10,8 +10,10 @@ import typer
 
 from serve.cli._common import console, fail
 from serve.cli.doctor_cmd import doctor
+from serve.cli.index_cmd import app as index_app
 from serve.cli.llm_cmd import app as llm_app
 from serve.cli.serve_cmd import serve
+from serve.cli.taxonomy_cmd import app as taxonomy_app
 
 app = typer.Typer(
     name="tagsmith",
@@ -21,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(llm_app, name="llm", help="Inspect and exercise the LLM backend.")
+app.add_typer(index_app, name="index", help="Build, extend, inspect and query the example index.")
+app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and validate against the taxonomy.")
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
 app.command(help="Run the HTTP service.")(serve)
 

@@ -1,0 +1,242 @@
+"""Publishing an example index as immutable *generations*, switched atomically.
+
+Layout under ``root``::
+
+    CURRENT                  "gen-000007 <sha256 of its manifest.json>\\n"
+    gen-000006/              the previous generation (kept for rollback / slow readers)
+    gen-000007/manifest.json embedder, dimension, taxonomy version, counts, file checksums
+    gen-000007/index.faiss, ids.json, examples.jsonl
+
+A publication writes ``.staging-*/`` completely, fsyncs every file, renames it to
+``gen-N/`` and fsyncs the root, then replaces ``CURRENT`` atomically. ``CURRENT`` is the
+commit point: a crash at any earlier moment leaves the previous generation in use (and an
+orphan that the next publication garbage-collects). A reader verifies the manifest hash
+recorded in ``CURRENT`` and every file's sha256 before deserialising anything, and refuses
+a generation built with another embedder or dimension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval._atomic import atomic_write_text, fsync_dir, write_bytes_durable
+from retrieval.errors import IndexCorruptError, IndexMismatchError, NoIndexError
+from retrieval.index import ExampleIndex
+
+FORMAT = "tagsmith-example-index"
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+_GEN = re.compile(r"^gen-(\d{6,})$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    generation: str
+    embedder: str
+    dim: int
+    kind: str
+    taxonomy_version: int | None
+    count: int
+    tag_count: int
+    files: Mapping[str, Mapping[str, Any]]  # name -> {"sha256": hex, "bytes": n}
+    created_at: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class IndexStore:
+    """Generations of one example index under ``root`` (e.g. ``<data_dir>/index``)."""
+
+    def __init__(self, root: str | Path, *, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError("keep must be >= 1")
+        self.root = Path(root)
+        self.keep = keep
+
+    # ---- reading ------------------------------------------------------------------------
+    def current(self) -> tuple[str, str] | None:
+        """(generation directory name, manifest sha256) that ``CURRENT`` points to."""
+        try:
+            text = (self.root / CURRENT).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        parts = text.split()
+        if len(parts) != 2 or not _GEN.match(parts[0]) or len(parts[1]) != 64:
+            raise IndexCorruptError(f"{self.root / CURRENT} is damaged: {text[:80]!r}")
+        return parts[0], parts[1]
+
+    def manifest(self) -> Manifest:
+        """The verified manifest of the current generation (no index files read)."""
+        pointer = self.current()
+        if pointer is None:
+            raise NoIndexError(f"no index has been published under {self.root}")
+        return self._read_manifest(*pointer)
+
+    def _read_manifest(self, generation: str, expected_sha: str) -> Manifest:
+        path = self.root / generation / MANIFEST
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise IndexCorruptError(f"{path} is missing") from exc
+        if _sha256(raw) != expected_sha:
+            raise IndexCorruptError(f"{path} does not match the checksum recorded in CURRENT")
+        try:
+            data = json.loads(raw)
+            manifest = Manifest(**data)
+        except (ValueError, TypeError) as exc:
+            raise IndexCorruptError(f"{path} is not a valid manifest: {exc}") from exc
+        if manifest.format != FORMAT or manifest.format_version != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{path}: format {manifest.format} v{manifest.format_version}, "
+                f"this tagsmith reads {FORMAT} v{FORMAT_VERSION}: rebuild the index"
+            )
+        return manifest
+
+    def load(self, *, embedder: str, dim: int) -> tuple[ExampleIndex, Manifest]:
+        """The current generation, verified, for queries embedded by ``embedder``.
+
+        Raises :class:`NoIndexError` when nothing was published, :class:`IndexMismatchError`
+        when it was built with another embedder or dimension, :class:`IndexCorruptError`
+        when a file is missing, truncated or altered.
+        """
+        for attempt in range(3):
+            pointer = self.current()
+            try:
+                return self._load(embedder=embedder, dim=dim)
+            except IndexCorruptError:
+                # a publisher may have switched CURRENT and collected the generation we were
+                # reading: that is not damage, so read the new one; a real fault repeats
+                if attempt == 2 or self.current() == pointer:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load(self, *, embedder: str, dim: int) -> tuple[ExampleIndex, Manifest]:
+        manifest = self.manifest()
+        if manifest.embedder != embedder or manifest.dim != dim:
+            raise IndexMismatchError(
+                f"the index in {self.root / manifest.generation} was built with embedder "
+                f"{manifest.embedder!r} (dim {manifest.dim}), not {embedder!r} (dim {dim}): "
+                "rebuild it with `tagsmith index build`"
+            )
+        files: dict[str, bytes] = {}
+        for name, info in manifest.files.items():
+            path = self.root / manifest.generation / name
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError as exc:
+                raise IndexCorruptError(f"{path} is missing") from exc
+            if len(data) != info["bytes"] or _sha256(data) != info["sha256"]:
+                raise IndexCorruptError(
+                    f"{path} is corrupted ({len(data)} bytes, expected {info['bytes']}; "
+                    "checksum mismatch): restore it or rebuild the index"
+                )
+            files[name] = data
+        index = ExampleIndex.from_files(files)
+        if len(index) != manifest.count or index.dim != manifest.dim:
+            raise IndexCorruptError(f"{manifest.generation}: contents disagree with the manifest")
+        return index, manifest
+
+    def generations(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in self.root.iterdir() if _GEN.match(p.name) and p.is_dir()]
+        return sorted(names, key=lambda n: int(n[4:]))
+
+    # ---- writing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One publisher at a time per root (readers never lock: they follow CURRENT)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def publish(
+        self,
+        index: ExampleIndex,
+        *,
+        embedder: str,
+        taxonomy_version: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write ``index`` as a new generation and make it current; returns its manifest."""
+        files = index.to_files()
+        tags = {t for ex in index for t in ex.tags}
+        with self._lock():
+            previous = self.current()
+            existing = self.generations()
+            number = int(existing[-1][4:]) + 1 if existing else 1
+            generation = f"gen-{number:06d}"
+            manifest = Manifest(
+                generation=generation,
+                embedder=embedder,
+                dim=index.dim,
+                kind=index.kind,
+                taxonomy_version=taxonomy_version,
+                count=len(index),
+                tag_count=len(tags),
+                files={n: {"sha256": _sha256(d), "bytes": len(d)} for n, d in files.items()},
+                created_at=time.time(),
+                extra=dict(extra or {}),
+            )
+            manifest_bytes = manifest.to_json().encode("utf-8")
+            staging = self.root / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            staging.mkdir()
+            try:
+                for name, data in files.items():
+                    write_bytes_durable(staging / name, data)
+                write_bytes_durable(staging / MANIFEST, manifest_bytes)
+                fsync_dir(staging)
+                os.rename(staging, self.root / generation)
+                fsync_dir(self.root)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            # the commit point: before this line readers see the previous generation
+            atomic_write_text(self.root / CURRENT, f"{generation} {_sha256(manifest_bytes)}\n")
+            self._gc(generation, previous[0] if previous else None)
+        return manifest
+
+    def _gc(self, current: str, previous: str | None) -> None:
+        """Keep the current and the previous generation (then the newest, up to ``keep``);
+        drop the rest, orphans of crashed publications included. Readers hold the
+        generation they loaded in memory, so deleting it under them is safe."""
+        protected = [g for g in (current, previous) if g is not None]
+        others = [g for g in self.generations() if g not in protected]
+        room = max(self.keep - len(protected), 0)
+        doomed = others[: len(others) - room] if room else others
+        for name in doomed:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for path in self.root.glob(".staging-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def stats(manifest: Manifest) -> dict[str, Any]:
+    """A flat summary for the CLI and the service."""
+    out = {k: v for k, v in asdict(manifest).items() if k not in {"files", "extra"}}
+    out["bytes"] = sum(int(f["bytes"]) for f in manifest.files.values())
+    return out
