@@ -97,6 +97,35 @@ class LLMBackend(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class OptionScorer(Protocol):
+    """Backends that can score single-token answer options in one forward pass."""
+
+    def score_options(
+        self,
+        messages: Sequence[ChatMessage],
+        options: Sequence[str],
+        *,
+        assistant_prefix: str = "",
+        continuations: Sequence[str] = (),
+    ) -> OptionScores:
+        """Probabilities of each option as the next text after ``assistant_prefix``.
+
+        ``continuations``: text that may follow an option in the same token (e.g. ``"]}``),
+        so tokens like ``A"`` count towards option ``A``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OptionScores:
+    probs: Mapping[str, float]
+    """Renormalised over the options (sums to 1)."""
+    mass: float
+    """Probability mass the model put on the options before renormalising (0..1)."""
+    prompt_tokens: int = 0
+    latency_ms: float = 0.0
+
+
 def parse_json(text: str) -> Any | None:
     """Parse model output as JSON; None on any failure (output is untrusted)."""
     try:

@@ -21,6 +21,7 @@ from agent.llm.base import (
     Generation,
     LLMUnavailableError,
     ModelNotFoundError,
+    OptionScores,
     normalise_logprobs,
     parse_json,
 )
@@ -83,6 +84,7 @@ class EmbeddedBackend:
         except (ValueError, RuntimeError) as exc:
             raise LLMUnavailableError(f"llama.cpp could not load {self._path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._formatter: Any = None
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._grammar_cache_size = grammar_cache_size
 
@@ -160,8 +162,104 @@ class EmbeddedBackend:
             finish_reason=choice.get("finish_reason"),
         )
 
+    def _chat_prompt_tokens(self, messages: Sequence[ChatMessage], assistant_prefix: str) -> list[int]:
+        """Tokens of the chat-formatted prompt, exactly as ``create_chat_completion`` builds
+        them, followed by the start of the assistant's answer."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self._llm
+        if self._formatter is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise LLMUnavailableError(f"{self._path} has no chat template")
+            text_of = llm._model.token_get_text
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=text_of(llm.token_eos()) if llm.token_eos() != -1 else "",
+                bos_token=text_of(llm.token_bos()) if llm.token_bos() != -1 else "",
+            )
+        result = self._formatter(messages=[m.as_dict() for m in messages])
+        return list(
+            llm.tokenize(
+                (result.prompt + assistant_prefix).encode("utf-8"),
+                add_bos=not result.added_special,
+                special=True,
+            )
+        )
+
+    def _option_token_ids(self, option: str, continuations: Sequence[str]) -> list[int]:
+        """Vocabulary tokens that spell ``option`` (optionally fused with the start of a
+        continuation): the grammar-valid ways to begin the answer with this option."""
+        ids: list[int] = []
+        spellings = [option] + [option + c[:n] for c in continuations for n in range(1, len(c) + 1)]
+        for text in dict.fromkeys(spellings):
+            toks = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            if len(toks) == 1 and toks[0] not in ids:
+                ids.append(toks[0])
+        return ids
+
+    def score_options(
+        self,
+        messages: Sequence[ChatMessage],
+        options: Sequence[str],
+        *,
+        assistant_prefix: str = "",
+        continuations: Sequence[str] = (),
+    ) -> OptionScores:
+        import numpy as np
+
+        if not options:
+            raise ValueError("options must not be empty")
+        llm = self._llm
+        with self._lock:
+            start = time.perf_counter()
+            tokens = self._chat_prompt_tokens(messages, assistant_prefix)
+            if len(tokens) >= llm.n_ctx():
+                raise LLMUnavailableError(
+                    f"prompt of {len(tokens)} tokens exceeds the context window ({llm.n_ctx()})"
+                )
+            option_ids = {o: self._option_token_ids(o, continuations) for o in options}
+            missing = [o for o, ids in option_ids.items() if not ids]
+            if missing:
+                raise ValueError(f"options are not single tokens: {missing[:5]}")
+            # Reuse the KV cache of the longest common prefix (the system prompt, usually);
+            # re-evaluate at least one token so the logits belong to this prompt.
+            common = _longest_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+            reuse = min(common, len(tokens) - 1)
+            if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+                llm.n_tokens = reuse
+            else:
+                llm.reset()  # type: ignore[no-untyped-call]
+                reuse = 0
+            llm.eval(tokens[reuse:])
+            logits = np.ctypeslib.as_array(
+                llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)
+            ).astype(np.float64)
+            latency_ms = (time.perf_counter() - start) * 1000.0
+        shifted = logits - logits.max()
+        probs_all = np.exp(shifted) / np.exp(shifted).sum()
+        raw = {o: float(sum(probs_all[i] for i in ids)) for o, ids in option_ids.items()}
+        mass = sum(raw.values())
+        probs = (
+            {o: p / mass for o, p in raw.items()}
+            if mass > 0
+            else dict.fromkeys(options, 1.0 / len(options))
+        )
+        return OptionScores(
+            probs=probs, mass=min(mass, 1.0), prompt_tokens=len(tokens), latency_ms=latency_ms
+        )
+
     def close(self) -> None:
         close = getattr(self._llm, "close", None)
         if close is not None:
             close()
 
+
+
+def _longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

