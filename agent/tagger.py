@@ -1,0 +1,234 @@
+"""The tagging pipeline: retrieve → (LLM picks among candidates) → validate → result.
+
+Pipelines:
+- ``knn``: the retrieval vote alone, no LLM.
+- ``zero-shot``: the LLM over taxonomy candidates, without few-shot examples.
+- ``rag``: the LLM with retrieved few-shot examples and candidates.
+- ``cascade``: ``knn`` when the neighbours agree (top vote ≥ ``cascade_threshold``), else ``rag``.
+
+The LLM's choice is blended with the retrieval vote (``llm_weight``), so an untuned model
+that always answers the first option cannot drag accuracy far below the vote; candidates
+are shown in a deterministic shuffled order so position bias does not systematically favour
+the top vote. Every answer goes through the taxonomy validator; a rejected answer is
+re-asked on a bounded budget, then the best retrieval candidate is used and the response
+says so. Nothing off-taxonomy is ever returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.contract import (
+    Evidence,
+    LLMEvidence,
+    Neighbor,
+    PipelineName,
+    Product,
+    Tag,
+    TagResult,
+    Timings,
+)
+from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, tags_schema
+from prompts import PromptBuilder, RenderedPrompt
+from retrieval import CandidateGenerator, Retrieval, text_of
+from taxonomy import Snapshot, TagValidator
+
+ANSWER_PREFIX = '{"tags":["'
+ANSWER_SUFFIX = '"]}'
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    pipeline: PipelineName = "cascade"
+    max_candidates: int = 8
+    max_examples: int = 4
+    llm_weight: float = 0.3
+    cascade_threshold: float = 0.8
+    review_threshold: float = 0.5
+    reask_budget: int = 2
+    shuffle_candidates: bool = True
+    max_neighbors_shown: int = 5
+
+
+@dataclass
+class _LLMOutcome:
+    probs: dict[str, float] = field(default_factory=dict)  # tag id -> probability
+    attempts: int = 0
+    rejections: list[str] = field(default_factory=list)
+    failed: bool = False
+
+
+class Tagger:
+    def __init__(
+        self,
+        generator: CandidateGenerator,
+        llm: LLMBackend | None,
+        *,
+        config: TaggerConfig | None = None,
+        prompts: PromptBuilder | None = None,
+        validator: TagValidator | None = None,
+    ) -> None:
+        self.generator = generator
+        self.llm = llm
+        self.config = config or TaggerConfig()
+        self.prompts = prompts or PromptBuilder()
+        self.validator = validator or TagValidator(leaf_only=False)
+        if self.config.pipeline != "knn" and llm is None:
+            raise ValueError(f"pipeline {self.config.pipeline!r} needs an LLM backend")
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.generator.snapshot
+
+    def tag(self, product: Product) -> TagResult:
+        return self.tag_many([product])[0]
+
+    def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
+        """Tag products; retrieval (embedding) is batched, the LLM is called per product."""
+        start = time.perf_counter()
+        retrievals = self.generator.retrieve(list(products))
+        per_item_retrieval_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(products))
+        return [
+            self._finish(p, r, per_item_retrieval_ms) for p, r in zip(products, retrievals, strict=True)
+        ]
+
+    # -- one product -------------------------------------------------------------------
+    def _finish(self, product: Product, retrieval: Retrieval, retrieval_ms: float) -> TagResult:
+        snap = self.snapshot
+        cfg = self.config
+        t0 = time.perf_counter()
+        candidates = [c for c in retrieval.candidates if snap.is_active(c.id)][: cfg.max_candidates]
+        votes = {c.id: c.vote for c in candidates}
+        pipeline = cfg.pipeline
+        if pipeline == "cascade":
+            top_vote = max(votes.values(), default=0.0)
+            pipeline = "knn" if top_vote >= cfg.cascade_threshold else "rag"
+        outcome = _LLMOutcome()
+        llm_ms = 0.0
+        if candidates and pipeline != "knn" and self.llm is not None:
+            t_llm = time.perf_counter()
+            outcome = self._ask_llm(product, retrieval, [c.id for c in candidates], pipeline)
+            llm_ms = (time.perf_counter() - t_llm) * 1000.0
+        t_val = time.perf_counter()
+        scores = _blend(votes, outcome.probs, cfg.llm_weight if outcome.probs else 0.0)
+        tags: list[Tag] = []
+        fallback = bool(outcome.failed)
+        for tag_id, confidence in sorted(scores.items(), key=lambda kv: -kv[1]):
+            report = self.validator.validate(snap, [tag_id])
+            if report.ok:
+                node = snap.node(tag_id)
+                tags.append(
+                    Tag(
+                        id=tag_id,
+                        name=node.name,
+                        path=list(snap.path_names(tag_id)),
+                        confidence=round(min(max(confidence, 0.0), 1.0), 6),
+                    )
+                )
+                break
+            outcome.rejections.append(f"{tag_id}: {report.errors[0].message}")
+            fallback = True
+        validation_ms = (time.perf_counter() - t_val) * 1000.0
+        total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
+        confidence = tags[0].confidence if tags else 0.0
+        return TagResult(
+            id=product.id,
+            tags=tags,
+            needs_review=(not tags) or confidence < cfg.review_threshold or fallback,
+            taxonomy_version=snap.version,
+            pipeline=cfg.pipeline if cfg.pipeline == pipeline else f"{cfg.pipeline}:{pipeline}",
+            evidence=Evidence(
+                neighbors=[
+                    Neighbor(id=n.example.id, score=round(n.score, 6), tags=list(n.tags))
+                    for n in retrieval.neighbours[: cfg.max_neighbors_shown]
+                ],
+                llm=LLMEvidence(
+                    attempts=outcome.attempts,
+                    fallback_used=fallback,
+                    rejections=outcome.rejections[:5],
+                    model=self.llm.model if (self.llm is not None and outcome.attempts) else None,
+                ),
+            ),
+            timings_ms=Timings(
+                retrieval=round(retrieval_ms, 3),
+                llm=round(llm_ms, 3),
+                validation=round(validation_ms, 3),
+                total=round(total_ms, 3),
+            ),
+        )
+
+    def _prompt(
+        self, product: Product, retrieval: Retrieval, candidate_ids: list[str], pipeline: str
+    ) -> RenderedPrompt:
+        snap = self.snapshot
+        order = list(candidate_ids)
+        if self.config.shuffle_candidates:
+            seed = hashlib.sha256(product.title.encode("utf-8")).digest()[:8]
+            random.Random(int.from_bytes(seed, "big")).shuffle(order)
+        examples: list[tuple[str, str]] = []
+        if pipeline == "rag":
+            for n in retrieval.neighbours:
+                if len(examples) >= self.config.max_examples:
+                    break
+                leaf = next((t for t in n.tags if t in candidate_ids), None)
+                if leaf is not None:
+                    examples.append((n.example.title, leaf))
+        return self.prompts.build(
+            text_of(product),
+            [(tid, snap.path_text(tid)) for tid in order],
+            examples,
+        )
+
+    def _ask_llm(
+        self, product: Product, retrieval: Retrieval, candidate_ids: list[str], pipeline: str
+    ) -> _LLMOutcome:
+        assert self.llm is not None
+        prompt = self._prompt(product, retrieval, candidate_ids, pipeline)
+        letters = [o.letter for o in prompt.options]
+        to_id = prompt.letter_to_id()
+        messages = [ChatMessage("system", prompt.system), ChatMessage("user", prompt.user)]
+        outcome = _LLMOutcome()
+        if isinstance(self.llm, OptionScorer):
+            outcome.attempts = 1
+            try:
+                scores = self.llm.score_options(
+                    messages, letters, assistant_prefix=ANSWER_PREFIX, continuations=[ANSWER_SUFFIX]
+                )
+            except (LLMError, ValueError) as exc:
+                outcome.failed = True
+                outcome.rejections.append(f"scoring failed: {exc}")
+                return outcome
+            outcome.probs = {to_id[k]: v for k, v in scores.probs.items() if k in to_id}
+            return outcome
+        schema = tags_schema(letters)
+        for _ in range(1 + self.config.reask_budget):
+            outcome.attempts += 1
+            try:
+                gen = self.llm.generate(messages, schema, max_tokens=16)
+            except LLMError as exc:
+                outcome.rejections.append(f"backend error: {exc}")
+                continue
+            answer = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
+            if isinstance(answer, list) and len(answer) == 1 and answer[0] in to_id:
+                outcome.probs = {to_id[answer[0]]: 1.0}
+                return outcome
+            problem = f"answer {gen.text[:60]!r} is not one of the letters {', '.join(letters)}"
+            outcome.rejections.append(problem)
+            messages = [
+                *messages[:2],
+                ChatMessage("assistant", gen.text[:60]),
+                ChatMessage("user", f"Invalid: {problem}. Answer again with one candidate letter."),
+            ]
+        outcome.failed = True
+        return outcome
+
+
+def _blend(votes: dict[str, float], llm: dict[str, float], weight: float) -> dict[str, float]:
+    """Weighted mix of the renormalised retrieval vote and the LLM distribution."""
+    total = sum(votes.values())
+    vote_share = {k: (v / total if total > 0 else 1.0 / len(votes)) for k, v in votes.items()}
+    return {k: (1 - weight) * vote_share[k] + weight * llm.get(k, 0.0) for k in votes}

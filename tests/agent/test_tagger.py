@@ -1,0 +1,103 @@
+"""The tagging pipeline on real components: MWPD taxonomy and pool examples read from
+../shared, the real embedder, the real SmolLM2; faults injected only through the fakes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from agent.contract import Product, TagResult
+from agent.llm import LLMBackend
+from agent.llm.fake import FaultInjectingBackend, FixedLatencyBackend
+from agent.tagger import Tagger, TaggerConfig
+from retrieval import CandidateGenerator, Example, SentenceTransformerEmbedder, build_index
+from taxonomy import Snapshot, load_taxonomy
+from tests.conftest import shared_file
+
+
+def _read(path: str, n: int) -> list[dict[str, object]]:
+    with shared_file(path).open(encoding="utf-8") as fh:
+        return [json.loads(line) for _, line in zip(range(n), fh, strict=False)]
+
+
+@pytest.fixture(scope="module")
+def generator() -> Iterator[CandidateGenerator]:
+    snap: Snapshot = load_taxonomy(shared_file("mwpd/taxonomy.json"), "json")
+    pool = _read("mwpd/pool.jsonl", 400)
+    examples = [
+        Example(id=str(r["id"]), title=str(r["title"]), description=str(r["description"])[:300],
+                tags=[str(r["gold_leaf"])])
+        for r in pool
+    ]
+    embedder = SentenceTransformerEmbedder()
+    yield CandidateGenerator(embedder, snap, build_index(embedder, examples))
+
+
+@pytest.fixture(scope="module")
+def dev_products() -> list[tuple[Product, str]]:
+    return [
+        (Product(id=str(r["id"]), title=str(r["title"]) or "untitled", description=str(r["description"])[:500]),
+         str(r["gold_leaf"]))
+        for r in _read("mwpd/dev.jsonl", 40)
+    ]
+
+
+def _on_taxonomy(result: TagResult, snap: Snapshot) -> None:
+    assert result.taxonomy_version == snap.version
+    for tag in result.tags:
+        assert snap.is_active(tag.id)
+        assert tag.path == list(snap.path_names(tag.id))
+        assert 0.0 <= tag.confidence <= 1.0
+
+
+@pytest.mark.parametrize("pipeline", ["knn", "rag", "zero-shot", "cascade"])
+def test_pipelines_return_the_contract_on_taxonomy(
+    pipeline: str, generator: CandidateGenerator, embedded_llm: LLMBackend,
+    dev_products: list[tuple[Product, str]],
+) -> None:
+    llm = None if pipeline == "knn" else embedded_llm
+    tagger = Tagger(generator, llm, config=TaggerConfig(pipeline=pipeline))  # type: ignore[arg-type]
+    results = tagger.tag_many([p for p, _ in dev_products[:6]])
+    for (product, _), result in zip(dev_products, results, strict=False):
+        _on_taxonomy(result, generator.snapshot)
+        assert result.id == product.id and len(result.tags) == 1
+        payload = json.loads(result.model_dump_json())
+        assert set(payload) >= {"tags", "needs_review", "taxonomy_version", "pipeline", "evidence", "timings_ms"}
+        assert set(payload["evidence"]["llm"]) >= {"attempts", "fallback_used"}
+        if pipeline in ("rag", "zero-shot"):
+            assert result.evidence.llm.attempts == 1
+        if pipeline == "knn":
+            assert result.evidence.llm.attempts == 0
+
+
+def test_knn_beats_chance_on_real_products(
+    generator: CandidateGenerator, dev_products: list[tuple[Product, str]]
+) -> None:
+    results = Tagger(generator, None, config=TaggerConfig(pipeline="knn")).tag_many(
+        [p for p, _ in dev_products]
+    )
+    hits = sum(r.tags[0].id == gold for r, (_, gold) in zip(results, dev_products, strict=True))
+    assert hits >= len(dev_products) // 3  # 283 classes: chance is ~0.4%
+
+
+def test_5000_requests_with_30_percent_garbage_stay_on_taxonomy(
+    generator: CandidateGenerator, dev_products: list[tuple[Product, str]]
+) -> None:
+    faulty = FaultInjectingBackend(FixedLatencyBackend(0.0), fault_rate=0.3, seed=7)
+    tagger = Tagger(generator, faulty, config=TaggerConfig(pipeline="rag"))
+    products = [p for p, _ in dev_products]
+    retrievals = generator.retrieve(products)
+    fallbacks = reasks = 0
+    snap = generator.snapshot
+    for i in range(5000):
+        result = tagger._finish(products[i % len(products)], retrievals[i % len(products)], 0.0)
+        _on_taxonomy(result, snap)
+        assert len(result.tags) == 1
+        fallbacks += result.evidence.llm.fallback_used
+        reasks += max(0, result.evidence.llm.attempts - 1)
+    assert faulty.calls >= 5000 and sum(faulty.faults.values()) > 1000
+    assert reasks > 0
+    # a fallback needs three faults in a row: rare but seen over 5,000 requests
+    assert 0 < fallbacks < 500
