@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from jinja2 import TemplateNotFound
 
 from prompts import LETTERS, PromptBuilder, sanitize_untrusted
 
@@ -48,5 +49,5 @@ def test_bad_candidate_lists_are_refused() -> None:
         PromptBuilder().build("x", [])
     with pytest.raises(ValueError):
         PromptBuilder().build("x", [(str(i), "n") for i in range(27)])
-    with pytest.raises(Exception):
+    with pytest.raises(TemplateNotFound):
         PromptBuilder(version="nope.v9")
