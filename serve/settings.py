@@ -57,6 +57,17 @@ class EmbedderSettings(BaseModel):
     device: str | None = Field(default=None, description="cpu, cuda… (default: cuda when visible)")
 
 
+class TaggingSettings(BaseModel):
+    pipeline: Literal["knn", "zero-shot", "rag", "cascade"] = Field(
+        default="cascade",
+        description="knn (retrieval vote only), zero-shot, rag, or cascade (knn when the "
+        "neighbours agree, else rag)",
+    )
+    llm_weight: float = Field(default=0.3, ge=0.0, le=1.0, description="LLM share in the blend with the vote")
+    review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")
+    reask_budget: int = Field(default=2, ge=0, le=5)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -73,6 +84,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, description="one directory for all state")
     llm: LLMSettings = LLMSettings()
     embedder: EmbedderSettings = EmbedderSettings()
+    tagging: TaggingSettings = TaggingSettings()
     server: ServerSettings = ServerSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

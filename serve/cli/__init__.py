@@ -13,6 +13,7 @@ from serve.cli.doctor_cmd import doctor
 from serve.cli.index_cmd import app as index_app
 from serve.cli.llm_cmd import app as llm_app
 from serve.cli.serve_cmd import serve
+from serve.cli.tag_cmd import tag
 from serve.cli.taxonomy_cmd import app as taxonomy_app
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(index_app, name="index", help="Build, extend, inspect and query th
 app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and validate against the taxonomy.")
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
 app.command(help="Run the HTTP service.")(serve)
+app.command(help="Tag one product and print the result.")(tag)
 
 __all__ = ["app", "console", "fail", "main"]
 

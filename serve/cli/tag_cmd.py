@@ -1,0 +1,54 @@
+"""``tagsmith tag``: tag one product from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from serve.cli._common import console, fail, settings
+
+
+def tag(
+    title: Annotated[str, typer.Argument(help="product title")],
+    description: Annotated[str, typer.Option(help="product description")] = "",
+    category_text: Annotated[str, typer.Option(help="the shop's breadcrumb, if any")] = "",
+    pipeline: Annotated[
+        str | None, typer.Option(help="knn | zero-shot | rag | cascade (default from settings)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result contract as JSON")] = False,
+) -> None:
+    from pydantic import ValidationError
+
+    from agent.contract import Product
+    from agent.llm import LLMError
+    from retrieval import RetrievalError
+    from serve.runtime import build_runtime
+    from taxonomy import TaxonomyError
+
+    if pipeline is not None and pipeline not in ("knn", "zero-shot", "rag", "cascade"):
+        fail(f"unknown pipeline {pipeline!r}: use knn, zero-shot, rag or cascade")
+    try:
+        product = Product(title=title, description=description, category_text=category_text)
+    except ValidationError as exc:
+        fail(f"invalid product: {exc.errors()[0]['msg']}")
+    try:
+        runtime = build_runtime(settings(), pipeline=pipeline)
+    except (LLMError, RetrievalError, TaxonomyError) as exc:
+        fail(str(exc))
+    try:
+        result = runtime.tagger.tag(product)
+    finally:
+        runtime.close()
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    table = Table(title=f"{title[:60]} (taxonomy v{result.taxonomy_version}, {result.pipeline})")
+    for col in ("id", "path", "confidence"):
+        table.add_column(col, overflow="fold")
+    for t in result.tags:
+        table.add_row(t.id, " > ".join(t.path), f"{t.confidence:.2f}")
+    console.print(table)
+    if result.needs_review:
+        console.print("[yellow]needs review[/]")
