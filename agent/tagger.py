@@ -43,7 +43,7 @@ ANSWER_SUFFIX = '"]}'
 
 @dataclass(frozen=True)
 class TaggerConfig:
-    pipeline: PipelineName = "cascade"
+    pipeline: PipelineName = "knn"
     max_candidates: int = 8
     max_examples: int = 4
     llm_weight: float = 0.3

@@ -59,9 +59,10 @@ class EmbedderSettings(BaseModel):
 
 class TaggingSettings(BaseModel):
     pipeline: Literal["knn", "zero-shot", "rag", "cascade"] = Field(
-        default="cascade",
+        default="knn",
         description="knn (retrieval vote only), zero-shot, rag, or cascade (knn when the "
-        "neighbours agree, else rag)",
+        "neighbours agree, else rag). knn until the evals show an LLM pipeline beating it: "
+        "the untuned SmolLM2 lowers accuracy (docs/benchmarks.md)",
     )
     llm_weight: float = Field(default=0.3, ge=0.0, le=1.0, description="LLM share in the blend with the vote")
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")
