@@ -33,16 +33,13 @@ def _index_dir() -> Path:
 
 
 def _embedder() -> CachedEmbedder:
-    from retrieval import CachedEmbedder, EmbedderError, EmbeddingCache, SentenceTransformerEmbedder
+    from retrieval import EmbedderError
+    from serve.runtime import embedder_from_settings
 
-    s = settings()
     try:
-        inner = SentenceTransformerEmbedder(
-            s.embedder.model, batch_size=s.embedder.batch_size, device=s.embedder.device
-        )
+        return embedder_from_settings(settings())
     except EmbedderError as exc:
         fail(str(exc))
-    return CachedEmbedder(inner, EmbeddingCache(s.data_dir / "cache" / "embeddings"))
 
 
 def _taxonomy(path: Path | None, fmt: str) -> Snapshot:
