@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PipelineName = Literal["knn", "zero-shot", "rag", "cascade"]
+PipelineName = Literal["hybrid", "knn", "zero-shot", "rag", "cascade"]
 
 
 class Product(BaseModel):

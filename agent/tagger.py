@@ -1,10 +1,12 @@
 """The tagging pipeline: retrieve → (LLM picks among candidates) → validate → result.
 
 Pipelines:
-- ``knn``: the retrieval vote alone, no LLM.
-- ``zero-shot``: the LLM over taxonomy candidates, without few-shot examples.
-- ``rag``: the LLM with retrieved few-shot examples and candidates.
-- ``cascade``: ``knn`` when the neighbours agree (top vote ≥ ``cascade_threshold``), else ``rag``.
+- ``knn``: the embedding neighbours' vote alone (+ taxonomy search), no LLM.
+- ``hybrid`` (default): neighbours + the lexical classifier trained on the examples, no LLM.
+- ``zero-shot``: the LLM over taxonomy-search candidates, without examples.
+- ``rag``: the LLM with retrieved few-shot examples and the hybrid candidates.
+- ``cascade``: ``hybrid`` when retrieval is confident (top probability ≥
+  ``cascade_threshold``), else ``rag``.
 
 The LLM's choice is blended with the retrieval vote (``llm_weight``), so an untuned model
 that always answers the first option cannot drag accuracy far below the vote; candidates
@@ -38,12 +40,13 @@ from retrieval import CandidateGenerator, Retrieval, text_of
 from taxonomy import Snapshot, TagValidator
 
 ANSWER_PREFIX = '{"tags":["'
+LLM_PIPELINES = frozenset({"zero-shot", "rag", "cascade"})
 ANSWER_SUFFIX = '"]}'
 
 
 @dataclass(frozen=True)
 class TaggerConfig:
-    pipeline: PipelineName = "knn"
+    pipeline: PipelineName = "hybrid"
     max_candidates: int = 8
     max_examples: int = 4
     llm_weight: float = 0.3
@@ -77,7 +80,7 @@ class Tagger:
         self.config = config or TaggerConfig()
         self.prompts = prompts or PromptBuilder()
         self.validator = validator or TagValidator(leaf_only=False)
-        if self.config.pipeline != "knn" and llm is None:
+        if self.config.pipeline in LLM_PIPELINES and llm is None:
             raise ValueError(f"pipeline {self.config.pipeline!r} needs an LLM backend")
 
     @property
@@ -90,7 +93,10 @@ class Tagger:
     def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
         """Tag products; retrieval (embedding) is batched, the LLM is called per product."""
         start = time.perf_counter()
-        retrievals = self.generator.retrieve(list(products))
+        pipeline = self.config.pipeline
+        retrievals = self.generator.retrieve(
+            list(products), examples=pipeline != "zero-shot", lexical=pipeline != "knn"
+        )
         per_item_retrieval_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(products))
         return [
             self._finish(p, r, per_item_retrieval_ms) for p, r in zip(products, retrievals, strict=True)
@@ -102,14 +108,14 @@ class Tagger:
         cfg = self.config
         t0 = time.perf_counter()
         candidates = [c for c in retrieval.candidates if snap.is_active(c.id)][: cfg.max_candidates]
-        votes = {c.id: c.vote for c in candidates}
+        votes = {c.id: c.probability for c in candidates}
         pipeline = cfg.pipeline
         if pipeline == "cascade":
-            top_vote = max(votes.values(), default=0.0)
-            pipeline = "knn" if top_vote >= cfg.cascade_threshold else "rag"
+            top = max(votes.values(), default=0.0)
+            pipeline = "hybrid" if top >= cfg.cascade_threshold else "rag"
         outcome = _LLMOutcome()
         llm_ms = 0.0
-        if candidates and pipeline != "knn" and self.llm is not None:
+        if candidates and pipeline in LLM_PIPELINES and self.llm is not None:
             t_llm = time.perf_counter()
             outcome = self._ask_llm(product, retrieval, [c.id for c in candidates], pipeline)
             llm_ms = (time.perf_counter() - t_llm) * 1000.0

@@ -6,6 +6,7 @@
 - :func:`product_text`: product → embedder text with a deliberate truncation policy.
 - :class:`ExampleIndex`: FAISS over tagged :class:`Example` records with stable string ids.
 - :class:`IndexStore`: checksummed generations, switched atomically, verified on load.
+- :class:`LexicalClassifier`: TF-IDF + linear SVM trained on the examples (second signal).
 - :class:`CandidateGenerator`: neighbours + ranked, taxonomy-aware candidate tags.
 
 Imports ``taxonomy`` only (never FastAPI, never a settings object).
@@ -42,6 +43,7 @@ from retrieval.examples import (
     read_examples,
 )
 from retrieval.index import INDEX_KINDS, ExampleIndex, Hit, IndexKind
+from retrieval.lexical import LexicalClassifier, LexicalConfig
 from retrieval.packaged import default_embedder_dir
 from retrieval.store import IndexStore, Manifest
 from retrieval.taxonomy_search import TaxonomyIndex, node_text
@@ -67,6 +69,8 @@ __all__ = [
     "IndexMismatchError",
     "IndexStateError",
     "IndexStore",
+    "LexicalClassifier",
+    "LexicalConfig",
     "Manifest",
     "Neighbour",
     "NoIndexError",

@@ -13,22 +13,34 @@ For each product:
    candidates the ones in a well-supported branch rank higher;
 3. the taxonomy nodes themselves are searched by cosine; the best ``taxonomy_k`` join the
    pool, and every candidate's score adds ``taxonomy_weight * cosine`` (this is the only
-   signal with an empty example pool, and the tie-breaker between sparse votes).
+   signal with an empty example pool, and the tie-breaker between sparse votes);
+4. when a :class:`~retrieval.lexical.LexicalClassifier` was trained on the examples, its
+   best ``lexical_k`` classes join the pool and every candidate adds ``lexical_weight``
+   times its SVM margin (classes it never saw get the row's lowest margin).
 
-``score = vote + rollup * parent_vote + taxonomy_weight * cosine``; only allowed ids (the
-active leaves by default) are returned, best first, with the provenance of each.
+When even the nearest example is far (cosine below ``near_similarity``, down to
+``far_similarity``), the neighbours' votes are scaled down and the taxonomy search weighs
+more: with a sparse example pool (a new catalog, the shipped examples) the closest example
+of an unrelated kind must not outvote the taxonomy node that names the product.
+
+``score = c * (vote + rollup * parent_vote) + (taxonomy_weight + (1 - c) *
+taxonomy_fallback_weight) * cosine + lexical_weight * margin`` with ``c`` that closeness;
+only allowed ids (the active leaves by default) are returned, best first, with the
+provenance of each and ``probability = softmax(score / temperature)`` over the returned
+candidates (``temperature`` calibrated on held-out examples, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from retrieval.embedder import Embedder, Vectors
 from retrieval.examples import Example
 from retrieval.index import ExampleIndex
+from retrieval.lexical import LexicalClassifier
 from retrieval.taxonomy_search import TaxonomyIndex
 from retrieval.text import DEFAULT_MAX_CHARS, ProductLike, text_of
 from taxonomy import Snapshot
@@ -45,6 +57,12 @@ class CandidateConfig:
     rollup: float = 0.05
     taxonomy_weight: float = 0.3
     taxonomy_k: int = 10
+    near_similarity: float = 0.45  # nearest example at least this close: votes count fully
+    far_similarity: float = 0.25  # nearest example this far or further: votes count nothing
+    taxonomy_fallback_weight: float = 1.0
+    lexical_weight: float = 3.0
+    lexical_k: int = 5
+    temperature: float = 0.85  # ECE 4.3 on held-out pool items (calibrate_mwpd)
     limit: int = 20
     max_chars: int = DEFAULT_MAX_CHARS
 
@@ -55,7 +73,9 @@ class Candidate:
     score: float
     vote: float  # share of the neighbours' (weighted) votes for this node, 0..1
     similarity: float  # cosine between the product and the node's text
-    sources: tuple[str, ...]  # provenance: "example:<id>" voters, "taxonomy" for node search
+    sources: tuple[str, ...]  # provenance: "example:<id>" voters, "taxonomy", "lexical"
+    margin: float = 0.0  # the lexical classifier's SVM margin (0 without one)
+    probability: float = 0.0  # softmax(score / temperature) over the returned candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +108,7 @@ class CandidateGenerator:
         config: CandidateConfig | None = None,
         allowed: Collection[str] | None = None,
         taxonomy_index: TaxonomyIndex | None = None,
+        lexical: LexicalClassifier | None = None,
     ) -> None:
         if index is not None and index.dim != embedder.dim:
             raise ValueError(f"index dimension {index.dim} != embedder dimension {embedder.dim}")
@@ -104,17 +125,43 @@ class CandidateGenerator:
             taxonomy_index = TaxonomyIndex(snapshot, embedder, allowed_ids)
         self.taxonomy_index = taxonomy_index
         self._resolved: dict[str, tuple[str, ...]] = {}
+        self.lexical = lexical
+        # lexical class -> allowed active id (classes deprecated since training are remapped)
+        self._lexical_ids: list[str | None] = []
+        if lexical is not None:
+            for cls in lexical.classes:
+                active = snapshot.resolve(cls)
+                self._lexical_ids.append(active if active in allowed_ids else None)
 
-    def retrieve(self, products: Sequence[ProductLike | str]) -> list[Retrieval]:
-        """Batched: one embedding call and one index search for all products."""
+    def with_snapshot(self, snapshot: Snapshot) -> CandidateGenerator:
+        """The same examples and classifier against another taxonomy version."""
+        return CandidateGenerator(
+            self.embedder, snapshot, self.index, config=self.config, lexical=self.lexical
+        )
+
+    def retrieve(
+        self,
+        products: Sequence[ProductLike | str],
+        *,
+        examples: bool = True,
+        lexical: bool = True,
+    ) -> list[Retrieval]:
+        """Batched: one embedding call, one index search and one classifier pass for all
+        products. ``examples=False`` skips the neighbours (taxonomy search only, the
+        zero-shot setting); ``lexical=False`` skips the lexical classifier."""
         texts = [text_of(p, self.config.max_chars) for p in products]
-        return self.retrieve_vectors(self.embedder.encode(texts))
+        margins = None
+        if lexical and examples and self.lexical is not None and products:
+            margins = self.lexical.decision(products)
+        return self.retrieve_vectors(self.embedder.encode(texts), margins=margins, examples=examples)
 
-    def retrieve_vectors(self, queries: Vectors) -> list[Retrieval]:
+    def retrieve_vectors(
+        self, queries: Vectors, *, margins: Vectors | None = None, examples: bool = True
+    ) -> list[Retrieval]:
         cfg = self.config
         if len(queries) == 0:
             return []
-        if self.index is not None and len(self.index) and cfg.neighbours > 0:
+        if examples and self.index is not None and len(self.index) and cfg.neighbours > 0:
             hits = self.index.search(queries, cfg.neighbours)
         else:
             hits = [[] for _ in range(len(queries))]
@@ -126,8 +173,25 @@ class CandidateGenerator:
                 tags = self._resolve_tags(hit.example.tags)
                 if tags:  # an example none of whose tags survive can only mislead
                     neighbours.append(Neighbour(hit.example, hit.score, tags))
-            out.append(Retrieval(tuple(neighbours), self._rank(neighbours, None if sims is None else sims[row])))
+            ranked = self._rank(
+                neighbours,
+                None if sims is None else sims[row],
+                None if margins is None else margins[row],
+            )
+            out.append(Retrieval(tuple(neighbours), ranked))
         return out
+
+    def _lexical_margins(self, row: Vectors) -> tuple[dict[str, float], set[str], float]:
+        """Margins per allowed id, the ids of the best ``lexical_k`` classes, the floor."""
+        margins: dict[str, float] = {}
+        for position, active in enumerate(self._lexical_ids):
+            if active is not None:
+                value = float(row[position])
+                if value > margins.get(active, -np.inf):
+                    margins[active] = value
+        top = sorted(margins, key=lambda k: -margins[k])[: self.config.lexical_k]
+        # a class the classifier never saw gets -1, the margin an SVM aims at for "not me"
+        return margins, set(top), -1.0
 
     def _resolve_tags(self, tags: Sequence[str]) -> tuple[str, ...]:
         key = "\x00".join(tags)
@@ -141,7 +205,9 @@ class CandidateGenerator:
             cached = self._resolved[key] = tuple(resolved)
         return cached
 
-    def _rank(self, neighbours: Sequence[Neighbour], sims: Vectors | None) -> tuple[Candidate, ...]:
+    def _rank(
+        self, neighbours: Sequence[Neighbour], sims: Vectors | None, lexical_row: Vectors | None
+    ) -> tuple[Candidate, ...]:
         cfg, snap = self.config, self.snapshot
         votes: dict[str, float] = {}
         broad: dict[str, float] = {}
@@ -172,15 +238,39 @@ class CandidateGenerator:
             top = np.argpartition(-sims, k - 1)[:k]
             from_taxonomy = {self.taxonomy_index.ids[i] for i in top}
             pool |= from_taxonomy
+        margins: dict[str, float] = {}
+        from_lexical: set[str] = set()
+        floor = 0.0
+        if lexical_row is not None and cfg.lexical_weight > 0:
+            margins, from_lexical, floor = self._lexical_margins(lexical_row)
+            pool |= from_lexical
 
+        nearest = max((nb.score for nb in neighbours), default=0.0)
+        span = max(cfg.near_similarity - cfg.far_similarity, 1e-6)
+        closeness = min(max((nearest - cfg.far_similarity) / span, 0.0), 1.0)
+        taxonomy_weight = cfg.taxonomy_weight + (1.0 - closeness) * cfg.taxonomy_fallback_weight
         candidates = []
         for node_id in pool:
             similarity = float(sims[self.taxonomy_index.position[node_id]]) if sims is not None else 0.0
             vote = votes.get(node_id, 0.0)
             parent = snap.parent(node_id)
             parent_vote = votes.get(parent, 0.0) if parent is not None else 0.0
-            score = vote + cfg.rollup * parent_vote + cfg.taxonomy_weight * similarity
-            sources = tuple(voters.get(node_id, ())) + (("taxonomy",) if node_id in from_taxonomy else ())
-            candidates.append(Candidate(node_id, score, vote, similarity, sources))
+            margin = margins.get(node_id, floor) if lexical_row is not None else 0.0
+            score = (
+                closeness * (vote + cfg.rollup * parent_vote) + taxonomy_weight * similarity
+                + cfg.lexical_weight * margin
+            )
+            sources = (
+                tuple(voters.get(node_id, ()))
+                + (("taxonomy",) if node_id in from_taxonomy else ())
+                + (("lexical",) if node_id in from_lexical else ())
+            )
+            candidates.append(Candidate(node_id, score, vote, similarity, sources, margin))
         candidates.sort(key=lambda c: (-c.score, c.id))
-        return tuple(candidates[: cfg.limit])
+        kept = candidates[: cfg.limit]
+        if kept:
+            logits = np.array([c.score for c in kept]) / max(cfg.temperature, 1e-6)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            kept = [replace(c, probability=float(p)) for c, p in zip(kept, probs, strict=True)]
+        return tuple(kept)

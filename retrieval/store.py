@@ -6,6 +6,7 @@ Layout under ``root``::
     gen-000006/              the previous generation (kept for rollback / slow readers)
     gen-000007/manifest.json embedder, dimension, taxonomy version, counts, file checksums
     gen-000007/index.faiss, ids.json, examples.jsonl
+    gen-000007/lexical*.{json,npy,npz}   the lexical classifier trained on those examples (optional)
 
 A publication writes ``.staging-*/`` completely, fsyncs every file, renames it to
 ``gen-N/`` and fsyncs the root, then replaces ``CURRENT`` atomically. ``CURRENT`` is the
@@ -34,6 +35,8 @@ from typing import Any
 from retrieval._atomic import atomic_write_text, fsync_dir, write_bytes_durable
 from retrieval.errors import IndexCorruptError, IndexMismatchError, NoIndexError
 from retrieval.index import ExampleIndex
+from retrieval.lexical import FILES as LEXICAL_FILES
+from retrieval.lexical import LexicalClassifier
 
 FORMAT = "tagsmith-example-index"
 FORMAT_VERSION = 1
@@ -114,7 +117,15 @@ class IndexStore:
         return manifest
 
     def load(self, *, embedder: str, dim: int) -> tuple[ExampleIndex, Manifest]:
-        """The current generation, verified, for queries embedded by ``embedder``.
+        """The current generation's index, verified (see :meth:`load_bundle`)."""
+        index, _, manifest = self.load_bundle(embedder=embedder, dim=dim)
+        return index, manifest
+
+    def load_bundle(
+        self, *, embedder: str, dim: int
+    ) -> tuple[ExampleIndex, LexicalClassifier | None, Manifest]:
+        """The current generation, verified, for queries embedded by ``embedder``: the
+        index and, when one was published with it, the lexical classifier.
 
         Raises :class:`NoIndexError` when nothing was published, :class:`IndexMismatchError`
         when it was built with another embedder or dimension, :class:`IndexCorruptError`
@@ -131,7 +142,9 @@ class IndexStore:
                     raise
         raise AssertionError("unreachable")
 
-    def _load(self, *, embedder: str, dim: int) -> tuple[ExampleIndex, Manifest]:
+    def _load(
+        self, *, embedder: str, dim: int
+    ) -> tuple[ExampleIndex, LexicalClassifier | None, Manifest]:
         manifest = self.manifest()
         if manifest.embedder != embedder or manifest.dim != dim:
             raise IndexMismatchError(
@@ -155,7 +168,13 @@ class IndexStore:
         index = ExampleIndex.from_files(files)
         if len(index) != manifest.count or index.dim != manifest.dim:
             raise IndexCorruptError(f"{manifest.generation}: contents disagree with the manifest")
-        return index, manifest
+        lexical = None
+        if all(name in files for name in LEXICAL_FILES):
+            try:
+                lexical = LexicalClassifier.from_files(files)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise IndexCorruptError(f"{manifest.generation}: lexical classifier unreadable: {exc}") from exc
+        return index, lexical, manifest
 
     def generations(self) -> list[str]:
         if not self.root.is_dir():
@@ -182,9 +201,15 @@ class IndexStore:
         embedder: str,
         taxonomy_version: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        lexical: LexicalClassifier | None = None,
     ) -> Manifest:
-        """Write ``index`` as a new generation and make it current; returns its manifest."""
+        """Write ``index`` (and ``lexical``, trained on its examples) as a new generation
+        and make it current; returns its manifest."""
         files = index.to_files()
+        extra = dict(extra or {})
+        if lexical is not None:
+            files.update(lexical.to_files())
+            extra["lexical"] = {"classes": len(lexical.classes), "examples": lexical.n_examples}
         tags = {t for ex in index for t in ex.tags}
         with self._lock():
             previous = self.current()

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.llm import LLMBackend
-from agent.tagger import Tagger, TaggerConfig
+from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from retrieval import (
     CachedEmbedder,
     CandidateGenerator,
     EmbeddingCache,
     ExampleIndex,
     IndexStore,
+    LexicalClassifier,
     NoIndexError,
     SentenceTransformerEmbedder,
     build_index,
@@ -30,6 +31,7 @@ class Runtime:
     index: ExampleIndex
     llm: LLMBackend | None
     tagger: Tagger
+    lexical: LexicalClassifier | None = None
 
     def close(self) -> None:
         if self.llm is not None:
@@ -46,16 +48,29 @@ def embedder_from_settings(settings: Settings) -> CachedEmbedder:
     return CachedEmbedder(inner, EmbeddingCache(settings.data_dir / "cache" / "embeddings"))
 
 
-def load_or_build_index(settings: Settings, embedder: CachedEmbedder, snap: Snapshot) -> ExampleIndex:
-    """The published index; on first start, the shipped examples, built and published."""
+def load_or_build_index(
+    settings: Settings, embedder: CachedEmbedder, snap: Snapshot
+) -> tuple[ExampleIndex, LexicalClassifier | None]:
+    """The published index and its lexical classifier; on first start, the shipped
+    examples, built, trained and published. A generation published without a classifier
+    (by an older tagsmith) gets one trained
+    now and republished, so the default pipeline always has both signals."""
     store = IndexStore(settings.data_dir / "index")
     try:
-        index, _ = store.load(embedder=embedder.name, dim=embedder.dim)
-        return index
+        index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
     except NoIndexError:
         index = build_index(embedder, packaged_examples())
-        store.publish(index, embedder=embedder.name, taxonomy_version=snap.version)
-        return index
+        lexical = LexicalClassifier.fit(list(index))
+        store.publish(index, embedder=embedder.name, taxonomy_version=snap.version, lexical=lexical)
+        return index, lexical
+    if lexical is None and len(index):
+        lexical = LexicalClassifier.fit(list(index))
+        if lexical is not None:
+            store.publish(
+                index, embedder=embedder.name, taxonomy_version=manifest.taxonomy_version,
+                extra=manifest.extra, lexical=lexical,
+            )
+    return index, lexical
 
 
 def build_runtime(
@@ -65,7 +80,7 @@ def build_runtime(
     store = TaxonomyStore(settings.taxonomy_db_url)
     snap = seed_default_taxonomy(store)
     embedder = embedder_from_settings(settings)
-    index = load_or_build_index(settings, embedder, snap)
+    index, lexical = load_or_build_index(settings, embedder, snap)
     cfg = TaggerConfig(
         pipeline=pipeline or settings.tagging.pipeline,  # type: ignore[arg-type]
         llm_weight=settings.tagging.llm_weight,
@@ -73,7 +88,8 @@ def build_runtime(
         reask_budget=settings.tagging.reask_budget,
     )
     backend = llm
-    if backend is None and cfg.pipeline != "knn":
+    if backend is None and cfg.pipeline in LLM_PIPELINES:
         backend = backend_from_settings(settings)
-    generator = CandidateGenerator(embedder, snap, index)
-    return Runtime(store, embedder, index, backend, Tagger(generator, backend, config=cfg))
+    generator = CandidateGenerator(embedder, snap, index, lexical=lexical)
+    tagger = Tagger(generator, backend, config=cfg)
+    return Runtime(store, embedder, index, backend, tagger, lexical)

@@ -58,11 +58,12 @@ class EmbedderSettings(BaseModel):
 
 
 class TaggingSettings(BaseModel):
-    pipeline: Literal["knn", "zero-shot", "rag", "cascade"] = Field(
-        default="knn",
-        description="knn (retrieval vote only), zero-shot, rag, or cascade (knn when the "
-        "neighbours agree, else rag). knn until the evals show an LLM pipeline beating it: "
-        "the untuned SmolLM2 lowers accuracy (docs/benchmarks.md)",
+    pipeline: Literal["hybrid", "knn", "zero-shot", "rag", "cascade"] = Field(
+        default="hybrid",
+        description="hybrid (embedding neighbours + lexical classifier, no LLM), knn "
+        "(neighbours only), zero-shot, rag, or cascade (hybrid when retrieval is confident, "
+        "else rag). hybrid until the evals show an LLM pipeline beating it: the untuned "
+        "SmolLM2 lowers accuracy (docs/benchmarks.md)",
     )
     llm_weight: float = Field(default=0.3, ge=0.0, le=1.0, description="LLM share in the blend with the vote")
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")

@@ -27,8 +27,8 @@ def tag(
     from serve.runtime import build_runtime
     from taxonomy import TaxonomyError
 
-    if pipeline is not None and pipeline not in ("knn", "zero-shot", "rag", "cascade"):
-        fail(f"unknown pipeline {pipeline!r}: use knn, zero-shot, rag or cascade")
+    if pipeline is not None and pipeline not in ("hybrid", "knn", "zero-shot", "rag", "cascade"):
+        fail(f"unknown pipeline {pipeline!r}: use hybrid, knn, zero-shot, rag or cascade")
     try:
         product = Product(title=title, description=description, category_text=category_text)
     except ValidationError as exc:
