@@ -43,6 +43,8 @@ class LLMEvidence(BaseModel):
     fallback_used: bool = Field(description="true when the answer is the retrieval fallback")
     rejections: list[str] = Field(default_factory=list, description="why earlier answers were rejected")
     model: str | None = None
+    prompt_tokens: int = Field(default=0, ge=0, description="LLM prompt tokens over all attempts")
+    completion_tokens: int = Field(default=0, ge=0, description="LLM generated tokens over all attempts")
 
 
 class Evidence(BaseModel):

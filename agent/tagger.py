@@ -63,6 +63,8 @@ class _LLMOutcome:
     attempts: int = 0
     rejections: list[str] = field(default_factory=list)
     failed: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Tagger:
@@ -157,6 +159,8 @@ class Tagger:
                     fallback_used=fallback,
                     rejections=outcome.rejections[:5],
                     model=self.llm.model if (self.llm is not None and outcome.attempts) else None,
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
                 ),
             ),
             timings_ms=Timings(
@@ -209,6 +213,8 @@ class Tagger:
                 outcome.rejections.append(f"scoring failed: {exc}")
                 return outcome
             outcome.probs = {to_id[k]: v for k, v in scores.probs.items() if k in to_id}
+            outcome.prompt_tokens = scores.prompt_tokens
+            outcome.completion_tokens = 1  # one forward pass reads the option token's logits
             return outcome
         schema = tags_schema(letters)
         for _ in range(1 + self.config.reask_budget):
@@ -218,6 +224,8 @@ class Tagger:
             except LLMError as exc:
                 outcome.rejections.append(f"backend error: {exc}")
                 continue
+            outcome.prompt_tokens += gen.prompt_tokens
+            outcome.completion_tokens += gen.completion_tokens
             answer = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
             if isinstance(answer, list) and len(answer) == 1 and answer[0] in to_id:
                 outcome.probs = {to_id[answer[0]]: 1.0}

@@ -81,7 +81,7 @@ class LexicalClassifier:
         self._vocab_word, self._vocab_char = vocab_word, vocab_char
         self._idf_word, self._idf_char = idf_word, idf_char
         self._word, self._char = _analyzers(vocab_word, vocab_char)
-        self._coef_t = sp.csc_matrix(coef.T)  # features × classes
+        self._coef_t = sp.csr_matrix(coef.T)  # features × classes (CSR @ CSR: no conversion per call)
         self._intercept = intercept.astype(np.float32)
 
     # -- training ----------------------------------------------------------------------

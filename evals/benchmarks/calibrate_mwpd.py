@@ -33,6 +33,7 @@ from taxonomy import load_taxonomy
 REPO = Path(__file__).resolve().parents[2]
 MWPD = REPO.parent / "shared" / "data" / "mwpd"
 TEMPERATURES = (0.5, 0.75, 0.85, 1.0, 1.25)
+KNN_TEMPERATURES = (0.2, 0.3, 0.33, 0.4, 0.5)
 MAX_CANDIDATES = 8
 
 
@@ -67,11 +68,11 @@ def main() -> None:
     index = build_index(embedder, train)
     lexical = LexicalClassifier.fit(train)
     print(f"train {len(train)}, held out {len(held)}")
-    for temperature in TEMPERATURES:
-        config = replace(CandidateConfig(), temperature=temperature)
+    for use_lexical, temperature in [(True, t) for t in TEMPERATURES] + [(False, t) for t in KNN_TEMPERATURES]:
+        config = replace(CandidateConfig(), temperature=temperature, knn_temperature=temperature)
         generator = CandidateGenerator(embedder, snap, index, config=config, lexical=lexical)
         conf, correct, nll = [], [], []
-        for ex, r in zip(held, generator.retrieve(held), strict=True):
+        for ex, r in zip(held, generator.retrieve(held, lexical=use_lexical), strict=True):
             top = r.candidates[:MAX_CANDIDATES]
             total = sum(c.probability for c in top)
             conf.append(top[0].probability / total)
@@ -80,7 +81,7 @@ def main() -> None:
             nll.append(-np.log(max(gold, 1e-6)))
         c, k = np.array(conf), np.array(correct, dtype=float)
         print(
-            f"temperature {temperature:.2f}: accuracy {100 * k.mean():.1f}, mean confidence "
+            f"{'hybrid' if use_lexical else 'knn'} temperature {temperature:.2f}: accuracy {100 * k.mean():.1f}, mean confidence "
             f"{100 * c.mean():.1f}, ECE {ece(c, k):.2f}, NLL {np.mean(nll):.3f}"
         )
 

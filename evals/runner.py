@@ -1,0 +1,308 @@
+"""The eval runner: dataset + solver (a tagger pipeline or a baseline) + scorer (metrics).
+
+``run_eval`` writes, under the run directory:
+
+- ``run.json``: the configuration, the content hashes of the inputs and the versions used;
+  a directory holding a run of another configuration is refused, a matching one resumed;
+- ``predictions.jsonl``: one record per item in dataset order, deterministic for a given
+  configuration (no timings in it, so two runs with the same seed are byte-identical);
+- ``timings.jsonl``: per item latency and the batch wall time it shared;
+- ``metrics.json``: :func:`evals.metrics.compute_metrics` plus throughput and the config.
+
+Predictions are appended a batch at a time and fsynced; a crash leaves at most a partial
+last line, which the next run truncates before resuming after the last complete item.
+The example index (and its lexical classifier) is cached under ``cache_dir`` keyed by the
+examples' content hash and the embedder, so repeated runs only embed new examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.contract import Product, TagResult
+from agent.llm import LLMBackend
+from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
+from evals.baselines import NAME as TFIDF_SVM
+from evals.baselines import TfidfSvmBaseline
+from evals.dataset import (
+    DatasetError,
+    DatasetItem,
+    check_against_taxonomy,
+    file_sha256,
+    load_dataset,
+)
+from retrieval import (
+    CachedEmbedder,
+    CandidateGenerator,
+    Example,
+    ExampleIndex,
+    IndexStore,
+    LexicalClassifier,
+    LexicalConfig,
+    NoIndexError,
+    TaxonomyIndex,
+    build_index,
+)
+from taxonomy import Snapshot, load_taxonomy
+
+PIPELINES = ("hybrid", "knn", "zero-shot", "rag", "cascade", TFIDF_SVM)
+RUN_FORMAT = "tagsmith-eval-run/1"
+
+
+class RunMismatchError(DatasetError):
+    """The output directory holds a run of another configuration."""
+
+
+class Solver(Protocol):
+    def tag_many(self, products: Sequence[Product]) -> list[TagResult]: ...
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    dataset: Path
+    taxonomy: Path
+    out: Path
+    pipeline: str
+    examples: Path | None = None
+    taxonomy_format: str = "json"
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 32
+    n_boot: int = 1000
+    name: str | None = None
+    tagger: dict[str, Any] = field(default_factory=dict)  # TaggerConfig overrides
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: Path
+    n: int
+    resumed: int  # items found already done
+    metrics: dict[str, Any]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("tagsmith", "faiss-cpu", "sentence-transformers", "scikit-learn", "llama_cpp_python", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _run_key(cfg: EvalConfig, hashes: dict[str, str], model: str | None) -> dict[str, Any]:
+    """What must be equal for a directory to be resumed (and predictions to be identical)."""
+    return {
+        "format": RUN_FORMAT,
+        "pipeline": cfg.pipeline,
+        "limit": cfg.limit,
+        "seed": cfg.seed,
+        "inputs": hashes,
+        "tagger": cfg.tagger,
+        "llm_model": model,
+    }
+
+
+def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run_file = cfg.out / "run.json"
+    if run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise RunMismatchError(f"{run_file} is damaged ({exc}): use another --out") from exc
+        if previous.get("key") != key:
+            raise RunMismatchError(
+                f"{cfg.out} holds a run of another configuration (pipeline, limit, seed or "
+                "input files differ): use another --out, or delete it to start over"
+            )
+        return
+    doc = {"name": cfg.name or cfg.out.name, "pipeline": cfg.pipeline, "key": key,
+           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+           "versions": _versions(), "started_at": time.time()}
+    tmp = run_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, run_file)
+
+
+def _done_ids(path: Path) -> list[str]:
+    """Ids of the complete lines of ``path``; a partial last line (crash) is cut off."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with path.open("r+b") as fh:
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return [json.loads(line)["id"] for line in data[:end].splitlines() if line.strip()]
+
+
+def _append(path: Path, lines: Sequence[str]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def cached_index(
+    embedder: CachedEmbedder, examples: Sequence[Example], examples_hash: str, cache_dir: Path
+) -> tuple[ExampleIndex, LexicalClassifier | None]:
+    """The example index + lexical classifier for these examples, built once and reused."""
+    key = hashlib.sha256(
+        json.dumps([examples_hash, embedder.name, asdict(LexicalConfig())], sort_keys=True).encode()
+    ).hexdigest()[:24]
+    store = IndexStore(cache_dir / "indexes" / key)
+    try:
+        index, lexical, _ = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+        return index, lexical
+    except NoIndexError:
+        pass
+    index = build_index(embedder, examples)
+    lexical = LexicalClassifier.fit(examples)
+    store.publish(index, embedder=embedder.name, lexical=lexical, extra={"examples_sha256": examples_hash})
+    return index, lexical
+
+
+def _record(item: DatasetItem, result: TagResult, snap: Snapshot) -> dict[str, Any]:
+    top = result.tags[0].id if result.tags else None
+    llm = result.evidence.llm
+    return {
+        "id": item.id,
+        "title": item.title[:200],
+        "gold_tags": item.gold_tags,
+        "pred_tags": list(snap.path(top)) if top is not None and top in snap else ([top] if top else []),
+        "confidence": result.tags[0].confidence if result.tags else None,
+        "needs_review": result.needs_review,
+        "off_taxonomy": sum(1 for t in result.tags if not snap.is_active(t.id)),
+        "llm_tokens": llm.prompt_tokens + llm.completion_tokens,
+        "fallback_used": llm.fallback_used,
+        "gold_attributes": [a.model_dump() for a in item.gold_attributes] if item.gold_attributes else None,
+        "pred_attributes": None,
+        "result": result.model_dump(mode="json", exclude={"timings_ms"}),
+    }
+
+
+def build_solver(
+    cfg: EvalConfig,
+    snap: Snapshot,
+    examples: Sequence[Example],
+    examples_hash: str,
+    *,
+    embedder: Callable[[], CachedEmbedder],
+    llm: Callable[[], LLMBackend],
+    cache_dir: Path,
+    review_threshold: float = 0.5,
+) -> Solver:
+    if cfg.pipeline == TFIDF_SVM:
+        return TfidfSvmBaseline(snap, examples, review_threshold=review_threshold)
+    emb = embedder()
+    index, lexical = cached_index(emb, examples, examples_hash, cache_dir) if examples else (None, None)
+    # examples and taxonomy nodes come from the cache; the items are embedded afresh (the
+    # uncached inner embedder) so that items_per_second is the same on every run
+    taxonomy_index = TaxonomyIndex(snap, emb)
+    generator = CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
+    tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
+    backend = llm() if cfg.pipeline in LLM_PIPELINES else None
+    return Tagger(generator, backend, config=tagger_cfg)
+
+
+def run_eval(
+    cfg: EvalConfig,
+    *,
+    embedder: Callable[[], CachedEmbedder],
+    llm: Callable[[], LLMBackend],
+    cache_dir: Path,
+    llm_model: str | None = None,
+    review_threshold: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Tag every item not yet in ``cfg.out``, then score all of them. ``embedder`` and
+    ``llm`` are factories so that a baseline run never loads a model it does not use."""
+    if cfg.pipeline not in PIPELINES:
+        raise DatasetError(f"unknown pipeline {cfg.pipeline!r}: use one of {', '.join(PIPELINES)}")
+    snap = load_taxonomy(cfg.taxonomy, cfg.taxonomy_format)  # type: ignore[arg-type]
+    items = load_dataset(cfg.dataset, limit=cfg.limit)
+    check_against_taxonomy(items, snap, str(cfg.dataset))
+    hashes = {"dataset": file_sha256(cfg.dataset), "taxonomy": file_sha256(cfg.taxonomy)}
+    examples: list[Example] = []
+    if cfg.examples is not None:
+        pool = load_dataset(cfg.examples)
+        eval_ids = {it.id for it in items}
+        # an item must never retrieve itself: drop eval items from the pool by id
+        examples = [it.example(snap) for it in pool if it.id not in eval_ids and it.gold_tags]
+        hashes["examples"] = file_sha256(cfg.examples)
+    model = llm_model if cfg.pipeline in LLM_PIPELINES else None
+    _prepare_out(cfg, _run_key(cfg, hashes, model))
+
+    predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
+    done = _done_ids(predictions)
+    _done_ids(timings)
+    if done != [it.id for it in items[: len(done)]]:
+        raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
+    todo = items[len(done) :]
+    if progress is not None:
+        progress(len(done), len(items))
+    if todo:
+        solver = build_solver(
+            cfg, snap, examples, hashes.get("examples", ""), embedder=embedder, llm=llm,
+            cache_dir=cache_dir, review_threshold=review_threshold,
+        )
+        for start in range(0, len(todo), cfg.batch_size):
+            batch = todo[start : start + cfg.batch_size]
+            t0 = time.perf_counter()
+            results = solver.tag_many([it.product() for it in batch])
+            wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
+            # timings first: a crash between the two leaves a timing for an item that is
+            # re-tagged (and re-timed) on resume, never a prediction without a timing
+            _append(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
+                              for it, r in zip(batch, results, strict=True)])
+            _append(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
+                                  for it, r in zip(batch, results, strict=True)])
+            if progress is not None:
+                progress(len(done) + start + len(batch), len(items))
+    from evals.metrics import compute_metrics
+
+    metrics = score_run(cfg.out, snap, n_boot=cfg.n_boot, seed=cfg.seed, compute=compute_metrics)
+    return RunSummary(cfg.out, len(items), len(done), metrics)
+
+
+def score_run(
+    out: Path, snap: Snapshot, *, n_boot: int, seed: int, compute: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    """Metrics of a finished run directory, written atomically to ``metrics.json``."""
+    timing = {}
+    with (out / "timings.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                timing[row["id"]] = row
+    records = []
+    with (out / "predictions.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                rec["latency_ms"] = float(timing.get(rec["id"], {}).get("latency_ms", 0.0))
+                records.append(rec)
+    metrics = compute(records, snap, n_boot=n_boot, seed=seed)
+    wall_s = sum(float(t.get("wall_ms", 0.0)) for t in timing.values()) / 1000.0
+    metrics["items_per_second"] = round(len(records) / wall_s, 3) if wall_s > 0 else None
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    metrics["pipeline"] = run["pipeline"]
+    metrics["config"] = run["config"]
+    metrics["versions"] = run["versions"]
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "metrics.json")
+    return metrics

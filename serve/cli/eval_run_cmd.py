@@ -1,0 +1,83 @@
+"""``tagsmith eval run``: tag a labelled dataset with one pipeline and score it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from serve.cli._common import console, fail, settings
+
+PIPELINE_HELP = "hybrid, knn, zero-shot, rag, cascade, or the tfidf-svm baseline (default: the service's pipeline)"
+
+
+def run(
+    dataset: Annotated[Path, typer.Option(help="labelled JSONL to evaluate", exists=True, dir_okay=False)],
+    taxonomy: Annotated[Path, typer.Option(help="the taxonomy the gold tags belong to", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option(help="run directory (resumed when it holds the same run)", file_okay=False)],
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="labelled JSONL to retrieve from / train on (same format)", exists=True, dir_okay=False),
+    ] = None,
+    pipeline: Annotated[str | None, typer.Option(help=PIPELINE_HELP)] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="evaluate the first N items only")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap and of any sampling")] = 0,
+    taxonomy_format: Annotated[str, typer.Option(help="json, google or shopify")] = "json",
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="items tagged per batch")] = 32,
+    bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% CIs")] = 1000,
+    name: Annotated[str | None, typer.Option(help="run name shown in reports (default: the directory)")] = None,
+) -> None:
+    """Tag every dataset item, write predictions.jsonl and metrics.json (resumable)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from agent.llm import LLMError
+    from evals.dataset import DatasetError
+    from evals.runner import EvalConfig, run_eval
+    from retrieval import RetrievalError
+    from serve.backends import backend_from_settings
+    from serve.runtime import embedder_from_settings
+    from taxonomy import TaxonomyError
+
+    cfg_settings = settings()
+    cfg = EvalConfig(
+        dataset=dataset, taxonomy=taxonomy, out=out, examples=examples,
+        pipeline=pipeline or cfg_settings.tagging.pipeline, taxonomy_format=taxonomy_format,
+        limit=limit, seed=seed, batch_size=batch_size, n_boot=bootstrap, name=name,
+    )
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(f"eval {cfg.pipeline}", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = run_eval(
+                cfg,
+                embedder=lambda: embedder_from_settings(cfg_settings),
+                llm=lambda: backend_from_settings(cfg_settings),
+                cache_dir=cfg_settings.data_dir / "cache" / "evals",
+                llm_model=cfg_settings.llm.model or cfg_settings.llm.backend,
+                review_threshold=cfg_settings.tagging.review_threshold,
+                progress=progress,
+            )
+    except (DatasetError, TaxonomyError, RetrievalError, LLMError, ValueError) as exc:
+        fail(str(exc))
+    m = summary.metrics
+    ci = m.get("ci95", {}).get("waf1")
+    ci_text = f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})" if isinstance(ci, list | tuple) and len(ci) == 2 else ""
+    console.print(
+        f"[bold]{cfg.pipeline}[/] on {summary.n} items"
+        + (f" ({summary.resumed} resumed)" if summary.resumed else "")
+        + f": WAF1 {m['waf1']:.2f}{ci_text}, accuracy {m.get('accuracy', float('nan')):.2f}, "
+        f"off-taxonomy {m['off_taxonomy_rate']}, {m.get('items_per_second')} items/s → {out}"
+    )
+    if m["off_taxonomy_rate"] > 0:
+        fail("off-taxonomy tags were returned: this is a hard failure")
