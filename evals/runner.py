@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.contract import Product, TagResult
+from agent.jsonl import append_durable, resume
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from evals.baselines import NAME as TFIDF_SVM
@@ -135,27 +136,6 @@ def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
     os.replace(tmp, run_file)
 
 
-def _done_ids(path: Path) -> list[str]:
-    """Ids of the complete lines of ``path``; a partial last line (crash) is cut off."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(end)
-            fh.flush()
-            os.fsync(fh.fileno())
-    return [json.loads(line)["id"] for line in data[:end].splitlines() if line.strip()]
-
-
-def _append(path: Path, lines: Sequence[str]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write("".join(lines))
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def cached_index(
     embedder: CachedEmbedder, examples: Sequence[Example], examples_hash: str, cache_dir: Path
 ) -> tuple[ExampleIndex, LexicalClassifier | None]:
@@ -247,8 +227,8 @@ def run_eval(
     _prepare_out(cfg, _run_key(cfg, hashes, model))
 
     predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
-    done = _done_ids(predictions)
-    _done_ids(timings)
+    done = resume(predictions)
+    resume(timings)
     if done != [it.id for it in items[: len(done)]]:
         raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
     todo = items[len(done) :]
@@ -266,9 +246,9 @@ def run_eval(
             wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
             # timings first: a crash between the two leaves a timing for an item that is
             # re-tagged (and re-timed) on resume, never a prediction without a timing
-            _append(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
+            append_durable(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
                               for it, r in zip(batch, results, strict=True)])
-            _append(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
+            append_durable(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
                                   for it, r in zip(batch, results, strict=True)])
             if progress is not None:
                 progress(len(done) + start + len(batch), len(items))

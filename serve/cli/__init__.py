@@ -15,6 +15,7 @@ from serve.cli.index_cmd import app as index_app
 from serve.cli.llm_cmd import app as llm_app
 from serve.cli.serve_cmd import serve
 from serve.cli.tag_cmd import tag
+from serve.cli.tag_file_cmd import tag_file
 from serve.cli.taxonomy_cmd import app as taxonomy_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and v
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
 app.command(help="Run the HTTP service.")(serve)
 app.command(help="Tag one product and print the result.")(tag)
+app.command("tag-file", help="Tag a JSONL file of products (resumable).")(tag_file)
 
 __all__ = ["app", "console", "fail", "main"]
 

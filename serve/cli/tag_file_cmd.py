@@ -1,0 +1,111 @@
+"""``tagsmith tag-file IN.jsonl -o OUT.jsonl``: tag a catalog file, resumably.
+
+Each input line is a product (the fields of :class:`agent.contract.Product`; ``id``
+required so a re-run can skip what is done). Results are appended a batch at a time and
+fsynced (:mod:`agent.jsonl`); a re-run after a crash or Ctrl-C skips the ids already in
+OUT and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields,
+duplicate ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their
+line number and counted at the end (exit code 1 when there were any).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from serve.cli._common import console, fail, settings
+
+
+def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, Product or None, error message or None) for each non-blank line."""
+    from pydantic import ValidationError
+
+    from agent.contract import Product
+
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"invalid JSON: {exc.msg}"
+                continue
+            if not isinstance(raw, dict) or not str(raw.get("id") or "").strip():
+                yield lineno, None, "each product needs a non-empty \"id\" (used to resume)"
+                continue
+            try:
+                yield lineno, Product.model_validate(raw), None
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                yield lineno, None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def tag_file(
+    input_file: Annotated[Path, typer.Argument(help="JSONL of products", exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSONL of results (appended, resumable)", dir_okay=False)],
+    pipeline: Annotated[str | None, typer.Option(help="hybrid | knn | zero-shot | rag | cascade (default from settings)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="products per batch")] = 32,
+) -> None:
+    """Tag every product of a JSONL file; re-run the same command to resume."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from agent.jsonl import append_durable, resume
+    from agent.llm import LLMError
+    from retrieval import RetrievalError
+    from serve.runtime import build_runtime
+    from taxonomy import TaxonomyError
+
+    if pipeline is not None and pipeline not in ("hybrid", "knn", "zero-shot", "rag", "cascade"):
+        fail(f"unknown pipeline {pipeline!r}: use hybrid, knn, zero-shot, rag or cascade")
+    if output.resolve() == input_file.resolve():
+        fail("the output file must not be the input file")
+    errors_file = output.with_name(output.name + ".errors.jsonl")
+    done = set(resume(output))
+    errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
+    todo, bad, seen = [], [], set(done)
+    for lineno, product, problem in _products(input_file):
+        if problem is not None:
+            bad.append({"line": lineno, "error": problem})
+        elif product.id in seen:
+            if product.id not in done:
+                bad.append({"line": lineno, "error": f"duplicate id {product.id!r}"})
+        else:
+            seen.add(product.id)
+            todo.append(product)
+    if bad:
+        append_durable(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
+    total = len(todo) + len(done)
+    if todo:
+        try:
+            runtime = build_runtime(settings(), pipeline=pipeline)
+        except (LLMError, RetrievalError, TaxonomyError) as exc:
+            fail(str(exc))
+        columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        try:
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("tag", total=total, completed=len(done))
+                for start in range(0, len(todo), batch_size):
+                    batch = todo[start : start + batch_size]
+                    results = runtime.tagger.tag_many(batch)
+                    append_durable(output, [r.model_dump_json() + "\n" for r in results])
+                    bar.update(task, advance=len(batch))
+        finally:
+            runtime.close()
+    console.print(
+        f"{len(todo)} tagged, {len(done)} already in {output}"
+        + (f", [yellow]{len(bad)} bad line(s) → {errors_file}[/]" if bad else ""),
+        soft_wrap=True,  # one line, whatever the terminal width: scripts grep it
+    )
+    if bad:
+        raise typer.Exit(1)
