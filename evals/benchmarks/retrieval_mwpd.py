@@ -34,6 +34,7 @@ from retrieval import (
     EmbeddingCache,
     Example,
     ExampleIndex,
+    LexicalClassifier,
     SentenceTransformerEmbedder,
     TaxonomyIndex,
 )
@@ -71,8 +72,10 @@ def neighbour_label_baseline(index: ExampleIndex, queries: Vectors, gold: Sequen
     return {k: float(np.mean([g in r[:k] for r, g in zip(ranked, gold, strict=True)])) for k in KS}
 
 
-def evaluate(gen: CandidateGenerator, queries: Vectors, gold: Sequence[str]) -> dict[int, float]:
-    results = gen.retrieve_vectors(queries)
+def evaluate(
+    gen: CandidateGenerator, queries: Vectors, gold: Sequence[str], margins: Vectors | None = None
+) -> dict[int, float]:
+    results = gen.retrieve_vectors(queries, margins=margins)
     return recall([[c.id for c in r.candidates] for r in results], gold)
 
 
@@ -164,7 +167,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"candidates {_describe(config)}: {fmt(main_recall)}  ({1000 * rank_s / len(dev):.2f} ms/query ranking)")
     empty = CandidateGenerator(embedder, snap, None, config=config, taxonomy_index=tax_index)
     print(f"taxonomy search only (empty pool):     {fmt(evaluate(empty, dev_vecs, gold))}")
-    results.update(baseline=baseline, recall=main_recall, config=_describe(config))
+    t0 = time.perf_counter()
+    lexical = LexicalClassifier.fit(pool)
+    fit_s = time.perf_counter() - t0
+    fused = CandidateGenerator(embedder, snap, index, config=config, taxonomy_index=tax_index, lexical=lexical)
+    t0 = time.perf_counter()
+    margins = lexical.decision(dev) if lexical is not None else None
+    score_ms = 1000 * (time.perf_counter() - t0) / len(dev)
+    hybrid_recall = evaluate(fused, dev_vecs, gold, margins)
+    print(
+        f"candidates + lexical classifier (hybrid default): {fmt(hybrid_recall)}  "
+        f"(fit {fit_s:.1f}s on {len(pool)} examples, {score_ms:.2f} ms/query scoring)"
+    )
+    results.update(baseline=baseline, recall=main_recall, hybrid_recall=hybrid_recall, config=_describe(config))
 
     if args.sweep:
         grid: dict[str, list[float]] = {
