@@ -1,7 +1,8 @@
 """Scoring a run: leaderboard, hierarchical, calibration, review, speed metrics with CIs.
 
-``compute_metrics(records, snapshot)`` → the body of ``metrics.json``. Scores are
-percentages (0–100); rates are fractions (0–1); times are milliseconds.
+``compute_metrics(records, snapshot)`` → the body of ``metrics.json`` (the runner adds
+``items_per_second``, ``pipeline``, ``config`` and ``versions``). Scores are percentages
+(0–100); rates are fractions (0–1); times are milliseconds.
 
 ==========================  =================================================================
 key                         meaning
@@ -9,28 +10,47 @@ key                         meaning
 ``n``                       items scored
 ``waf1``                    MWPD2020 leaderboard metric: mean over the hierarchy levels of the
                             support-weighted F1 (sklearn ``average="weighted"``) at that level
-``levels``                  per level: ``weighted_f1``, ``macro_f1``, ``accuracy``, ``support``
+``levels``                  per level (root first): ``weighted_f1``, ``macro_f1``,
+                            ``accuracy`` (%), ``support`` (items)
 ``macro_f1``                mean over levels of the unweighted (macro) F1
 ``accuracy``                exact match of the predicted leaf with the gold leaf
 ``hierarchical``            ``precision``/``recall``/``f1`` of ancestor-augmented tag sets
                             (micro-averaged over items; Kiritchenko et al.)
-``attributes``              ``precision``/``recall``/``f1``/``n`` of (attribute, value) pairs,
-                            exact match after lower-casing and trimming; null without gold
-``off_taxonomy_rate``       share of items with a returned tag outside the taxonomy (must be 0)
+``attributes``              ``precision``/``recall``/``f1`` (%) and ``n`` (items) of
+                            (attribute, value) pairs, exact match after lower-casing and
+                            trimming, over the items with gold attributes; null without any
+``off_taxonomy_rate``       share of items with a returned tag outside the taxonomy (must be
+                            0); never rounded, so one bad item never reads as 0
+``off_taxonomy_items``      the number of those items
+``no_prediction_rate``      share of items for which nothing was returned
 ``needs_review_rate``       share of items flagged ``needs_review``
-``accuracy_not_flagged``    leaf accuracy on the items *not* flagged (what ships unreviewed)
+``accuracy_not_flagged``    leaf accuracy (%) on the items *not* flagged (what ships
+                            unreviewed); null when every item is flagged
 ``fallback_rate``           share of items answered by the retrieval fallback
-``ece``                     expected calibration error (10 equal-width bins, %) of the top
-                            tag's confidence against leaf correctness
-``reliability``             the table behind ``ece``: bin bounds, count, confidence, accuracy
+``ece``                     expected calibration error (%, ``review_bins`` equal-width bins)
+                            of the top tag's confidence against leaf correctness; an item
+                            without a prediction counts as confidence 0, wrong
+``reliability``             the table behind ``ece``, one row a bin: ``bin`` [low, high),
+                            ``count``, mean ``confidence`` and ``accuracy`` (fractions; null
+                            for an empty bin)
+``review_curve``            what a review threshold t = k / ``review_bins`` would do: rows
+                            ``threshold``, ``review_rate`` (share with confidence < t) and
+                            ``accuracy_kept`` (% leaf accuracy of the others; null if none)
 ``latency_ms``              ``p50``/``p95``/``mean`` per item as the tagger reports it
 ``llm_tokens_per_item``     prompt + generated tokens per item (0 for no-LLM pipelines)
-``ci95``                    95% percentile-bootstrap intervals (items resampled with a fixed
-                            seed) for waf1, accuracy, macro_f1, hierarchical_f1 and ece
+``ci95``                    95% percentile-bootstrap intervals [low, high] (items resampled
+                            with a fixed seed) for ``waf1``, ``accuracy``, ``macro_f1``,
+                            ``hierarchical_f1`` and ``ece``; {} when ``n_boot`` is 0
+``bootstrap``               ``resamples`` and ``seed`` of those intervals
 ==========================  =================================================================
 
-F1 is computed from confusion counts with numpy, so 1,000 bootstrap resamples of 3,000
-items take about a second (tests check equality with sklearn).
+Level *i* of an item is the *i*-th node of its path, ``"<none>"`` where the path is
+shorter. Paths are completed from the snapshot when a record lists only the leaf (or any
+part of one path), so leaf-only gold files score the same as full-path ones.
+
+F1 is computed from confusion counts with numpy (``np.bincount``), and a bootstrap
+resample is scored as the item weights it induces (multinomial counts), so 1,000
+resamples of 3,000 items take well under a second; tests check equality with sklearn.
 """
 
 from __future__ import annotations
@@ -40,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from evals.records import AttributePair, PredictionRecord, as_records
 from taxonomy import Snapshot
 
 NONE_LABEL = "<none>"
@@ -51,7 +72,8 @@ def _f1s(gold: np.ndarray, pred: np.ndarray, n_labels: int, weights: np.ndarray 
     """(support-weighted F1, macro F1) in %, as sklearn computes them: labels are those
     present in gold or pred; macro averages over them, weighted by gold support."""
     w = np.ones(len(gold)) if weights is None else weights
-    tp = np.bincount(gold[gold == pred], weights=w[gold == pred], minlength=n_labels)
+    hit = gold == pred
+    tp = np.bincount(gold[hit], weights=w[hit], minlength=n_labels)
     support = np.bincount(gold, weights=w, minlength=n_labels)
     predicted = np.bincount(pred, weights=w, minlength=n_labels)
     denom = support + predicted
@@ -67,6 +89,15 @@ def _encode(labels: Sequence[str], vocab: dict[str, int]) -> np.ndarray:
     return np.array([vocab.setdefault(x, len(vocab)) for x in labels], dtype=np.int64)
 
 
+def _path(tags: Sequence[str], snapshot: Snapshot) -> tuple[str, ...]:
+    """The full root-first path when ``tags`` is (part of) one path of the snapshot."""
+    if tags and tags[-1] in snapshot:
+        full = snapshot.path(tags[-1])
+        if set(tags) <= set(full):
+            return full
+    return tuple(tags)
+
+
 def _augmented(tags: Sequence[str], snapshot: Snapshot) -> set[str]:
     out: set[str] = set()
     for tag in tags:
@@ -76,15 +107,19 @@ def _augmented(tags: Sequence[str], snapshot: Snapshot) -> set[str]:
     return out
 
 
-def _norm_attrs(attrs: Sequence[Mapping[str, Any]] | None) -> set[tuple[str, str]]:
-    return {(str(a["attribute"]).strip().lower(), str(a["value"]).strip().lower()) for a in attrs or ()}
+def _norm_attrs(attrs: Sequence[AttributePair] | None) -> set[tuple[str, str]]:
+    return {(a.attribute.strip().lower(), a.value.strip().lower()) for a in attrs or ()}
 
 
-def _ece(conf: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None) -> float:
+def _bin_of(conf: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum((conf * bins).astype(np.int64), bins - 1)
+
+
+def _ece(conf: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None, bins: int = BINS) -> float:
     w = np.ones(len(conf)) if weights is None else weights
-    bins = np.minimum((conf * BINS).astype(np.int64), BINS - 1)
-    conf_sum = np.bincount(bins, weights=w * conf, minlength=BINS)
-    acc_sum = np.bincount(bins, weights=w * correct, minlength=BINS)
+    which = _bin_of(conf, bins)
+    conf_sum = np.bincount(which, weights=w * conf, minlength=bins)
+    acc_sum = np.bincount(which, weights=w * correct, minlength=bins)
     n = w.sum()
     return float(100.0 * np.abs(conf_sum - acc_sum).sum() / n) if n > 0 else 0.0
 
@@ -100,50 +135,45 @@ class _Scorer:
     """Per-item arrays once; metrics for any item weighting (bootstrap = multinomial
     counts as weights, which equals scoring the resample)."""
 
-    def __init__(self, records: Sequence[Mapping[str, Any]], snapshot: Snapshot) -> None:
+    def __init__(self, records: Sequence[PredictionRecord], snapshot: Snapshot, bins: int) -> None:
         self.n = len(records)
-        depth = max((len(r["gold_tags"]) for r in records), default=0)
+        self.bins = bins
+        gold_paths = [_path(r.gold_tags, snapshot) for r in records]
+        pred_paths = [_path(r.pred_tags, snapshot) for r in records]
+        depth = max(len(p) for p in gold_paths)
         self.levels: list[tuple[np.ndarray, np.ndarray, int]] = []
         for level in range(depth):
             vocab: dict[str, int] = {}
-            gold = _encode([r["gold_tags"][level] if len(r["gold_tags"]) > level else NONE_LABEL for r in records], vocab)
-            pred = _encode([r["pred_tags"][level] if len(r["pred_tags"]) > level else NONE_LABEL for r in records], vocab)
+            gold = _encode([p[level] if len(p) > level else NONE_LABEL for p in gold_paths], vocab)
+            pred = _encode([p[level] if len(p) > level else NONE_LABEL for p in pred_paths], vocab)
             self.levels.append((gold, pred, len(vocab)))
-        self.correct = np.array(
-            [bool(r["pred_tags"]) and r["pred_tags"][-1] == r["gold_tags"][-1] for r in records], dtype=float
-        )
-        self.conf = np.array([float(r.get("confidence") or 0.0) for r in records])
-        self.conf = np.clip(self.conf, 0.0, 1.0)
-        h_tp, h_pred, h_gold = [], [], []
-        for r in records:
-            g, p = _augmented(r["gold_tags"], snapshot), _augmented(r["pred_tags"], snapshot)
-            h_tp.append(len(g & p))
-            h_pred.append(len(p))
-            h_gold.append(len(g))
-        self.h = (np.array(h_tp, float), np.array(h_pred, float), np.array(h_gold, float))
+        self.correct = np.array([bool(p) and p[-1] == g[-1] for g, p in zip(gold_paths, pred_paths, strict=True)], float)
+        self.conf = np.array([r.confidence or 0.0 for r in records], dtype=float)
+        counts = [(len(g & p), len(p), len(g)) for g, p in
+                  ((_augmented(r.gold_tags, snapshot), _augmented(r.pred_tags, snapshot)) for r in records)]
+        self.h = tuple(np.array(col, dtype=float) for col in zip(*counts, strict=True))
 
     def point(self, w: np.ndarray | None = None) -> dict[str, float]:
         weights = np.ones(self.n) if w is None else w
         level_f1 = [_f1s(g, p, k, weights) for g, p, k in self.levels]
         tp, npred, ngold = (float((a * weights).sum()) for a in self.h)
-        hier = _prf(tp, npred, ngold)
         total = weights.sum()
         return {
-            "waf1": float(np.mean([f[0] for f in level_f1])) if level_f1 else 0.0,
-            "macro_f1": float(np.mean([f[1] for f in level_f1])) if level_f1 else 0.0,
+            "waf1": float(np.mean([f[0] for f in level_f1])),
+            "macro_f1": float(np.mean([f[1] for f in level_f1])),
             "accuracy": float(100.0 * (self.correct * weights).sum() / total) if total else 0.0,
-            "hierarchical_f1": hier["f1"],
-            "ece": _ece(self.conf, self.correct, weights),
+            "hierarchical_f1": _prf(tp, npred, ngold)["f1"],
+            "ece": _ece(self.conf, self.correct, weights, self.bins),
         }
 
 
-def _reliability(conf: np.ndarray, correct: np.ndarray) -> list[dict[str, Any]]:
-    bins = np.minimum((conf * BINS).astype(np.int64), BINS - 1)
+def _reliability(conf: np.ndarray, correct: np.ndarray, bins: int) -> list[dict[str, Any]]:
+    which = _bin_of(conf, bins)
     rows = []
-    for b in range(BINS):
-        mask = bins == b
+    for b in range(bins):
+        mask = which == b
         rows.append({
-            "bin": [b / BINS, (b + 1) / BINS],
+            "bin": [b / bins, (b + 1) / bins],
             "count": int(mask.sum()),
             "confidence": round(float(conf[mask].mean()), 4) if mask.any() else None,
             "accuracy": round(float(correct[mask].mean()), 4) if mask.any() else None,
@@ -151,44 +181,78 @@ def _reliability(conf: np.ndarray, correct: np.ndarray) -> list[dict[str, Any]]:
     return rows
 
 
+def _review_curve(conf: np.ndarray, correct: np.ndarray, bins: int) -> list[dict[str, Any]]:
+    rows = []
+    for k in range(bins + 1):
+        threshold = k / bins
+        kept = conf >= threshold
+        rows.append({
+            "threshold": threshold,
+            "review_rate": round(float(1.0 - kept.mean()), 4),
+            "accuracy_kept": round(float(100.0 * correct[kept].mean()), 3) if kept.any() else None,
+        })
+    return rows
+
+
+def _attributes(records: Sequence[PredictionRecord]) -> dict[str, Any] | None:
+    with_gold = [r for r in records if r.gold_attributes]
+    if not with_gold:
+        return None
+    tp = n_pred = n_gold = 0
+    for r in with_gold:
+        gold, pred = _norm_attrs(r.gold_attributes), _norm_attrs(r.pred_attributes)
+        tp += len(gold & pred)
+        n_pred += len(pred)
+        n_gold += len(gold)
+    return {**_prf(tp, n_pred, n_gold), "n": len(with_gold)}
+
+
+def _bootstrap(scorer: _Scorer, n_boot: int, seed: int) -> dict[str, list[float]]:
+    if n_boot == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    n = scorer.n
+    samples: dict[str, list[float]] = {k: [] for k in CI_KEYS}
+    for _ in range(n_boot):
+        weights = rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+        for key, value in scorer.point(weights).items():
+            samples[key].append(value)
+    return {k: [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)]
+            for k, v in samples.items()}
+
+
+def _rate(flags: Sequence[bool]) -> float:
+    return float(np.mean(np.asarray(flags, dtype=float)))
+
+
 def compute_metrics(
-    records: Sequence[Mapping[str, Any]], snapshot: Snapshot, *, n_boot: int = 1000, seed: int = 0
+    records: Sequence[PredictionRecord | Mapping[str, Any]],
+    snapshot: Snapshot,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    review_bins: int = BINS,
 ) -> dict[str, Any]:
-    """Metrics of prediction records (see :mod:`evals.runner` for their fields)."""
+    """Metrics of prediction records (models, or dicts validated as :class:`PredictionRecord`);
+    keys as in the module docstring. ``review_bins`` equal-width confidence bins serve
+    ``ece``, ``reliability`` and ``review_curve``. Raises ValueError on bad input."""
     if not records:
         raise ValueError("no predictions to score")
-    scorer = _Scorer(records, snapshot)
+    if n_boot < 0 or review_bins < 1:
+        raise ValueError("n_boot must be >= 0 and review_bins >= 1")
+    recs = as_records(records)
+    scorer = _Scorer(recs, snapshot, review_bins)
     point = scorer.point()
-    n = len(records)
+    n = len(recs)
     levels = []
     for gold, pred, k in scorer.levels:
         weighted, macro = _f1s(gold, pred, k)
         levels.append({"weighted_f1": round(weighted, 3), "macro_f1": round(macro, 3),
                        "accuracy": round(float(100.0 * (gold == pred).mean()), 3), "support": n})
     tp, npred, ngold = (float(a.sum()) for a in scorer.h)
-    with_attrs = [r for r in records if r.get("gold_attributes")]
-    attributes = None
-    if with_attrs:
-        a_tp = a_pred = a_gold = 0
-        for r in with_attrs:
-            gold_a, pred_a = _norm_attrs(r["gold_attributes"]), _norm_attrs(r.get("pred_attributes"))
-            a_tp += len(gold_a & pred_a)
-            a_pred += len(pred_a)
-            a_gold += len(gold_a)
-        attributes = {**_prf(a_tp, a_pred, a_gold), "n": len(with_attrs)}
-    flagged = np.array([bool(r.get("needs_review")) for r in records])
-    latency = np.array([float(r.get("latency_ms") or 0.0) for r in records])
-    ci95: dict[str, list[float]] = {}
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        samples: dict[str, list[float]] = {k: [] for k in CI_KEYS}
-        for _ in range(n_boot):
-            weights = rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
-            for key, value in scorer.point(weights).items():
-                samples[key].append(value)
-        ci95 = {k: [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)]
-                for k, v in samples.items()}
-    not_flagged = ~flagged
+    flagged = np.array([r.needs_review for r in recs])
+    latency = np.array([r.latency_ms for r in recs])
+    off_items = sum(1 for r in recs if r.off_taxonomy > 0)
     return {
         "n": n,
         "waf1": round(point["waf1"], 3),
@@ -196,17 +260,21 @@ def compute_metrics(
         "macro_f1": round(point["macro_f1"], 3),
         "accuracy": round(point["accuracy"], 3),
         "hierarchical": _prf(tp, npred, ngold),
-        "attributes": attributes,
-        "off_taxonomy_rate": round(float(np.mean([int(r.get("off_taxonomy") or 0) > 0 for r in records])), 6),
+        "attributes": _attributes(recs),
+        "off_taxonomy_rate": off_items / n,
+        "off_taxonomy_items": off_items,
+        "no_prediction_rate": round(_rate([not r.pred_tags for r in recs]), 4),
         "needs_review_rate": round(float(flagged.mean()), 4),
-        "accuracy_not_flagged": round(float(100.0 * scorer.correct[not_flagged].mean()), 3) if not_flagged.any() else None,
-        "fallback_rate": round(float(np.mean([bool(r.get("fallback_used")) for r in records])), 4),
+        "accuracy_not_flagged": (round(float(100.0 * scorer.correct[~flagged].mean()), 3)
+                                 if (~flagged).any() else None),
+        "fallback_rate": round(_rate([r.fallback_used for r in recs]), 4),
         "ece": round(point["ece"], 3),
-        "reliability": _reliability(scorer.conf, scorer.correct),
+        "reliability": _reliability(scorer.conf, scorer.correct, review_bins),
+        "review_curve": _review_curve(scorer.conf, scorer.correct, review_bins),
         "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
                        "p95": round(float(np.percentile(latency, 95)), 3),
                        "mean": round(float(latency.mean()), 3)},
-        "llm_tokens_per_item": round(float(np.mean([int(r.get("llm_tokens") or 0) for r in records])), 2),
-        "ci95": ci95,
+        "llm_tokens_per_item": round(float(np.mean([r.llm_tokens for r in recs])), 2),
+        "ci95": _bootstrap(scorer, n_boot, seed),
         "bootstrap": {"resamples": n_boot, "seed": seed},
     }

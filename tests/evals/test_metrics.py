@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,25 +12,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
-from evals.metrics import _ece, _f1s, compute_metrics
-from taxonomy import Node, Snapshot, TaxonomyDocument
+from evals.metrics import _ece, _f1s, _Scorer, compute_metrics
+from evals.records import PredictionRecord, as_records, read_predictions
+
+from .toy import LEAVES, rec, toy
+
+HAND = [
+    rec(0, ["A", "A1", "A1a"], ["A", "A1", "A1a"], 0.95),
+    rec(1, ["A", "A1", "A1b"], ["A", "A1", "A1a"], 0.85),  # right family, wrong class
+    rec(2, ["A", "A2", "A2a"], ["B", "B1", "B1a"], 0.65, needs_review=True),  # all wrong
+    rec(3, ["B", "B1", "B1a"], ["B", "B1", "B1a"], 0.95),
+]
 
 
-def toy() -> Snapshot:
-    n = Node.model_validate
-    nodes = [
-        n({"id": "A", "name": "A"}), n({"id": "A1", "name": "A1", "parent": "A"}),
-        n({"id": "A1a", "name": "A1a", "parent": "A1"}), n({"id": "A1b", "name": "A1b", "parent": "A1"}),
-        n({"id": "A2", "name": "A2", "parent": "A"}), n({"id": "A2a", "name": "A2a", "parent": "A2"}),
-        n({"id": "B", "name": "B"}), n({"id": "B1", "name": "B1", "parent": "B"}),
-        n({"id": "B1a", "name": "B1a", "parent": "B1"}),
-    ]
-    return Snapshot(TaxonomyDocument(name="toy", nodes=tuple(nodes)), version=1)
-
-
-def rec(i: int, gold: list[str], pred: list[str], conf: float = 0.9, **extra: Any) -> dict[str, Any]:
-    return {"id": str(i), "gold_tags": gold, "pred_tags": pred, "confidence": conf, "needs_review": False,
-            "off_taxonomy": 0, "latency_ms": 10.0 * (i + 1), "llm_tokens": 0, "fallback_used": False, **extra}
+def random_records(n: int, seed: int, accuracy: float = 0.7) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        gold = LEAVES[int(rng.integers(4))]
+        pred = gold if rng.random() < accuracy else LEAVES[int(rng.integers(4))]
+        out.append(rec(i, list(gold), list(pred), float(rng.random())))
+    return out
 
 
 @settings(max_examples=60, deadline=None)
@@ -41,72 +45,172 @@ def test_vectorised_f1_equals_sklearn(pairs: list[tuple[int, int]]) -> None:
     assert macro == pytest.approx(100 * f1_score(gold, pred, average="macro", zero_division=0), abs=1e-9)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=40), st.integers(0, 2**16))
+def test_weighted_f1_equals_sklearn_on_the_resample(pairs: list[tuple[int, int]], seed: int) -> None:
+    """Scoring with multinomial counts as weights == sklearn on the materialised resample."""
+    gold = np.array([g for g, _ in pairs])
+    pred = np.array([p for _, p in pairs])
+    counts = np.random.default_rng(seed).multinomial(len(pairs), np.full(len(pairs), 1 / len(pairs)))
+    weighted, macro = _f1s(gold, pred, 5, counts.astype(float))
+    g, p = np.repeat(gold, counts), np.repeat(pred, counts)
+    assert weighted == pytest.approx(100 * f1_score(g, p, average="weighted", zero_division=0), abs=1e-9)
+    assert macro == pytest.approx(100 * f1_score(g, p, average="macro", zero_division=0), abs=1e-9)
+
+
 def test_hand_computed_case() -> None:
-    records = [
-        rec(0, ["A", "A1", "A1a"], ["A", "A1", "A1a"], 0.95),
-        rec(1, ["A", "A1", "A1b"], ["A", "A1", "A1a"], 0.85),  # right family, wrong class
-        rec(2, ["A", "A2", "A2a"], ["B", "B1", "B1a"], 0.65, needs_review=True),  # all wrong
-        rec(3, ["B", "B1", "B1a"], ["B", "B1", "B1a"], 0.95),
-    ]
-    m = compute_metrics(records, toy(), n_boot=0)
+    m = compute_metrics(HAND, toy(), n_boot=0)
     assert m["n"] == 4 and m["accuracy"] == 50.0
-    # level 1: gold A A A B, pred A A B B → F1(A)=0.8 (support 3), F1(B)=2/3 (support 1)
-    assert m["levels"][0]["weighted_f1"] == pytest.approx(100 * (3 * 0.8 + 2 / 3) / 4, abs=1e-3)
-    assert m["waf1"] == pytest.approx(np.mean([lv["weighted_f1"] for lv in m["levels"]]), abs=1e-3)
+    # level 1: gold A A A B, pred A A B B → F1(A)=4/5 (support 3), F1(B)=2/3 (support 1)
+    # level 2: gold A1 A1 A2 B1, pred A1 A1 B1 B1 → F1(A1)=1 (2), F1(A2)=0 (1), F1(B1)=2/3 (1)
+    # level 3: F1(A1a)=2/3, F1(A1b)=0, F1(A2a)=0, F1(B1a)=2/3, support 1 each
+    expected = [((3 * 0.8 + 2 / 3) / 4, (0.8 + 2 / 3) / 2), ((2 + 2 / 3) / 4, (1 + 2 / 3) / 3), (1 / 3, 1 / 3)]
+    for level, (weighted, macro) in zip(m["levels"], expected, strict=True):
+        assert level["weighted_f1"] == pytest.approx(100 * weighted, abs=1e-3)
+        assert level["macro_f1"] == pytest.approx(100 * macro, abs=1e-3)
+    assert [lv["accuracy"] for lv in m["levels"]] == [75.0, 75.0, 50.0]
+    assert m["waf1"] == pytest.approx(100 * np.mean([w for w, _ in expected]), abs=1e-3)
+    assert m["macro_f1"] == pytest.approx(100 * np.mean([mac for _, mac in expected]), abs=1e-3)
     # hierarchical: |gold ∩ pred| = 3+2+0+3 over 12 predicted and 12 gold nodes
-    assert m["hierarchical"]["precision"] == pytest.approx(100 * 8 / 12, abs=1e-3)
+    assert m["hierarchical"] == pytest.approx({"precision": 100 * 8 / 12, "recall": 100 * 8 / 12, "f1": 100 * 8 / 12}, abs=1e-3)
     assert m["needs_review_rate"] == 0.25
     assert m["accuracy_not_flagged"] == pytest.approx(100 * 2 / 3, abs=1e-3)
-    # ECE: bins 0.9 (conf .95,.95 acc 1), 0.8 (.85, acc 0), 0.6 (.65, acc 0)
+    assert m["latency_ms"] == {"p50": 25.0, "p95": pytest.approx(38.5), "mean": 25.0}
+    assert m["off_taxonomy_rate"] == 0 and m["off_taxonomy_items"] == 0 and m["attributes"] is None
+    assert m["no_prediction_rate"] == 0 and m["ci95"] == {} and m["bootstrap"] == {"resamples": 0, "seed": 0}
+
+
+def test_calibration_reliability_and_review_curve_by_hand() -> None:
+    m = compute_metrics(HAND, toy(), n_boot=0)
+    # bins: 0.9 (conf .95 ×2, both right), 0.8 (.85, wrong), 0.6 (.65, wrong)
     assert m["ece"] == pytest.approx(100 * (2 * 0.05 + 0.85 + 0.65) / 4, abs=1e-3)
-    assert m["latency_ms"]["p50"] == 25.0
-    assert m["off_taxonomy_rate"] == 0 and m["attributes"] is None
-
-
-def test_hierarchical_works_with_leaf_only_gold() -> None:
-    m = compute_metrics([rec(0, ["A1b"], ["A1a"])], toy(), n_boot=0)
-    # augmented: {A1b, A1, A} vs {A1a, A1, A} → 2 of 3
-    assert m["hierarchical"]["f1"] == pytest.approx(100 * 2 / 3, abs=1e-3)
-
-
-def test_off_taxonomy_and_attributes() -> None:
-    records = [
-        rec(0, ["A", "A1", "A1a"], ["A", "A1", "A1a"], off_taxonomy=1,
-            gold_attributes=[{"attribute": "Color", "value": "Red "}, {"attribute": "size", "value": "M"}],
-            pred_attributes=[{"attribute": "color", "value": "red"}, {"attribute": "size", "value": "L"}]),
-        rec(1, ["B", "B1", "B1a"], []),
-    ]
-    m = compute_metrics(records, toy(), n_boot=0)
-    assert m["off_taxonomy_rate"] == 0.5
-    assert m["attributes"] == {"precision": 50.0, "recall": 50.0, "f1": 50.0, "n": 1}
-    assert m["levels"][0]["accuracy"] == 50.0  # the empty prediction counts as "<none>"
+    rows = {round(r["bin"][0], 1): r for r in m["reliability"]}
+    assert len(m["reliability"]) == 10
+    assert rows[0.9] == {"bin": [0.9, 1.0], "count": 2, "confidence": 0.95, "accuracy": 1.0}
+    assert rows[0.8]["count"] == 1 and rows[0.8]["accuracy"] == 0.0
+    assert rows[0.0] == {"bin": [0.0, 0.1], "count": 0, "confidence": None, "accuracy": None}
+    curve = {round(r["threshold"], 1): r for r in m["review_curve"]}
+    assert curve[0.0] == {"threshold": 0.0, "review_rate": 0.0, "accuracy_kept": 50.0}
+    assert curve[0.7]["review_rate"] == 0.25 and curve[0.7]["accuracy_kept"] == pytest.approx(100 * 2 / 3, abs=1e-3)
+    assert curve[0.9] == {"threshold": 0.9, "review_rate": 0.5, "accuracy_kept": 100.0}
+    assert curve[1.0] == {"threshold": 1.0, "review_rate": 1.0, "accuracy_kept": None}
+    # review_bins sets the bins of all three
+    five = compute_metrics(HAND, toy(), n_boot=0, review_bins=5)
+    assert len(five["reliability"]) == 5 and len(five["review_curve"]) == 6
+    assert five["ece"] == pytest.approx(100 * (abs(0.95 + 0.95 + 0.85 - 2) + 0.65) / 4, abs=1e-3)
 
 
 def test_ece_known_cases() -> None:
     assert _ece(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.0
     assert _ece(np.array([0.95, 0.95]), np.array([0.0, 0.0])) == pytest.approx(95.0)
     assert _ece(np.array([0.55, 0.55]), np.array([1.0, 0.0])) == pytest.approx(5.0)
+    # over- and under-confidence in different bins do not cancel out
+    assert _ece(np.array([0.15, 0.85]), np.array([1.0, 0.0])) == pytest.approx(100 * (0.85 + 0.85) / 2)
+
+
+def test_leaf_only_gold_scores_like_full_paths() -> None:
+    full = [rec(i, g, p, 0.8) for i, (g, p) in enumerate(
+        [(LEAVES[0], LEAVES[0]), (LEAVES[1], LEAVES[0]), (LEAVES[2], LEAVES[3]), (LEAVES[3], LEAVES[3])])]
+    leaf_only = [{**r, "gold_tags": r["gold_tags"][-1:], "pred_tags": r["pred_tags"][-1:]} for r in full]
+    a, b = compute_metrics(full, toy(), n_boot=0), compute_metrics(leaf_only, toy(), n_boot=0)
+    assert len(b["levels"]) == 3
+    for key in ("waf1", "levels", "macro_f1", "accuracy", "hierarchical", "ece"):
+        assert a[key] == b[key], key
+    # augmented sets: {A1b, A1, A} vs {A1a, A1, A} → 2 of 3
+    one = compute_metrics([rec(0, ["A1b"], ["A1a"])], toy(), n_boot=0)
+    assert one["hierarchical"]["f1"] == pytest.approx(100 * 2 / 3, abs=1e-3)
+
+
+def test_empty_and_unknown_predictions_count_as_wrong_at_every_level() -> None:
+    records = [rec(0, LEAVES[0], LEAVES[0]), rec(1, LEAVES[3], [], None), rec(2, LEAVES[3], ["ZZZ"], 0.5, off_taxonomy=1)]
+    m = compute_metrics(records, toy(), n_boot=0)
+    assert [lv["accuracy"] for lv in m["levels"]] == pytest.approx([100 / 3] * 3, abs=1e-3)
+    assert m["no_prediction_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["off_taxonomy_items"] == 1
+    assert m["reliability"][0]["count"] == 1  # no prediction = confidence 0
+
+
+def test_off_taxonomy_rate_is_never_rounded_away() -> None:
+    records = [rec(i, LEAVES[0], LEAVES[0]) for i in range(7)]
+    records[3]["off_taxonomy"] = 2
+    m = compute_metrics(records, toy(), n_boot=0)
+    assert m["off_taxonomy_rate"] == 1 / 7 and m["off_taxonomy_items"] == 1
+
+
+def test_attributes() -> None:
+    records = [
+        rec(0, LEAVES[0], LEAVES[0],
+            gold_attributes=[{"attribute": "Color", "value": "Red "}, {"attribute": "size", "value": "M"},
+                             {"attribute": "storage", "value": 128}],
+            pred_attributes=[{"attribute": "color", "value": "red"}, {"attribute": "size", "value": "L"},
+                             {"attribute": "storage", "value": "128"}]),
+        rec(1, LEAVES[3], LEAVES[3]),  # no gold attributes: not counted
+        rec(2, LEAVES[3], LEAVES[3], gold_attributes=[{"attribute": "color", "value": "blue"}]),
+    ]
+    m = compute_metrics(records, toy(), n_boot=0)
+    # tp 2 (color, storage); 3 predicted, 4 gold
+    assert m["attributes"] == pytest.approx({"precision": 100 * 2 / 3, "recall": 50.0, "f1": 100 * 4 / 7, "n": 2}, abs=1e-3)
 
 
 def test_bootstrap_ci_is_deterministic_and_brackets_the_estimate() -> None:
-    rng = np.random.default_rng(3)
-    leaves = [("A", "A1", "A1a"), ("A", "A1", "A1b"), ("A", "A2", "A2a"), ("B", "B1", "B1a")]
-    records = []
-    for i in range(300):
-        gold = leaves[int(rng.integers(4))]
-        pred = gold if rng.random() < 0.7 else leaves[int(rng.integers(4))]
-        records.append(rec(i, list(gold), list(pred), float(rng.random())))
+    records = random_records(300, 3)
     a = compute_metrics(records, toy(), n_boot=300, seed=5)
     b = compute_metrics(records, toy(), n_boot=300, seed=5)
     c = compute_metrics(records, toy(), n_boot=300, seed=6)
     assert a["ci95"] == b["ci95"] and a["ci95"] != c["ci95"]
+    assert set(a["ci95"]) == {"waf1", "accuracy", "macro_f1", "hierarchical_f1", "ece"}
     for key in ("waf1", "accuracy", "macro_f1", "ece"):
         low, high = a["ci95"][key]
         assert low <= a[key] <= high and high - low > 0
     low, high = a["ci95"]["hierarchical_f1"]
     assert low <= a["hierarchical"]["f1"] <= high
+    assert a["bootstrap"] == {"resamples": 300, "seed": 5}
 
 
-def test_empty_is_an_error() -> None:
+def test_bootstrap_weights_score_exactly_the_resample() -> None:
+    """What the CI resamples: weights from multinomial counts == scoring the duplicated records."""
+    records = random_records(120, 8)
+    snap = toy()
+    scorer = _Scorer(as_records(records), snap, 10)
+    counts = np.random.default_rng(1).multinomial(120, np.full(120, 1 / 120))
+    resample = [records[i] for i in np.repeat(np.arange(120), counts)]
+    direct = compute_metrics(resample, snap, n_boot=0)
+    weighted = scorer.point(counts.astype(float))
+    for key in ("waf1", "macro_f1", "accuracy", "ece"):
+        assert weighted[key] == pytest.approx(direct[key], abs=1e-3), key
+    assert weighted["hierarchical_f1"] == pytest.approx(direct["hierarchical"]["f1"], abs=1e-3)
+    # and the leaderboard metric of the resample is sklearn's
+    sk = np.mean([f1_score([r["gold_tags"][k] for r in resample], [r["pred_tags"][k] for r in resample],
+                           average="weighted") for k in range(3)])
+    assert weighted["waf1"] == pytest.approx(100 * sk, abs=1e-9)
+
+
+def test_bad_records_are_refused_with_their_ids() -> None:
     with pytest.raises(ValueError, match="no predictions"):
         compute_metrics([], toy())
+    with pytest.raises(ValueError, match=r"record 1 \('1'\): confidence"):
+        compute_metrics([rec(0, LEAVES[0], LEAVES[0]), rec(1, LEAVES[0], LEAVES[0], 1.5)], toy())
+    with pytest.raises(ValueError, match="confidence"):
+        compute_metrics([rec(0, LEAVES[0], LEAVES[0], float("nan"))], toy())
+    with pytest.raises(ValueError, match="gold_tags"):
+        compute_metrics([{**rec(0, LEAVES[0], LEAVES[0]), "gold_tags": []}], toy())
+    with pytest.raises(ValueError, match="review_bins"):
+        compute_metrics([rec(0, LEAVES[0], LEAVES[0])], toy(), review_bins=0)
+    # rounding overshoot is clipped, models are accepted as they are
+    ok = PredictionRecord.model_validate(rec(0, LEAVES[0], LEAVES[0], 1.0000001))
+    assert ok.confidence == 1.0
+    assert compute_metrics([ok], toy(), n_boot=0)["accuracy"] == 100.0
+
+
+def test_read_predictions_merges_timings_and_names_bad_lines(tmp_path: Path) -> None:
+    preds, timings = tmp_path / "predictions.jsonl", tmp_path / "timings.jsonl"
+    rows = [{k: v for k, v in rec(i, LEAVES[i], LEAVES[i]).items() if k != "latency_ms"} for i in range(3)]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    timings.write_text("".join(json.dumps({"id": str(i), "latency_ms": 5.0 + i, "wall_ms": 1.0}) + "\n" for i in range(3)))
+    records = read_predictions(preds, timings)
+    assert [r.latency_ms for r in records] == [5.0, 6.0, 7.0]
+    assert [r.latency_ms for r in read_predictions(preds)] == [0.0, 0.0, 0.0]
+    with preds.open("a") as fh:
+        fh.write('{"id": "3", "gold_tags": ["A"], "pred_tags": []}\n{"id": "4", "gold_t')  # a torn last line
+    with pytest.raises(ValueError, match=r"line 6: .*JSON|line 6: Unterminated"):
+        read_predictions(preds, timings)
