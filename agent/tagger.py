@@ -22,6 +22,7 @@ import hashlib
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.contract import (
@@ -93,16 +94,24 @@ class Tagger:
         return self.tag_many([product])[0]
 
     def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
-        """Tag products; retrieval (embedding) is batched, the LLM is called per product."""
+        """Tag products, results in input order. Retrieval (embedding) is batched; the
+        per-product LLM steps run ``llm.max_concurrency`` at a time (a served model batches
+        concurrent requests; the embedded engine takes one at a time, so 1)."""
         start = time.perf_counter()
         pipeline = self.config.pipeline
         retrievals = self.generator.retrieve(
             list(products), examples=pipeline != "zero-shot", lexical=pipeline != "knn"
         )
         per_item_retrieval_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(products))
-        return [
-            self._finish(p, r, per_item_retrieval_ms) for p, r in zip(products, retrievals, strict=True)
-        ]
+        items = list(zip(products, retrievals, strict=True))
+        workers = 1
+        if self.llm is not None and pipeline in LLM_PIPELINES:
+            workers = max(1, min(self.llm.max_concurrency, len(items)))
+        if workers == 1:
+            return [self._finish(p, r, per_item_retrieval_ms) for p, r in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-llm") as pool:
+            # map() yields in submission order, whatever order the requests finish in
+            return list(pool.map(lambda it: self._finish(it[0], it[1], per_item_retrieval_ms), items))
 
     # -- one product -------------------------------------------------------------------
     def _finish(self, product: Product, retrieval: Retrieval, retrieval_ms: float) -> TagResult:

@@ -23,18 +23,28 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Our block delimiters, and look-alikes a product text could use to fake the end of its block.
 _DELIMITER = re.compile(r"<\s*/?\s*(product|example|system|user|assistant|im_start|im_end)[^>]*>", re.I)
+# Any other markup that a chat template or tokenizer may treat as structure: tag-like
+# ``<word…>`` (HTML, and special tokens such as SmolLM2's ``<file_sep>`` or Gemma's
+# ``<start_of_turn>``, which the engine parses out of the prompt text as control tokens),
+# ``<|…|>`` markers (ChatML, Llama 3) and ``[INST]`` (Llama 2, Mistral).
+_MARKUP = re.compile(r"</?[A-Za-z_!][^<>]{0,80}>|<\|[^<>]{0,80}?\|>|\[\s*/?\s*INST\s*\]", re.I)
+# what is left of an opener (unclosed, or cut by the length cap) loses its ``<``
+_OPENER = re.compile(r"<(?=/?[A-Za-z_|!])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
 
 
 def sanitize_untrusted(text: str, max_chars: int) -> str:
     """Untrusted text made safe to embed in a delimited block: NFKC-normalised (folds
-    full-width look-alikes of ``<``/``>``), control characters and delimiter-like tags
-    removed, whitespace collapsed, ``<|`` chat-template markers broken, capped in length."""
+    full-width look-alikes of ``<``/``>``), control characters, delimiter-like tags and
+    other markup (HTML, tokenizer special tokens, chat-turn markers) removed, whitespace
+    collapsed, capped in length. No ``<`` directly followed by a name survives, so the
+    text can neither close its block nor be read as a control token."""
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub(" ", text)
     text = _DELIMITER.sub(" ", text)
-    text = text.replace("<|", "< |").replace("|>", "| >")
+    text = _MARKUP.sub(" ", text)
+    text = _OPENER.sub(" ", text)
     text = _SPACES.sub(" ", text).strip()
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"

@@ -26,12 +26,15 @@ def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
 
     from agent.contract import Product
 
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with path.open("rb") as fh:  # bytes: a line in another encoding is one bad line, not the end
+        for lineno, data in enumerate(fh, 1):
+            if not data.strip():
                 continue
             try:
-                raw = json.loads(line)
+                raw = json.loads(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield lineno, None, "not UTF-8"
+                continue
             except json.JSONDecodeError as exc:
                 yield lineno, None, f"invalid JSON: {exc.msg}"
                 continue
@@ -73,16 +76,17 @@ def tag_file(
     errors_file = output.with_name(output.name + ".errors.jsonl")
     done = set(resume(output))
     errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
-    todo, bad, seen = [], [], set(done)
+    todo, bad = [], []
+    first_line: dict[str | None, int] = {}
     for lineno, product, problem in _products(input_file):
         if problem is not None:
             bad.append({"line": lineno, "error": problem})
-        elif product.id in seen:
-            if product.id not in done:
-                bad.append({"line": lineno, "error": f"duplicate id {product.id!r}"})
+        elif product.id in first_line:  # reported on every run, whether the first one is done or not
+            bad.append({"line": lineno, "error": f"duplicate id {product.id!r} (first on line {first_line[product.id]})"})
         else:
-            seen.add(product.id)
-            todo.append(product)
+            first_line[product.id] = lineno
+            if product.id not in done:
+                todo.append(product)
     if bad:
         append_durable(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
     total = len(todo) + len(done)

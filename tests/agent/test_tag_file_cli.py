@@ -32,7 +32,8 @@ def _write_input(path: Path) -> list[str]:
     bad = ['{"title": "no id"}', "not json at all", json.dumps({"id": ids[0], "title": "duplicate"}),
            json.dumps({"id": "empty-title", "title": ""})]
     # bad lines sit between good ones: they must not stop or shift anything
-    path.write_text("\n".join(lines[:5] + bad + lines[5:]) + "\n", encoding="utf-8")
+    text = "\n".join(lines[:5] + bad + lines[5:]) + "\n"
+    path.write_bytes(text.encode("utf-8") + b'{"id": "latin-1", "title": "caf\xe9"}\n')
     return ids
 
 
@@ -58,13 +59,14 @@ def test_tag_file_resumes_after_sigkill_and_reports_bad_lines(tmp_path: Path) ->
     clean = tmp_path / "clean.jsonl"
     first = _run([str(src), "-o", str(clean), "--batch-size", "8"], data_dir)
     assert first.returncode == 1, first.stderr[-2000:]  # 1: there were bad lines
-    assert f"{N} tagged" in first.stdout and "4 bad line(s)" in first.stdout
+    assert f"{N} tagged" in first.stdout and "5 bad line(s)" in first.stdout
     reference = _tags(clean)
     assert list(reference) == ids and all(reference.values())
     errors = [json.loads(x) for x in (tmp_path / "clean.jsonl.errors.jsonl").read_text().splitlines()]
-    assert [e["line"] for e in errors] == [6, 7, 8, 9]
+    assert [e["line"] for e in errors] == [6, 7, 8, 9, N + 5]
     assert "id" in errors[0]["error"] and "invalid JSON" in errors[1]["error"]
     assert "duplicate id" in errors[2]["error"] and "title" in errors[3]["error"]
+    assert errors[4]["error"] == "not UTF-8"
 
     # interrupted: SIGKILL once some batches are durable, then a torn line as a crash leaves
     out = tmp_path / "out.jsonl"
@@ -91,4 +93,5 @@ def test_tag_file_resumes_after_sigkill_and_reports_bad_lines(tmp_path: Path) ->
     assert resumed == reference
 
     third = _run([str(src), "-o", str(out)], data_dir)
-    assert f"0 tagged, {N} already in" in third.stdout
+    # the duplicate of a done id is still a bad line: the report describes the input, not the run
+    assert f"0 tagged, {N} already in" in third.stdout and "5 bad line(s)" in third.stdout
