@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+.venv/bin/tagsmith keys ensure   # a first start creates an admin API key and prints it, once
 echo "[tagsmith] starting: .venv/bin/tagsmith serve $*"
 exec .venv/bin/tagsmith serve "$@"

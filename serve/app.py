@@ -1,90 +1,123 @@
-"""The FastAPI application: heavy resources are built once, in the lifespan."""
+"""The FastAPI application: routers per capability, middleware, the one error shape.
+
+Heavy resources (embedder, taxonomy snapshot, index, LLM) are built once, in the
+lifespan, in the background: the process answers ``/healthz`` at once and ``/readyz``
+(and the API) when they are loaded.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from starlette.types import Scope
 
-from agent.llm import ChatMessage, LLMBackend, LLMError, tags_schema
-from serve.backends import backend_from_settings
+from agent.llm import LLMBackend
+from serve.api.auth import AuthMiddleware
+from serve.api.errors import install_error_handlers
+from serve.api.feedback.router import router as feedback_router
+from serve.api.jobs.router import router as jobs_router
+from serve.api.keys.router import router as keys_router
+from serve.api.limits import BodyLimitMiddleware
+from serve.api.observe import RequestContextMiddleware
+from serve.api.ops.router import llm_canary
+from serve.api.ops.router import router as ops_router
+from serve.api.tags.router import router as tags_router
+from serve.api.taxonomy.router import router as taxonomy_router
 from serve.settings import Settings, load_settings
+from serve.state import AppState, build_engine, make_services, open_state
 
-CANARY_CHOICES = ["yes", "no"]
+__all__ = ["create_app", "llm_canary"]
+log = logging.getLogger("tagsmith.service")
+
+DESCRIPTION = """Tag e-commerce products with nodes of your taxonomy.
+
+**Auth**: send `Authorization: Bearer <key>` (keys from `tagsmith keys create`). Scopes:
+`tags` (tagging, jobs), `feedback`, `taxonomy:write`, `admin` (everything, and keys).
+Reading the taxonomy needs any valid key. `/healthz`, `/readyz`, `/metrics` and the docs are open.
+
+**Errors** all have one shape:
+`{"error": {"status": 422, "code": "validation_error", "message": "…", "request_id": "…",
+"details": [{"loc": ["body", "title"], "message": "…", "type": "…"}]}}`.
+401 missing/invalid key, 403 missing scope, 404 unknown resource, 409 wrong state,
+412 stale If-Match, 413 body too large, 422 invalid input or limits, 428 If-Match missing,
+429 rate limit (Retry-After), 503 starting/overloaded/LLM unavailable (Retry-After).
+"""
 
 
-@dataclass
-class AppState:
-    settings: Settings
-    llm: LLMBackend
-
-
-def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.tagsmith
-    return state
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
-
-
-def llm_canary(llm: LLMBackend) -> str | None:
-    """One tiny constrained request; None when the backend answers on-schema, else why not."""
+async def _load(state: AppState) -> None:
     try:
-        gen = llm.generate(
-            [ChatMessage("user", "Is water wet? Answer yes or no.")],
-            tags_schema(CANARY_CHOICES),
-            max_tokens=16,
-        )
-    except LLMError as exc:
-        return str(exc)
-    tags = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
-    if not isinstance(tags, list) or not tags or not all(t in CANARY_CHOICES for t in tags):
-        return f"LLM answered off-schema: {gen.text[:80]!r}"
-    return None
+        engine = await asyncio.to_thread(build_engine, state)
+        await engine.start()
+        services = make_services(state, engine)
+        services.worker.start()
+        state.services = services
+        snap = engine.state.snapshot
+        log.info("ready", extra={"taxonomy_version": snap.version, "pipeline": engine.pipeline,
+                                 "examples": len(engine.state.index)})
+    except Exception as exc:
+        state.load_error = f"{type(exc).__name__}: {exc}"
+        log.exception("start-up failed")
+    finally:
+        state.loaded.set()
+
+
+async def _refresh(state: AppState) -> None:
+    """Pick up taxonomy versions and index generations that other processes publish."""
+    interval = state.settings.server.refresh_interval_s
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        if state.services is not None:
+            try:
+                await asyncio.to_thread(state.services.engine.refresh)
+            except Exception:
+                log.exception("refresh failed")
 
 
 def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = None) -> FastAPI:
+    """The service. ``llm``: a backend to use instead of the configured one (stays the caller's)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = llm is None
-        backend: LLMBackend = (
-            await asyncio.to_thread(backend_from_settings, settings) if llm is None else llm
-        )
-        app.state.tagsmith = AppState(settings=settings, llm=backend)
+        state = open_state(settings, llm)
+        app.state.tagsmith = state
+        tasks = [asyncio.create_task(_load(state)), asyncio.create_task(_refresh(state))]
         try:
             yield
         finally:
-            if owned:
-                backend.close()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            services = state.services
+            if services is not None:
+                await asyncio.to_thread(services.worker.stop)
+                await services.engine.stop()
+                services.engine.runtime.close()
+            state.close()
 
     app = FastAPI(
-        title="tagsmith",
-        version="0.1.0",
-        summary="Tag products with nodes of your taxonomy.",
-        lifespan=lifespan,
+        title="tagsmith", version="0.1.0", summary="Tag products with nodes of your taxonomy.",
+        description=DESCRIPTION, lifespan=lifespan,
     )
+    install_error_handlers(app)
+    for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, keys_router):
+        app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive.")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def body_limit(scope: Scope) -> int:
+        if scope["path"] == "/v1/jobs":
+            return settings.limits.max_job_bytes
+        return settings.limits.max_body_bytes
 
-    @app.get(
-        "/readyz",
-        tags=["operations"],
-        summary="Ready to tag: the LLM backend answers a constrained canary request.",
-        responses={503: {"description": "not ready; `checks` says what failed"}},
-    )
-    async def readyz(state: StateDep) -> JSONResponse:
-        problem = await asyncio.to_thread(llm_canary, state.llm)
-        checks = {"llm": problem or "ok"}
-        status = 200 if problem is None else 503
-        return JSONResponse({"status": "ok" if status == 200 else "unavailable", "checks": checks}, status)
-
+    # added innermost first: a request meets RequestContext, then Auth, then BodyLimit
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(RequestContextMiddleware)
     return app

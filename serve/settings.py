@@ -73,6 +73,45 @@ class TaggingSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    on_llm_unavailable: Literal["error", "degrade"] = Field(
+        default="error",
+        description="LLM backend down while tagging with an LLM pipeline: error (503 with "
+        "Retry-After) or degrade (the retrieval-only answer, flagged degraded=true)",
+    )
+    engine_workers: int = Field(default=2, ge=1, le=16, description="tagging batches run at once")
+    refresh_interval_s: float = Field(
+        default=5.0, ge=0.0,
+        description="how often to pick up taxonomy versions and index generations published "
+        "by other processes (the CLI); 0 disables",
+    )
+
+
+class AuthSettings(BaseModel):
+    dev_mode: bool = Field(
+        default=False,
+        description="no API keys: every request gets every scope. Local development only.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="an admin key given by configuration (e.g. from a secret manager) in "
+        "addition to the keys of `tagsmith keys`; at least 32 characters, no placeholder",
+    )
+
+
+class LimitSettings(BaseModel):
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="JSON request bodies (413 above)")
+    max_job_bytes: int = Field(default=64 << 20, ge=1024, description="JSONL job uploads (413 above)")
+    max_batch_items: int = Field(default=64, ge=1, le=4096, description="products per POST /v1/tags:batch")
+    max_job_items: int = Field(default=100_000, ge=1, description="lines per job")
+    rate_per_s: float = Field(default=50.0, gt=0, description="requests per second per API key")
+    rate_burst: int = Field(default=100, ge=1, description="requests a key may send at once")
+    max_queue_items: int = Field(
+        default=4096, ge=1, description="products waiting for the tagging engine (503 above)"
+    )
+
+
+class JobSettings(BaseModel):
+    batch_size: int = Field(default=32, ge=1, le=1024, description="products tagged per step")
 
 
 class Settings(BaseSettings):
@@ -88,6 +127,9 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = EmbedderSettings()
     tagging: TaggingSettings = TaggingSettings()
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    jobs: JobSettings = JobSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from serve.cli._common import console, settings
+from serve.cli._common import console, fail, settings
 
 
 def serve(
@@ -16,16 +16,28 @@ def serve(
     import uvicorn
 
     from serve.app import create_app
+    from serve.jsonlog import configure_logging
+    from serve.keys import KeyStore, key_store_path
+    from serve.state import auth_problem
 
     s = settings()
     if host is not None:
         s.server.host = host
     if port is not None:
         s.server.port = port
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    keys = KeyStore(key_store_path(s.data_dir))
+    problem = auth_problem(s, keys)
+    keys.close()
+    if problem is not None:  # checked here too, to fail with one clear line instead of a trace
+        fail(f"refusing to start: {problem}", 2)
     console.print(
         f"tagsmith serving on http://{s.server.host}:{s.server.port} "
-        f"(LLM: {s.llm.backend}; docs at /docs)"
+        f"(pipeline {s.tagging.pipeline}; docs at /docs; ready when /readyz says so)",
+        soft_wrap=True, highlight=False,
     )
+    configure_logging(s.log_level)
     uvicorn.run(
-        create_app(s), host=s.server.host, port=s.server.port, log_level=s.log_level
+        create_app(s), host=s.server.host, port=s.server.port, log_level=s.log_level,
+        log_config=None, access_log=False,
     )

@@ -1,0 +1,142 @@
+"""Authentication (middleware: who is calling, 401) and authorisation (dependency: may they, 403).
+
+Authentication runs before routing and body parsing, so an anonymous client learns
+nothing from a 422 or a 404: every non-open path answers 401 without a valid key. The
+per-key rate limit is applied right after (429). The scope check is a dependency of each
+route (``require("tags")``), which also documents the bearer scheme in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve.api.errors import ApiError, error_body, retry_after
+from serve.keys import SCOPES, KeyStore
+from serve.settings import Settings
+
+#: paths anyone may call (health, metrics, the documentation)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+DEV_PRINCIPAL = Principal("dev", "dev mode (no keys)", frozenset(SCOPES))
+
+
+def authenticate(settings: Settings, keys: KeyStore, authorization: str | None) -> Principal | None:
+    if settings.auth.dev_mode:
+        return DEV_PRINCIPAL
+    if not authorization:
+        return None
+    kind, _, token = authorization.partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        return None
+    admin = settings.auth.admin_key
+    if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        return Principal("config-admin", "TAGSMITH_AUTH__ADMIN_KEY", frozenset({"admin"}))
+    record = keys.verify(token)
+    return None if record is None else Principal(record.id, record.name, record.scopes)
+
+
+async def _reply(send: Send, status: int, code: str, message: str, headers: dict[str, str]) -> None:
+    body = error_body(status, code, message)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state.tagsmith
+        authorization = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
+        )
+        principal = authenticate(state.settings, state.keys, authorization)
+        if principal is None:
+            await _reply(
+                send, 401, "unauthorized",
+                "a valid API key is required: send `Authorization: Bearer <key>` "
+                "(create one with `tagsmith keys create`)",
+                {"WWW-Authenticate": 'Bearer realm="tagsmith"'},
+            )
+            return
+        wait = state.limiter.acquire(principal.key_id)
+        if wait > 0:
+            state.metrics.rate_limited.inc()
+            await _reply(
+                send, 429, "rate_limited",
+                f"rate limit of key {principal.key_id} exceeded "
+                f"({state.settings.limits.rate_per_s:g} requests/s, burst {state.settings.limits.rate_burst}); "
+                "retry after the Retry-After seconds",
+                retry_after(wait),
+            )
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="apiKey",
+    description="an API key from `tagsmith keys create`: `Authorization: Bearer tsk_…`",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def current_principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # only when a route is mounted outside the middleware
+        raise ApiError(401, "unauthorized", "a valid API key is required")
+    return principal
+
+
+def require(scope: str | None) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: the caller's principal, which must hold ``scope`` (None: any valid key)."""
+
+    async def dependency(request: Request, _: Credentials) -> Principal:
+        principal = current_principal(request)
+        if scope is not None and not principal.allows(scope):
+            raise ApiError(
+                403, "forbidden",
+                f"this operation needs the {scope!r} scope; key {principal.key_id} has "
+                f"{', '.join(sorted(principal.scopes)) or 'none'}",
+            )
+        return principal
+
+    dependency.__name__ = f"require_{(scope or 'any').replace(':', '_')}"
+    return dependency
+
+
+#: ready-made ``Annotated`` dependencies per scope
+AnyKey = Annotated[Principal, Depends(require(None))]
+TagsScope = Annotated[Principal, Depends(require("tags"))]
+FeedbackScope = Annotated[Principal, Depends(require("feedback"))]
+TaxonomyWriteScope = Annotated[Principal, Depends(require("taxonomy:write"))]
+AdminScope = Annotated[Principal, Depends(require("admin"))]
+

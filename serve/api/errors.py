@@ -1,0 +1,163 @@
+"""The one error shape of the API, the exception that carries it, and the handlers.
+
+Every error response, whatever raised it (a service, request validation, the router's
+404/405, a middleware's 401/413/429, an unexpected bug), has this body::
+
+    {"error": {"status": 422, "code": "validation_error", "message": "…",
+               "request_id": "…", "details": [{"loc": ["body", "title"], "message": "…"}]}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.jsonlog import request_id_var
+
+log = logging.getLogger("tagsmith.api")
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(default_factory=list, description="where: e.g. [\"body\", \"products\", 3, \"title\"]")
+    message: str
+    type: str | None = Field(default=None, description="machine-readable kind of the problem")
+
+
+class ErrorInfo(BaseModel):
+    status: int = Field(description="the HTTP status, repeated")
+    code: str = Field(description="stable machine-readable reason, e.g. validation_error, rate_limited")
+    message: str = Field(description="what went wrong and what to do, for humans")
+    request_id: str | None = Field(default=None, description="the X-Request-ID of the request")
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+class ApiError(Exception):
+    """Raised by services and routers; mapped to :class:`ErrorResponse`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def error_body(status: int, code: str, message: str, details: list[ErrorDetail] | None = None) -> bytes:
+    info = ErrorInfo(
+        status=status, code=code, message=message, request_id=request_id_var.get(),
+        details=details or [],
+    )
+    return ErrorResponse(error=info).model_dump_json().encode("utf-8")
+
+
+def error_response(
+    status: int, code: str, message: str, *, details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        json.loads(error_body(status, code, message, details)), status_code=status, headers=headers
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 412: "precondition_failed",
+    413: "request_too_large", 415: "unsupported_media_type", 428: "precondition_required",
+    429: "rate_limited", 503: "unavailable",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> list[ErrorDetail]:
+    out = []
+    for err in exc.errors()[:50]:
+        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        out.append(ErrorDetail(loc=loc, message=str(err.get("msg", "invalid")), type=err.get("type")))
+    return out
+
+
+def _summary(details: list[ErrorDetail]) -> str:
+    if not details:
+        return "the request is invalid"
+    first = details[0]
+    where = ".".join(str(p) for p in first.loc if p != "body") or "body"
+    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    return f"{where}: {first.message}{more}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = _validation_details(exc)
+        return error_response(422, "validation_error", _summary(details), details=details)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI: a body it could not decode (not UTF-8, …)
+            return error_response(422, "validation_error", "the request body could not be read: send UTF-8 JSON")
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error: see the service log for this request id")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+#: documented error responses, by status (routers pick the ones they can return)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _doc("missing, malformed, unknown or revoked API key"),
+    403: _doc("the key lacks the scope this operation needs"),
+    404: _doc("no such resource"),
+    409: _doc("the resource is in a state that does not allow this"),
+    412: _doc("If-Match names a version that is no longer current"),
+    413: _doc("request body larger than the configured limit"),
+    415: _doc("unsupported request content type"),
+    422: _doc("invalid request: field, length or batch-size limits; details say where"),
+    428: _doc("the If-Match header is required"),
+    429: _doc("rate limit of this key exceeded; see Retry-After"),
+    503: _doc("not ready yet, overloaded, or the LLM backend is unavailable; see Retry-After"),
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented errors every authenticated operation can return, plus ``statuses``."""
+    wanted = {401, 403, 413, 422, 429, *statuses}
+    return {s: ERRORS[s] for s in sorted(wanted)}

@@ -1,0 +1,113 @@
+"""Feedback: validate the reviewer's tags, record the verdict, add the example to the index.
+
+The example index is changed copy-on-write and published as a new generation (see
+:meth:`serve.engine.TaggingEngine.update_index`), so the next similar product is tagged
+with the corrected example among its neighbours, without a restart or a retraining run.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from retrieval import Example, ExampleIndex, text_of
+from serve.api.auth import Principal
+from serve.api.errors import ApiError, ErrorDetail
+from serve.api.feedback.protocol import (
+    ExampleOut,
+    ExamplePage,
+    FeedbackList,
+    FeedbackOut,
+    FeedbackRequest,
+)
+from serve.engine import TaggingEngine
+from serve.feedback import FeedbackRecord, FeedbackStore
+from taxonomy import TagValidator
+
+
+def _example_out(ex: Example) -> ExampleOut:
+    return ExampleOut(
+        id=ex.id, title=ex.title, description=ex.description, tags=list(ex.tags),
+        attributes=dict(ex.attributes), category_text=ex.category_text,
+    )
+
+
+def _feedback_out(r: FeedbackRecord) -> FeedbackOut:
+    return FeedbackOut(
+        id=r.id, example_id=r.example_id, verdict=r.verdict,  # type: ignore[arg-type]
+        tags=r.tags, reviewer=r.reviewer, taxonomy_version=r.taxonomy_version,
+        index_generation=r.index_generation, created_at=r.created_at, note=r.note,
+    )
+
+
+class FeedbackService:
+    def __init__(self, engine: TaggingEngine, store: FeedbackStore) -> None:
+        self.engine = engine
+        self.store = store
+        self.validator = TagValidator(leaf_only=True)
+
+    def submit(self, principal: Principal, request: FeedbackRequest) -> FeedbackOut:
+        snap = self.engine.state.snapshot
+        report = self.validator.validate(snap, request.tags)
+        if not report.ok:
+            details = [
+                ErrorDetail(
+                    loc=["body", "tags", e.index], type=e.rule,
+                    message=e.message + (f" (did you mean {e.suggestion!r}?)" if e.suggestion else ""),
+                )
+                for e in report.errors
+            ]
+            raise ApiError(
+                422, "invalid_tags",
+                f"tags must be active leaf categories of taxonomy version {snap.version}: "
+                f"{details[0].message}",
+                details=details,
+            )
+        product = request.product
+        example = Example(
+            id=product.id or f"fb_{secrets.token_hex(8)}", title=product.title,
+            description=product.description, tags=tuple(dict.fromkeys(request.tags)),
+            attributes=dict(product.attributes), category_text=product.category_text,
+        )
+        embedder = self.engine.runtime.embedder
+        vector = embedder.encode([example.text()])  # before the index lock: the slow part
+
+        def add(index: ExampleIndex) -> None:
+            index.upsert([example], vector)
+
+        _, state = self.engine.update_index(add)
+        record = self.store.add(
+            example_id=example.id, verdict=request.verdict, tags=list(example.tags),
+            product=product.model_dump(mode="json") | {"id": example.id}, note=request.note,
+            reviewer=principal.key_id, taxonomy_version=snap.version,
+            index_generation=state.index_generation,
+        )
+        return _feedback_out(record)
+
+    def list_feedback(self, offset: int, limit: int) -> FeedbackList:
+        records, total = self.store.list_records(offset=offset, limit=limit)
+        return FeedbackList(items=[_feedback_out(r) for r in records], total=total, offset=offset, limit=limit)
+
+    def examples(self, offset: int, limit: int, query: str | None) -> ExamplePage:
+        state = self.engine.state
+        examples = list(state.index)
+        if query:
+            needle = query.casefold()
+            examples = [ex for ex in examples if needle in text_of(ex).casefold() or needle in ex.id.casefold()]
+        page = examples[offset : offset + limit]
+        return ExamplePage(
+            items=[_example_out(ex) for ex in page], total=len(examples), offset=offset, limit=limit,
+            index_generation=state.index_generation,
+        )
+
+    def example(self, example_id: str) -> ExampleOut:
+        ex = self.engine.state.index.get(example_id)
+        if ex is None:
+            raise ApiError(404, "not_found", f"no example {example_id!r} in the index")
+        return _example_out(ex)
+
+    def delete_example(self, example_id: str) -> None:
+        if example_id not in self.engine.state.index:
+            raise ApiError(404, "not_found", f"no example {example_id!r} in the index")
+        removed, _ = self.engine.update_index(lambda index: index.delete([example_id]))
+        if not removed:  # deleted by a concurrent request between the check and the lock
+            raise ApiError(404, "not_found", f"no example {example_id!r} in the index")

@@ -1,0 +1,100 @@
+"""Batch-job endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from serve.api.auth import TagsScope
+from serve.api.deps import JobServiceDep
+from serve.api.errors import errors
+from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Annotated[str, Path(min_length=1, max_length=64, description="the id returned at creation")]
+JSONL = "application/jsonl"
+
+_JOB_INPUT: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'JSONL: one {"custom_id": "…", "product": {…}} per line (at most '
+        "limits.max_job_items lines, limits.max_job_bytes bytes); validated whole before the job is accepted",
+        "content": {JSONL: {"schema": {"type": "string"}, "example": JOB_LINE_EXAMPLE}},
+    }
+}
+_RESULTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": 'JSONL, one line per custom_id: {"custom_id", "result" (the tagging contract) '
+        'or null, "degraded", "error" ({"code", "message"}) or null}; in input order',
+        "content": {JSONL: {"schema": {"type": "string"}, "example": RESULT_LINE_EXAMPLE}},
+    },
+    **errors(404),
+}
+
+
+@router.post(
+    "", status_code=202, response_model=Job, responses=errors(503), openapi_extra=_JOB_INPUT,
+    summary="Create a tagging job from JSONL; returns at once (202) with the job id.",
+    description="Send `Idempotency-Key` to make retries safe: the same key with the same body "
+    "returns the job created first (header `Idempotent-Replayed: true`); with another body, 422.",
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    service: JobServiceDep,
+    principal: TagsScope,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> Job:
+    body = await request.body()
+    job, created = await run_in_threadpool(service.create, principal, body, idempotency_key)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return job
+
+
+@router.get("", response_model=JobList, responses=errors(503), summary="Your jobs, newest first.")
+def list_jobs(
+    service: JobServiceDep, principal: TagsScope,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobList:
+    return service.list(principal, offset, limit)
+
+
+@router.get("/{job_id}", response_model=Job, responses=errors(404, 503), summary="State, counts and progress of a job.")
+def get_job(job_id: JobId, service: JobServiceDep, principal: TagsScope) -> Job:
+    return service.get(principal, job_id)
+
+
+@router.get(
+    "/{job_id}/results", response_class=StreamingResponse, responses={**_RESULTS, **errors(404, 503)},
+    summary="The results written so far (JSONL stream); `offset` skips lines already fetched.",
+)
+def job_results(
+    job_id: JobId, service: JobServiceDep, principal: TagsScope,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+) -> StreamingResponse:
+    return StreamingResponse(service.results(principal, job_id, offset), media_type=JSONL)
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=Job, responses=errors(404, 409, 503),
+    summary="Cancel a queued or running job (results written so far stay available).",
+)
+def cancel_job(job_id: JobId, service: JobServiceDep, principal: TagsScope) -> Job:
+    return service.cancel(principal, job_id)
+
+
+@router.delete(
+    "/{job_id}", status_code=204, response_class=Response, responses=errors(404, 409, 503),
+    summary="Delete a finished job and its files.",
+)
+def delete_job(job_id: JobId, service: JobServiceDep, principal: TagsScope) -> Response:
+    service.delete(principal, job_id)
+    return Response(status_code=204)

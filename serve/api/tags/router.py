@@ -1,0 +1,31 @@
+"""Tagging endpoints: parse, call the service, return (errors are mapped by the handlers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from agent.contract import Product
+from serve.api.auth import TagsScope
+from serve.api.deps import TagServiceDep
+from serve.api.errors import errors
+from serve.api.tags.protocol import BatchTagRequest, BatchTagResponse, TagResponse
+
+router = APIRouter(prefix="/v1", tags=["tagging"])
+
+
+@router.post(
+    "/tags", response_model=TagResponse, responses=errors(503),
+    summary="Tag one product.",
+    description="Returns the agent's output contract: tags (nodes of the taxonomy, with path and "
+    "confidence), needs_review, the taxonomy version used, the pipeline and its evidence.",
+)
+async def tag_product(product: Product, service: TagServiceDep, _: TagsScope) -> TagResponse:
+    return await service.tag_one(product)
+
+
+@router.post(
+    "/tags:batch", response_model=BatchTagResponse, responses=errors(503),
+    summary="Tag up to limits.max_batch_items products; results in input order.",
+)
+async def tag_batch(body: BatchTagRequest, service: TagServiceDep, _: TagsScope) -> BatchTagResponse:
+    return await service.tag_batch(body.products)

@@ -1,0 +1,55 @@
+"""Tagging: products in, results out, through the engine's batching queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agent.contract import Product
+from serve.api.errors import ApiError, retry_after
+from serve.api.tags.protocol import BatchTagResponse, TagResponse
+from serve.engine import EngineOverloaded, TaggingEngine
+from serve.metrics import Metrics
+from serve.settings import Settings
+
+
+class TagService:
+    def __init__(self, engine: TaggingEngine, settings: Settings, metrics: Metrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+
+    async def tag_one(self, product: Product) -> TagResponse:
+        return (await self._tag([product]))[0]
+
+    async def tag_batch(self, products: Sequence[Product]) -> BatchTagResponse:
+        limit = self.settings.limits.max_batch_items
+        if len(products) > limit:
+            raise ApiError(
+                422, "batch_too_large",
+                f"a batch holds at most {limit} products, this one has {len(products)}: split it, "
+                "or send a job (POST /v1/jobs) for large catalogs",
+            )
+        results = await self._tag(products)
+        return BatchTagResponse(results=results, taxonomy_version=results[0].taxonomy_version)
+
+    async def _tag(self, products: Sequence[Product]) -> list[TagResponse]:
+        try:
+            outcome = await self.engine.tag(products)
+        except EngineOverloaded as exc:
+            raise ApiError(
+                503, "overloaded", f"the tagging queue is full ({exc}); retry shortly",
+                headers=retry_after(1),
+            ) from exc
+        degraded = any(outcome.degraded)
+        if degraded and self.settings.server.on_llm_unavailable == "error":
+            raise ApiError(
+                503, "llm_unavailable",
+                f"the LLM backend is unavailable ({self.engine.health.last_error or 'no answer'}); "
+                "retry later",
+                headers=retry_after(5),
+            )
+        self.metrics.observe_results(outcome.results, source="api", degraded=degraded)
+        return [
+            TagResponse.model_construct(**dict(r), degraded=d)
+            for r, d in zip(outcome.results, outcome.degraded, strict=True)
+        ]

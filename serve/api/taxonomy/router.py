@@ -1,0 +1,116 @@
+"""Taxonomy endpoints: read (any valid key) and edit (scope taxonomy:write, If-Match)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Response
+
+from serve.api.auth import AnyKey, TaxonomyWriteScope
+from serve.api.deps import TaxonomyServiceDep
+from serve.api.errors import errors
+from serve.api.taxonomy.protocol import (
+    EditRequest,
+    EditResult,
+    MigrationMap,
+    NodeDetail,
+    NodePage,
+    SearchResults,
+    TaxonomyInfo,
+    VersionDetail,
+    VersionList,
+)
+from taxonomy import TaxonomyDiff
+
+router = APIRouter(prefix="/v1/taxonomy", tags=["taxonomy"])
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+PinnedVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="read this version (default: current)")]
+FromVersion = Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)]
+ToVersion = Annotated[int, Query(alias="to", ge=1, le=2**31 - 1)]
+_ETAG = {"ETag": {"description": 'the taxonomy version, e.g. "3": send it back as If-Match to edit', "schema": {"type": "string"}}}
+
+
+@router.get(
+    "", response_model=TaxonomyInfo, responses={200: {"headers": _ETAG}, **errors(503)},
+    summary="The current taxonomy version and its size (ETag: the version).",
+)
+def taxonomy_info(response: Response, service: TaxonomyServiceDep, _: AnyKey) -> TaxonomyInfo:
+    info = service.info()
+    response.headers["ETag"] = f'"{info.version}"'
+    return info
+
+
+@router.get("/nodes", response_model=NodePage, responses=errors(404, 503), summary="Nodes, paginated (document order).")
+def list_nodes(
+    service: TaxonomyServiceDep, _: AnyKey,
+    parent: Annotated[str | None, Query(min_length=1, max_length=512, description="only the children of this node")] = None,
+    include_deprecated: bool = False,
+    version: PinnedVersion = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> NodePage:
+    return service.nodes(
+        parent=parent, include_deprecated=include_deprecated, version=version, offset=offset, limit=limit
+    )
+
+
+@router.get(
+    "/nodes/{node_id:path}", response_model=NodeDetail, responses=errors(404, 503),
+    summary="One node with its children, ancestors and attributes (ids may contain '/').",
+)
+def get_node(
+    node_id: Annotated[str, Path(min_length=1, max_length=512)], service: TaxonomyServiceDep, _: AnyKey,
+    version: PinnedVersion = None,
+) -> NodeDetail:
+    return service.node(node_id, version)
+
+
+@router.get("/search", response_model=SearchResults, responses=errors(503), summary="Search names, synonyms and paths.")
+def search_nodes(
+    service: TaxonomyServiceDep, _: AnyKey,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    include_deprecated: bool = False,
+) -> SearchResults:
+    return service.search(q, limit, include_deprecated)
+
+
+@router.get("/versions", response_model=VersionList, responses=errors(503), summary="Every version, oldest first.")
+def list_versions(service: TaxonomyServiceDep, _: AnyKey) -> VersionList:
+    return service.versions()
+
+
+@router.get("/versions/{version}", response_model=VersionDetail, responses=errors(404, 503), summary="One version and its edits.")
+def get_version(version: Version, service: TaxonomyServiceDep, _: AnyKey) -> VersionDetail:
+    return service.version(version)
+
+
+@router.get("/diff", response_model=TaxonomyDiff, responses=errors(404, 503), summary="What changed between two versions.")
+def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> TaxonomyDiff:
+    return service.diff(v1, v2)
+
+
+@router.get(
+    "/migration-map", response_model=MigrationMap, responses=errors(404, 503),
+    summary="Where tags stored under one version move to in another.",
+)
+def migration_map(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> MigrationMap:
+    return service.migration_map(v1, v2)
+
+
+@router.post(
+    "/edits", status_code=201, response_model=EditResult,
+    responses={201: {"headers": _ETAG}, **errors(412, 428, 503)},
+    summary="Apply edits all-or-nothing to the version named by If-Match; published at once.",
+    description="412 when If-Match is not the current version (someone else edited first: reload "
+    "and re-apply). New tagging requests use the new version as soon as this returns; "
+    "requests already running finish on the version they started with.",
+)
+def apply_edits(
+    body: EditRequest, response: Response, service: TaxonomyServiceDep, principal: TaxonomyWriteScope,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=100)] = None,
+) -> EditResult:
+    result = service.apply(principal, if_match, body)
+    response.headers["ETag"] = f'"{result.version}"'
+    response.headers["Location"] = f"/v1/taxonomy/versions/{result.version}"
+    return result

@@ -1,0 +1,173 @@
+"""Reading and editing the taxonomy; a published edit is swapped into the tagging engine."""
+
+from __future__ import annotations
+
+from serve.api.auth import Principal
+from serve.api.errors import ApiError, ErrorDetail
+from serve.api.taxonomy.protocol import (
+    EditRequest,
+    EditResult,
+    MigrationMap,
+    NodeDetail,
+    NodeOut,
+    NodePage,
+    SearchResults,
+    TaxonomyInfo,
+    VersionDetail,
+    VersionList,
+)
+from serve.engine import TaggingEngine
+from serve.sqlite import utc
+from taxonomy import (
+    EditRejected,
+    Snapshot,
+    StaleVersion,
+    TaxonomyDiff,
+    TaxonomyStore,
+    UnknownVersion,
+    VersionInfo,
+    diff_snapshots,
+    search,
+)
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an ``If-Match`` names (``"3"``, ``W/"3"`` or ``3``); None for ``*``."""
+    if value is None:
+        raise ApiError(
+            428, "precondition_required",
+            'edits need If-Match: "<version>" (the ETag of GET /v1/taxonomy), so that two editors '
+            "cannot overwrite each other",
+        )
+    text = value.strip()
+    if text == "*":
+        return None
+    text = text.removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise ApiError(412, "precondition_failed", f"If-Match {value!r} is not a taxonomy version ETag such as \"3\"")
+    return int(text)
+
+
+def _node(snap: Snapshot, node_id: str) -> NodeOut:
+    node = snap.node(node_id)
+    return NodeOut(
+        id=node.id, name=node.name, parent=node.parent, level=node.level,
+        path=list(snap.path_names(node_id)), is_leaf=snap.is_leaf(node_id),
+        deprecated=node.deprecated, replaced_by=node.replaced_by, synonyms=list(node.synonyms),
+        description=node.description,
+    )
+
+
+def _utc_info(info: VersionInfo) -> VersionInfo:
+    return info.model_copy(update={"created_at": utc(info.created_at)})
+
+
+class TaxonomyService:
+    def __init__(self, store: TaxonomyStore, engine: TaggingEngine) -> None:
+        self.store = store
+        self.engine = engine
+
+    def _snapshot(self, version: int | None) -> Snapshot:
+        if version is None:
+            self.store.refresh()  # another process (the CLI) may have published a version
+            return self.store.current()
+        try:
+            return self.store.snapshot(version)
+        except UnknownVersion as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+
+    def info(self) -> TaxonomyInfo:
+        snap = self._snapshot(None)
+        doc = snap.document
+        return TaxonomyInfo(
+            version=snap.version, name=doc.name, source_version=doc.source_version,
+            node_count=len(snap), active_count=len(snap.active_ids),
+            leaf_count=len(snap.active_leaf_ids), roots=list(snap.roots),
+        )
+
+    def nodes(
+        self, *, parent: str | None, include_deprecated: bool, version: int | None, offset: int, limit: int
+    ) -> NodePage:
+        snap = self._snapshot(version)
+        if parent is not None:
+            if parent not in snap:
+                raise ApiError(404, "not_found", f"no node {parent!r} in version {snap.version}")
+            ids = list(snap.children(parent, include_deprecated=include_deprecated))
+        else:
+            ids = [n.id for n in snap.document.nodes if include_deprecated or not n.deprecated]
+        page = ids[offset : offset + limit]
+        return NodePage(
+            version=snap.version, items=[_node(snap, i) for i in page], total=len(ids),
+            offset=offset, limit=limit,
+        )
+
+    def node(self, node_id: str, version: int | None) -> NodeDetail:
+        snap = self._snapshot(version)
+        if node_id not in snap:
+            raise ApiError(404, "not_found", f"no node {node_id!r} in version {snap.version}")
+        base = _node(snap, node_id)
+        return NodeDetail(
+            **base.model_dump(), children=list(snap.children(node_id)),
+            ancestors=list(snap.ancestors(node_id)),
+            attributes=[a.id for a in snap.attributes_for(node_id)],
+        )
+
+    def search(self, text: str, limit: int, include_deprecated: bool) -> SearchResults:
+        snap = self._snapshot(None)
+        hits = search(snap, text, limit=limit, include_deprecated=include_deprecated)
+        return SearchResults(version=snap.version, hits=hits)
+
+    def versions(self) -> VersionList:
+        return VersionList(items=[_utc_info(v) for v in self.store.versions()])
+
+    def version(self, version: int) -> VersionDetail:
+        try:
+            info = _utc_info(self.store.version_info(version))
+            edits = self.store.edits(version)
+        except UnknownVersion as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        return VersionDetail(**info.model_dump(), edits=edits)
+
+    def diff(self, v1: int, v2: int) -> TaxonomyDiff:
+        try:
+            return self.store.diff(v1, v2)
+        except UnknownVersion as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+
+    def migration_map(self, v1: int, v2: int) -> MigrationMap:
+        try:
+            mapping = self.store.migration_map(v1, v2)
+        except UnknownVersion as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        return MigrationMap(from_version=v1, to_version=v2, mapping=mapping)
+
+    def apply(self, principal: Principal, if_match: str | None, request: EditRequest) -> EditResult:
+        expected = parse_if_match(if_match)
+        if expected is None:
+            expected = self.store.refresh()
+        before = self.engine.state.snapshot
+        try:
+            snap = self.store.apply(
+                request.edits, expected_version=expected, author=principal.name, message=request.message
+            )
+        except StaleVersion as exc:
+            raise ApiError(
+                412, "precondition_failed",
+                f"If-Match names version {exc.expected}, but the current version is {exc.current}: "
+                "reload, re-apply your edits, and send them with the new ETag",
+                headers={"ETag": f'"{exc.current}"'},
+            ) from exc
+        except EditRejected as exc:
+            loc: list[str | int] = ["body", "edits"] + ([exc.index] if exc.index is not None else [])
+            raise ApiError(
+                422, "edit_rejected", str(exc), details=[ErrorDetail(loc=loc, message=exc.message, type=exc.code)]
+            ) from exc
+        # new requests tag against the new version from now on; in-flight ones keep theirs
+        self.engine.use_snapshot(snap)
+        if before.version != expected:
+            before = self.store.snapshot(expected)
+        diff = diff_snapshots(before, snap)
+        return EditResult(
+            version=snap.version, previous_version=expected,
+            changes={k: v for k, v in diff.summary().items() if v},
+        )

@@ -1,0 +1,249 @@
+"""Jobs on disk: a SQLite table of jobs, and per job a directory with its input and results.
+
+Layout under ``root`` (``<data_dir>/jobs``)::
+
+    jobs.db                 one row per job: owner, state, counts, idempotency key
+    job_<id>/input.jsonl    the validated input, written (fsynced) before the row exists
+    job_<id>/results.jsonl  one line per custom_id, appended in fsynced batches
+
+The row is the commit point of a creation: a crash before it leaves an orphan directory,
+removed at the next start. ``results.jsonl`` is the truth about progress (the counts in
+the row follow it); see :mod:`serve.jobs.worker` for exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from agent.jsonl import append_durable
+from serve.jobs.input import JobItem
+from serve.sqlite import sqlite_engine, utc
+
+JobState = Literal["queued", "running", "completed", "cancelled", "failed"]
+ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+INPUT, RESULTS = "input.jsonl", "results.jsonl"
+
+metadata = MetaData()
+jobs_table = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("total", Integer, nullable=False),
+    Column("succeeded", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("idempotency_key", String(255)),
+    Column("request_sha256", String(64), nullable=False),
+    Column("message", Text),
+    UniqueConstraint("owner", "idempotency_key", name="uq_jobs_idempotency"),
+)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    owner: str
+    state: JobState
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    total: int
+    succeeded: int
+    failed: int
+    idempotency_key: str | None
+    request_sha256: str
+    message: str | None
+
+
+class JobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._engine = sqlite_engine(root / "jobs.db")
+        metadata.create_all(self._engine)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def results_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / RESULTS
+
+    # ---- creating ----------------------------------------------------------------------
+    def create(
+        self, owner: str, items: Sequence[JobItem], *, request_sha256: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """(the job, True) — or (the job created earlier under the same idempotency key,
+        False), whatever its payload: the caller compares ``request_sha256``."""
+        if idempotency_key is not None:
+            earlier = self.find_idempotent(owner, idempotency_key)
+            if earlier is not None:
+                return earlier, False
+        job_id = f"job_{secrets.token_hex(12)}"
+        directory = self.job_dir(job_id)
+        directory.mkdir()
+        append_durable(directory / INPUT, [item.model_dump_json(exclude_defaults=True) + "\n" for item in items])
+        (directory / RESULTS).touch()
+        _fsync_dir(directory)
+        _fsync_dir(self.root)
+        try:
+            with self._engine.begin() as conn:  # the commit point
+                conn.execute(insert(jobs_table).values(
+                    id=job_id, owner=owner, state="queued", created_at=datetime.now(UTC),
+                    total=len(items), succeeded=0, failed=0, idempotency_key=idempotency_key,
+                    request_sha256=request_sha256,
+                ))
+        except IntegrityError:
+            # a concurrent retry with the same idempotency key won the race
+            shutil.rmtree(directory, ignore_errors=True)
+            assert idempotency_key is not None
+            earlier = self.find_idempotent(owner, idempotency_key)
+            assert earlier is not None
+            return earlier, False
+        job = self.get(job_id)
+        assert job is not None
+        return job, True
+
+    def find_idempotent(self, owner: str, key: str) -> JobRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(jobs_table).where(
+                jobs_table.c.owner == owner, jobs_table.c.idempotency_key == key
+            )).mappings().first()
+        return None if row is None else _record(row)
+
+    # ---- reading -----------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
+        return None if row is None else _record(row)
+
+    def list_jobs(self, owner: str | None, *, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
+        """Newest first; ``owner=None``: everybody's (admin)."""
+        where = [] if owner is None else [jobs_table.c.owner == owner]
+        with self._engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(jobs_table).where(*where)).scalar_one())
+            rows = conn.execute(
+                select(jobs_table).where(*where)
+                .order_by(jobs_table.c.created_at.desc(), jobs_table.c.id).offset(offset).limit(limit)
+            ).mappings().all()
+        return [_record(r) for r in rows], total
+
+    def runnable(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first (running ones were interrupted: resume)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs_table).where(jobs_table.c.state.in_(ACTIVE)).order_by(jobs_table.c.created_at)
+            ).mappings().all()
+        return [_record(r) for r in rows]
+
+    def items(self, job_id: str) -> Iterator[JobItem]:
+        with (self.job_dir(job_id) / INPUT).open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield JobItem.model_validate_json(line)
+
+    # ---- changing ----------------------------------------------------------------------
+    def transition(
+        self, job_id: str, state: JobState, *, only_from: frozenset[str], message: str | None = None
+    ) -> bool:
+        """Move to ``state`` if the job is in one of ``only_from``; True when it moved."""
+        values: dict[str, object] = {"state": state, "message": message}
+        now = datetime.now(UTC)
+        if state == "running":
+            values["started_at"] = now
+        elif state not in ACTIVE:
+            values["finished_at"] = now
+        with self._engine.begin() as conn:
+            moved = conn.execute(
+                update(jobs_table)
+                .where(jobs_table.c.id == job_id, jobs_table.c.state.in_(only_from))
+                .values(**values)
+            ).rowcount
+        return bool(moved)
+
+    def set_progress(self, job_id: str, succeeded: int, failed: int, message: str | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(
+                succeeded=succeeded, failed=failed, message=message
+            ))
+
+    def delete(self, job_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(jobs_table).where(jobs_table.c.id == job_id))
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def remove_orphans(self) -> int:
+        """Directories without a row: creations that crashed before their commit point."""
+        with self._engine.connect() as conn:
+            known = set(conn.execute(select(jobs_table.c.id)).scalars())
+        orphans = [p for p in self.root.glob("job_*") if p.is_dir() and p.name not in known]
+        for path in orphans:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(orphans)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def read_results(path: Path, *, offset: int = 0) -> Iterator[bytes]:
+    """The complete result lines (a line being written is not complete yet), from ``offset``."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh):
+            if not line.endswith(b"\n"):
+                return
+            if number >= offset:
+                yield line
+
+
+def result_line(custom_id: str, result: object | None, error: dict[str, str] | None, degraded: bool) -> str:
+    return json.dumps(
+        {"custom_id": custom_id, "result": result, "degraded": degraded, "error": error},
+        ensure_ascii=False,
+    ) + "\n"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _record(r: RowMapping) -> JobRecord:
+    return JobRecord(
+        id=r["id"], owner=r["owner"], state=r["state"], created_at=utc(r["created_at"]),
+        started_at=utc(r["started_at"]), finished_at=utc(r["finished_at"]), total=r["total"],
+        succeeded=r["succeeded"], failed=r["failed"], idempotency_key=r["idempotency_key"],
+        request_sha256=r["request_sha256"], message=r["message"],
+    )

@@ -1,0 +1,170 @@
+"""API keys: created by ``tagsmith keys create`` (or ``POST /v1/keys``), stored hashed in SQLite.
+
+A key reads ``tsk_<id>_<secret>``: ``id`` is public (it names the key in listings, logs
+and revocations), ``secret`` is 256 random bits. Only ``sha256(key)`` is stored: a key is
+high-entropy, so a slow password hash would add nothing but latency on every request.
+The presented key's hash is compared with ``hmac.compare_digest`` (constant time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    RowMapping,
+    String,
+    Table,
+    insert,
+    select,
+    update,
+)
+
+from serve.sqlite import sqlite_engine, utc
+
+#: what a key may do; ``admin`` implies every other scope
+SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
+KEY_PREFIX = "tsk_"
+_KEY = re.compile(r"^tsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+#: values an operator might leave in a config file: refused as the admin key
+PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "admin", "test", "dev"})
+MIN_ADMIN_KEY_CHARS = 32
+
+metadata = MetaData()
+keys_table = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(12), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scopes", String(200), nullable=False),  # comma-separated
+    Column("key_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    scopes: frozenset[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+def parse_scopes(text: str | list[str]) -> frozenset[str]:
+    """``"tags,feedback"`` → scopes; raises ValueError naming an unknown scope."""
+    items = text.split(",") if isinstance(text, str) else text
+    scopes = frozenset(s.strip() for s in items if s.strip())
+    unknown = sorted(scopes - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}: use {', '.join(SCOPES)}")
+    if not scopes:
+        raise ValueError(f"give at least one scope: {', '.join(SCOPES)}")
+    return scopes
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def admin_key_problem(key: str) -> str | None:
+    """Why a configured admin key is unacceptable (None when it is fine)."""
+    if key.strip().lower() in PLACEHOLDERS or len(key) < MIN_ADMIN_KEY_CHARS:
+        return (
+            f"TAGSMITH_AUTH__ADMIN_KEY must be a random secret of at least {MIN_ADMIN_KEY_CHARS} "
+            "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return None
+
+
+def key_store_path(data_dir: Path) -> Path:
+    return data_dir / "keys.db"
+
+
+class KeyStore:
+    def __init__(self, path: Path) -> None:
+        self._engine = sqlite_engine(path)
+        metadata.create_all(self._engine)
+
+    def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
+        """A new key: its record and the key itself (shown once, never stored)."""
+        key_id = secrets.token_hex(6)
+        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        record = ApiKey(key_id, name or key_id, frozenset(scopes), datetime.now(UTC))
+        with self._engine.begin() as conn:
+            conn.execute(insert(keys_table).values(
+                id=key_id, name=record.name, scopes=",".join(sorted(scopes)),
+                key_sha256=_digest(key), created_at=record.created_at,
+            ))
+        return record, key
+
+    def all(self) -> list[ApiKey]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(keys_table).order_by(keys_table.c.created_at)).mappings().all()
+        return [_record(r) for r in rows]
+
+    def get(self, key_id: str) -> ApiKey | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
+        return None if row is None else _record(row)
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent); KeyError when there is no such key."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(keys_table)
+                .where(keys_table.c.id == key_id, keys_table.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        record = self.get(key_id)
+        if record is None:
+            raise KeyError(key_id)
+        return record
+
+    def has_active_keys(self) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(keys_table.c.id).where(keys_table.c.revoked_at.is_(None)).limit(1)
+            ).first() is not None
+
+    def verify(self, presented: str) -> ApiKey | None:
+        """The active key ``presented`` is, or None (unknown, malformed, revoked)."""
+        match = _KEY.match(presented)
+        if match is None:
+            return None
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(keys_table).where(keys_table.c.id == match.group(1))
+            ).mappings().first()
+        stored = row["key_sha256"] if row is not None else "0" * 64
+        # compare even for an unknown id, so both paths cost the same
+        if not hmac.compare_digest(stored, _digest(presented)) or row is None:
+            return None
+        record = _record(row)
+        return record if record.active else None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _record(r: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=r["id"], name=r["name"], scopes=frozenset(s for s in r["scopes"].split(",") if s),
+        created_at=utc(r["created_at"]), revoked_at=utc(r["revoked_at"]),
+    )

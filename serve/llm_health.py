@@ -1,0 +1,130 @@
+"""Watch the LLM backend: count failing and succeeding calls, time them.
+
+The tagger catches backend errors itself and answers with the retrieval fallback, which
+is right for one bad answer but hides an outage from the service. Wrapping the backend
+lets the service tell "the LLM is down" (calls fail, none succeed) from "the LLM gave a
+bad answer", and either refuse (503) or flag the answer as degraded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.llm import ChatMessage, Generation, LLMBackend, LLMError, OptionScorer, OptionScores
+from serve.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class HealthMark:
+    failures: int
+    successes: int
+
+
+class LLMHealth:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.successes = 0
+        self.last_error: str | None = None
+
+    def mark(self) -> HealthMark:
+        with self._lock:
+            return HealthMark(self.failures, self.successes)
+
+    def outage_since(self, mark: HealthMark) -> bool:
+        """Calls failed since ``mark`` and none succeeded: the backend is down, not wrong."""
+        with self._lock:
+            return self.failures > mark.failures and self.successes == mark.successes
+
+    def record(self, error: Exception | None) -> None:
+        with self._lock:
+            if error is None:
+                self.successes += 1
+            else:
+                self.failures += 1
+                self.last_error = str(error)[:300]
+
+
+class _Tracked:
+    def __init__(self, inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> None:
+        self.inner = inner
+        self.health = health
+        self._metrics = metrics
+        self._owned = owned
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.inner.max_concurrency
+
+    def _done(self, start: float, error: Exception | None) -> None:
+        self.health.record(error)
+        outcome = "ok" if error is None else "error"
+        self._metrics.llm_latency.labels(outcome).observe(time.perf_counter() - start)
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: Mapping[str, Any],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        top_logprobs: int = 0,
+    ) -> Generation:
+        start = time.perf_counter()
+        try:
+            out = self.inner.generate(
+                messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                top_logprobs=top_logprobs,
+            )
+        except LLMError as exc:
+            self._done(start, exc)
+            raise
+        self._done(start, None)
+        return out
+
+    def close(self) -> None:
+        if self._owned:  # a backend handed in by the caller is the caller's to close
+            self.inner.close()
+
+
+class _TrackedScorer(_Tracked):
+    """Keeps the :class:`OptionScorer` capability visible to the tagger."""
+
+    def score_options(
+        self,
+        messages: Sequence[ChatMessage],
+        options: Sequence[str],
+        *,
+        assistant_prefix: str = "",
+        continuations: Sequence[str] = (),
+    ) -> OptionScores:
+        inner = self.inner
+        assert isinstance(inner, OptionScorer)
+        start = time.perf_counter()
+        try:
+            out = inner.score_options(
+                messages, options, assistant_prefix=assistant_prefix, continuations=continuations
+            )
+        except LLMError as exc:
+            self._done(start, exc)
+            raise
+        self._done(start, None)
+        return out
+
+
+def track(inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> LLMBackend:
+    cls = _TrackedScorer if isinstance(inner, OptionScorer) else _Tracked
+    return cls(inner, health, metrics, owned=owned)

@@ -1,0 +1,138 @@
+"""Taxonomy API: reads, search, versions, diff, migration map; edits with If-Match; edits
+take effect for new requests without a restart while in-flight requests keep their version."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.llm.fake import FixedLatencyBackend
+from tests.serve.helpers import assert_error, auth, make_keys, running_app, service_settings
+
+RENAME = {"edits": [{"op": "rename", "id": "kitchen/cookware/pans", "name": "Skillets & Frying Pans"}]}
+DEPRECATE = {"edits": [{"op": "deprecate", "id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}],
+             "message": "pans and pots are one category now"}
+
+
+def test_reading_the_taxonomy(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        h = auth(keys["feedback"])  # reading needs any valid key
+        info = client.get("/v1/taxonomy", headers=h)
+        assert info.status_code == 200 and info.headers["etag"] == '"1"'
+        assert info.json() | {"roots": None} == {
+            "version": 1, "name": "tiny shop", "source_version": "t1", "node_count": 20,
+            "active_count": 19, "leaf_count": 13, "roots": None,
+        }
+        pages: list[str] = []
+        offset = 0
+        while True:  # bounded: 19 active nodes, 7 a page
+            page = client.get(f"/v1/taxonomy/nodes?limit=7&offset={offset}", headers=h).json()
+            assert page["total"] == 19 and page["version"] == 1
+            pages += [n["id"] for n in page["items"]]
+            offset += 7
+            if offset >= page["total"]:
+                break
+        assert len(pages) == len(set(pages)) == 19 and "electronics/pagers" not in pages
+        with_deprecated = client.get("/v1/taxonomy/nodes?limit=1000&include_deprecated=true", headers=h).json()
+        assert with_deprecated["total"] == 20
+        children = client.get("/v1/taxonomy/nodes?parent=apparel/tops", headers=h).json()
+        assert [n["id"] for n in children["items"]] == ["apparel/tops/tees", "apparel/tops/hoodies"]
+        node = client.get("/v1/taxonomy/nodes/kitchen/cookware/pans", headers=h).json()
+        assert node["path"] == ["Kitchen", "Cookware", "Frying Pans"] and node["is_leaf"] is True
+        assert node["ancestors"] == ["kitchen", "kitchen/cookware"] and node["synonyms"] == ["skillet"]
+        encoded = client.get("/v1/taxonomy/nodes/kitchen%2Fcookware%2Fpans", headers=h).json()
+        assert encoded["id"] == "kitchen/cookware/pans"
+        assert_error(client.get("/v1/taxonomy/nodes/kitchen/nope", headers=h), 404, "not_found")
+        assert_error(client.get("/v1/taxonomy/nodes?parent=nope", headers=h), 404, "not_found")
+        hits = client.get("/v1/taxonomy/search?q=skillet", headers=h).json()["hits"]
+        assert hits[0]["id"] == "kitchen/cookware/pans"
+        assert_error(client.get("/v1/taxonomy/search?q=", headers=h), 422, "validation_error")
+        assert_error(client.get("/v1/taxonomy/versions/7", headers=h), 404, "not_found")
+        assert_error(client.get("/v1/taxonomy/diff?from=1&to=9", headers=h), 404, "not_found")
+
+
+def test_edits_with_if_match(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        w, t = auth(keys["taxonomy:write"]), auth(keys["tags"])
+        assert_error(client.post("/v1/taxonomy/edits", json=RENAME, headers=w), 428, "precondition_required")
+        assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=t).json()["tags"][0]["id"] == "kitchen/cookware/pans"
+
+        r = client.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**w, "If-Match": '"1"'})
+        assert r.status_code == 201, r.text
+        assert r.headers["etag"] == '"2"' and r.headers["location"] == "/v1/taxonomy/versions/2"
+        assert r.json() == {"version": 2, "previous_version": 1, "changes": {"deprecated": 1}}
+        # the next request uses version 2, without a restart: pans is retired, its examples vote for pots
+        tagged = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=t).json()
+        assert tagged["taxonomy_version"] == 2 and tagged["tags"][0]["id"] == "kitchen/cookware/pots"
+
+        stale = client.post("/v1/taxonomy/edits", json=RENAME, headers={**w, "If-Match": '"1"'})
+        error = assert_error(stale, 412, "precondition_failed")
+        assert "current version is 2" in error["message"] and stale.headers["etag"] == '"2"'
+        assert_error(client.post("/v1/taxonomy/edits", json=RENAME, headers={**w, "If-Match": "banana"}), 412, "precondition_failed")
+        rejected = client.post(
+            "/v1/taxonomy/edits", headers={**w, "If-Match": 'W/"2"'},
+            json={"edits": [{"op": "add_node", "id": "toys/kites", "name": "Kites", "parent": "toys"},
+                            {"op": "add_node", "id": "apparel", "name": "Again", "parent": None}]},
+        )
+        error = assert_error(rejected, 422, "edit_rejected")
+        assert error["details"][0]["loc"] == ["body", "edits", 1] and error["details"][0]["type"] == "duplicate_id"
+        assert client.get("/v1/taxonomy", headers=t).json()["version"] == 2  # all or nothing
+        assert_error(client.post("/v1/taxonomy/edits", json={"edits": [{"op": "explode", "id": "x"}]},
+                                 headers={**w, "If-Match": '"2"'}), 422, "validation_error")
+        rename_pots = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
+        anyway = client.post("/v1/taxonomy/edits", json=rename_pots, headers={**w, "If-Match": "*"})
+        assert anyway.status_code == 201 and anyway.json()["version"] == 3
+
+        versions = client.get("/v1/taxonomy/versions", headers=t).json()["items"]
+        assert [v["version"] for v in versions] == [1, 2, 3]
+        assert versions[1]["author"] == "taxonomy:write" and versions[1]["message"] == DEPRECATE["message"]
+        detail = client.get("/v1/taxonomy/versions/2", headers=t).json()
+        assert detail["edits"] == [{"op": "deprecate", "id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}]
+        diff = client.get("/v1/taxonomy/diff?from=1&to=3", headers=t).json()
+        assert diff["deprecated"] == [{"id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}]
+        assert diff["renamed"] == [{"id": "kitchen/cookware/pots", "old_name": "Stock Pots", "new_name": "Pots & Pans"}]
+        mapping = client.get("/v1/taxonomy/migration-map?from=1&to=3", headers=t).json()
+        assert mapping["mapping"] == {"kitchen/cookware/pans": "kitchen/cookware/pots", "electronics/pagers": "electronics/phones"}
+        old = client.get("/v1/taxonomy/nodes/kitchen/cookware/pans?version=1", headers=t).json()
+        assert old["deprecated"] is False and old["name"] == "Frying Pans"
+
+
+class _SignallingBackend(FixedLatencyBackend):
+    """Sets ``entered`` when a call starts (the base class counts calls when they end)."""
+
+    def __init__(self, latency_s: float) -> None:
+        super().__init__(latency_s)
+        self.entered = threading.Event()
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        return super().generate(*args, **kwargs)
+
+
+def test_in_flight_requests_finish_on_their_snapshot(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    llm = _SignallingBackend(3.0)  # keeps the first request in flight while the edit is published
+    with running_app(service_settings(shop_dir, tagging={"pipeline": "rag"}), llm=llm) as client:
+        t = auth(keys["tags"])
+        slow: dict[str, Any] = {}
+
+        def first() -> None:
+            slow["response"] = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=t)
+            slow["done"] = time.monotonic()
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert llm.entered.wait(30)  # the first request is inside its LLM call
+        edited = client.post("/v1/taxonomy/edits", json=RENAME, headers={**auth(keys["admin"]), "If-Match": '"1"'})
+        published = time.monotonic()
+        assert edited.status_code == 201
+        second = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=t).json()
+        thread.join(timeout=60)
+        assert slow["done"] > published, "the first request should still have been running"
+        first_result = slow["response"].json()
+        assert first_result["taxonomy_version"] == 1 and first_result["tags"][0]["name"] == "Frying Pans"
+        assert second["taxonomy_version"] == 2 and second["tags"][0]["name"] == "Skillets & Frying Pans"
