@@ -23,7 +23,8 @@ import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from agent.contract import (
     Evidence,
@@ -36,13 +37,15 @@ from agent.contract import (
     Timings,
 )
 from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, tags_schema
+from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
-from retrieval import CandidateGenerator, Retrieval, text_of
+from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
 from taxonomy import Snapshot, TagValidator
 
 ANSWER_PREFIX = '{"tags":["'
 LLM_PIPELINES = frozenset({"zero-shot", "rag", "cascade"})
 ANSWER_SUFFIX = '"]}'
+LLMMode = Literal["auto", "generate", "score"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class TaggerConfig:
     reask_budget: int = 2
     shuffle_candidates: bool = True
     max_neighbors_shown: int = 5
+    llm_mode: LLMMode = "auto"
+    """``score``: the model's probability over the candidate letters (one forward pass;
+    needs an :class:`OptionScorer` backend), blended with the vote; ``generate``: one
+    constrained answer (a one-hot choice); ``auto``: score when the backend can."""
 
 
 @dataclass
@@ -80,8 +87,19 @@ class Tagger:
     ) -> None:
         self.generator = generator
         self.llm = llm
-        self.config = config or TaggerConfig()
+        config = config or TaggerConfig()
+        # a fine-tuned model is only right on the prompt it was trained with: its backend
+        # carries that prompt's shape (from the model manifest), which wins over the config
+        profile = getattr(llm, "prompt_profile", None)
+        if isinstance(profile, PromptProfile):
+            config = replace(
+                config, max_candidates=profile.max_candidates, max_examples=profile.max_examples
+            )
+            prompts = prompts or prompt_builder(profile)
+        self.config = config
         self.prompts = prompts or PromptBuilder()
+        if config.llm_mode == "score" and llm is not None and not isinstance(llm, OptionScorer):
+            raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {llm.name!r}")
         self.validator = validator or TagValidator(leaf_only=False)
         if self.config.pipeline in LLM_PIPELINES and llm is None:
             raise ValueError(f"pipeline {self.config.pipeline!r} needs an LLM backend")
@@ -118,7 +136,7 @@ class Tagger:
         snap = self.snapshot
         cfg = self.config
         t0 = time.perf_counter()
-        candidates = [c for c in retrieval.candidates if snap.is_active(c.id)][: cfg.max_candidates]
+        candidates = select_candidates(retrieval, snap, cfg.max_candidates)
         votes = {c.id: c.probability for c in candidates}
         pipeline = cfg.pipeline
         if pipeline == "cascade":
@@ -183,23 +201,10 @@ class Tagger:
     def _prompt(
         self, product: Product, retrieval: Retrieval, candidate_ids: list[str], pipeline: str
     ) -> RenderedPrompt:
-        snap = self.snapshot
-        order = list(candidate_ids)
-        if self.config.shuffle_candidates:
-            seed = hashlib.sha256(product.title.encode("utf-8")).digest()[:8]
-            random.Random(int.from_bytes(seed, "big")).shuffle(order)
-        examples: list[tuple[str, str]] = []
-        if pipeline == "rag":
-            for n in retrieval.neighbours:
-                if len(examples) >= self.config.max_examples:
-                    break
-                leaf = next((t for t in n.tags if t in candidate_ids), None)
-                if leaf is not None:
-                    examples.append((n.example.title, leaf))
-        return self.prompts.build(
-            text_of(product),
-            [(tid, snap.path_text(tid)) for tid in order],
-            examples,
+        return render_prompt(
+            self.prompts, self.snapshot, product, retrieval, candidate_ids,
+            with_examples=pipeline == "rag", max_examples=self.config.max_examples,
+            shuffle=self.config.shuffle_candidates,
         )
 
     def _ask_llm(
@@ -211,7 +216,7 @@ class Tagger:
         to_id = prompt.letter_to_id()
         messages = [ChatMessage("system", prompt.system), ChatMessage("user", prompt.user)]
         outcome = _LLMOutcome()
-        if isinstance(self.llm, OptionScorer):
+        if isinstance(self.llm, OptionScorer) and self.config.llm_mode != "generate":
             outcome.attempts = 1
             try:
                 scores = self.llm.score_options(
@@ -255,3 +260,51 @@ def _blend(votes: dict[str, float], llm: dict[str, float], weight: float) -> dic
     total = sum(votes.values())
     vote_share = {k: (v / total if total > 0 else 1.0 / len(votes)) for k, v in votes.items()}
     return {k: (1 - weight) * vote_share[k] + weight * llm.get(k, 0.0) for k in votes}
+
+
+def prompt_builder(profile: PromptProfile) -> PromptBuilder:
+    return PromptBuilder(
+        version=profile.version,
+        max_product_chars=profile.max_product_chars,
+        max_example_chars=profile.max_example_chars,
+        max_label_chars=profile.max_label_chars,
+    )
+
+
+def select_candidates(retrieval: Retrieval, snap: Snapshot, max_candidates: int) -> list[Candidate]:
+    """The candidates the LLM is shown: active ones, best first."""
+    return [c for c in retrieval.candidates if snap.is_active(c.id)][:max_candidates]
+
+
+def render_prompt(
+    builder: PromptBuilder,
+    snap: Snapshot,
+    product: ProductLike,
+    retrieval: Retrieval,
+    candidate_ids: Sequence[str],
+    *,
+    with_examples: bool,
+    max_examples: int,
+    shuffle: bool = True,
+) -> RenderedPrompt:
+    """The tagging prompt, exactly as the agent asks it. Shared with fine-tuning
+    (agent.finetune), which must train on the very prompts the agent will send.
+
+    Candidates are shown in an order seeded by the title, so position bias does not
+    systematically favour the top vote; examples are the nearest neighbours whose tag is
+    a candidate (their answer must be expressible as a letter)."""
+    order = list(candidate_ids)
+    if shuffle:
+        seed = hashlib.sha256(product.title.encode("utf-8")).digest()[:8]
+        random.Random(int.from_bytes(seed, "big")).shuffle(order)
+    examples: list[tuple[str, str]] = []
+    if with_examples:
+        for n in retrieval.neighbours:
+            if len(examples) >= max_examples:
+                break
+            leaf = next((t for t in n.tags if t in candidate_ids), None)
+            if leaf is not None:
+                examples.append((n.example.title, leaf))
+    return builder.build(
+        text_of(product), [(tid, snap.path_text(tid)) for tid in order], examples
+    )

@@ -137,4 +137,6 @@ class PromptBuilder:
             candidates=options,
             product=sanitize_untrusted(product_text, self._max_product),
         )
-        return RenderedPrompt(system=system_t.render().strip(), user=user.strip(), options=options)
+        return RenderedPrompt(
+            system=system_t.render().strip(), user=user.strip(), options=options, version=self.version
+        )

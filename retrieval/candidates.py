@@ -157,13 +157,29 @@ class CandidateGenerator:
         return self.retrieve_vectors(self.embedder.encode(texts), margins=margins, examples=examples)
 
     def retrieve_vectors(
-        self, queries: Vectors, *, margins: Vectors | None = None, examples: bool = True
+        self,
+        queries: Vectors,
+        *,
+        margins: Vectors | None = None,
+        examples: bool = True,
+        exclude: Sequence[Collection[str]] | None = None,
     ) -> list[Retrieval]:
+        """``exclude``: per query, example ids that must not be neighbours (leave-one-out
+        retrieval for building fine-tuning prompts: an example never sees itself or its
+        exact duplicates); the search reaches further so that ``neighbours`` remain."""
         cfg = self.config
         if len(queries) == 0:
             return []
+        if exclude is not None and len(exclude) != len(queries):
+            raise ValueError(f"exclude has {len(exclude)} rows for {len(queries)} queries")
         if examples and self.index is not None and len(self.index) and cfg.neighbours > 0:
-            hits = self.index.search(queries, cfg.neighbours)
+            extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+            hits = self.index.search(queries, cfg.neighbours + extra)
+            if exclude is not None:
+                hits = [
+                    [h for h in row if h.example.id not in banned][: cfg.neighbours]
+                    for row, banned in zip(hits, exclude, strict=True)
+                ]
         else:
             hits = [[] for _ in range(len(queries))]
         sims = self.taxonomy_index.similarities(queries) if len(self.taxonomy_index) else None

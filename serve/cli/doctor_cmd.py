@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -55,6 +56,38 @@ def _constrained_check(backend: Any) -> tuple[bool, str]:
     return ok, f"{verdict}: {gen.text!r} in {ms:.0f} ms"
 
 
+def _model_rows(model: str | None) -> list[tuple[str, str]]:
+    """What the configured model directory says about itself (its manifest), if anything."""
+    from agent.llm.manifest import read_manifest
+    from agent.llm.transformers_backend import is_hf_model_dir
+
+    if not is_hf_model_dir(model):
+        return []
+    assert model is not None
+    try:
+        manifest = read_manifest(Path(model))
+    except ValueError as exc:
+        return [("LLM model manifest", f"INVALID: {exc}")]
+    if manifest is None:
+        return [("LLM model manifest", "none (a plain Hugging Face export), runtime: transformers")]
+    base = manifest.get("base") or {}
+    data = manifest.get("data") or {}
+    val = (manifest.get("validation") or [{}])[-1]
+    hyper = manifest.get("hyperparameters") or {}
+    taxonomy = manifest.get("taxonomy") or {}
+    return [
+        ("LLM model kind", f"{manifest.get('kind')} (runtime: transformers)"),
+        ("LLM base model", f"{base.get('name')} sha256 {str(base.get('sha256'))[:16]}"),
+        ("LLM training data", f"{data.get('train_items')} prompts from {data.get('examples')} examples, "
+                              f"sha256 {str(data.get('sha256'))[:16]}"),
+        ("LLM taxonomy", f"version {taxonomy.get('version')} sha256 {str(taxonomy.get('sha256'))[:16]}"),
+        ("LLM hyper-parameters", f"{hyper.get('method')} lr {hyper.get('learning_rate')} "
+                                 f"epochs {hyper.get('epochs')} batch {hyper.get('batch_size')}"),
+        ("LLM validation", f"accuracy {val.get('val_accuracy')} on {val.get('val_n')} held-out "
+                           f"(retrieval vote {manifest.get('validation_vote_top1')})"),
+    ]
+
+
 def doctor(
     skip_generation: Annotated[
         bool, typer.Option("--skip-generation", help="do not load the model")
@@ -77,6 +110,8 @@ def doctor(
         ("LLM backend", s.llm.backend + (f" at {s.llm.base_url}" if s.llm.base_url else "")),
         ("LLM model (configured)", s.llm.model or "default (packaged SmolLM2-135M-Instruct)"),
     ]
+    if s.llm.backend == "embedded":
+        rows.extend(_model_rows(s.llm.model))
     healthy = True
     gguf = default_gguf_path()
     if gguf is None:
@@ -104,12 +139,13 @@ def doctor(
                 rows.append(("embedded constrained generation", detail))
                 healthy = healthy and ok
                 embedded.close()
-        if s.llm.backend != "embedded":
+        if s.llm.backend != "embedded" or s.llm.model:
             try:
                 ok, detail = _constrained_check(backend_from_settings(s))
             except LLMError as exc:
                 detail = f"failed: {exc}"
-            rows.append((f"{s.llm.backend} constrained generation", detail))
+            label = s.llm.backend if s.llm.backend != "embedded" else "configured model"
+            rows.append((f"{label} constrained generation", detail))
 
     table = Table(title="tagsmith doctor", show_header=False)
     table.add_column(no_wrap=True)

@@ -27,6 +27,13 @@ def run(
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="items tagged per batch")] = 32,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% CIs")] = 1000,
     name: Annotated[str | None, typer.Option(help="run name shown in reports (default: the directory)")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="LLM pipelines: a model directory or GGUF file run in-process (e.g. a fine-tuned model)"),
+    ] = None,
+    llm_mode: Annotated[
+        str, typer.Option(help="LLM pipelines: score (probabilities over the candidates), generate, or auto")
+    ] = "auto",
 ) -> None:
     """Tag every dataset item, write predictions.jsonl and metrics.json (resumable)."""
     from rich.progress import (
@@ -46,10 +53,18 @@ def run(
     from taxonomy import TaxonomyError
 
     cfg_settings = settings()
+    if llm_mode not in ("auto", "generate", "score"):
+        fail("--llm-mode must be auto, generate or score")
+    if model is not None:
+        if not model.exists():
+            fail(f"model not found: {model}")
+        llm_settings = cfg_settings.llm.model_copy(update={"backend": "embedded", "model": str(model.resolve())})
+        cfg_settings = cfg_settings.model_copy(update={"llm": llm_settings})
     cfg = EvalConfig(
         dataset=dataset, taxonomy=taxonomy, out=out, examples=examples,
         pipeline=pipeline or cfg_settings.tagging.pipeline, taxonomy_format=taxonomy_format,
         limit=limit, seed=seed, batch_size=batch_size, n_boot=bootstrap, name=name,
+        tagger={} if llm_mode == "auto" else {"llm_mode": llm_mode},
     )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:

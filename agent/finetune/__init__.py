@@ -1,0 +1,26 @@
+"""Fine-tuning the small LLM on the customer's already-tagged products (issue #9).
+
+- :mod:`agent.finetune.data`: leave-one-out training prompts, built by the agent's own
+  prompt code over the real candidate generator;
+- :mod:`agent.finetune.train`: LoRA / full fine-tuning with checkpoints and resume;
+- :mod:`agent.finetune.run`: one run end to end, writing a model directory with a manifest.
+
+torch, transformers and peft are imported only inside the functions that train.
+"""
+
+from agent.finetune.data import DatasetStats, TrainItem, build_items, exclusion_sets
+from agent.finetune.run import FINETUNE_PROFILE, FinetuneJob, RunMismatchError, finetune
+from agent.finetune.train import Progress, TrainConfig
+
+__all__ = [
+    "FINETUNE_PROFILE",
+    "DatasetStats",
+    "FinetuneJob",
+    "Progress",
+    "RunMismatchError",
+    "TrainConfig",
+    "TrainItem",
+    "build_items",
+    "exclusion_sets",
+    "finetune",
+]

@@ -1,0 +1,61 @@
+"""The manifest of a fine-tuned model directory (``tagsmith-model.json``).
+
+A fine-tuned model only answers well on the prompt it was trained on, so the manifest
+carries that prompt's shape (:class:`PromptProfile`) next to the provenance (base model and
+its hash, data hash, taxonomy version, hyper-parameters, validation metrics). The agent
+reads the profile from the backend and builds its prompts with it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from prompts import PROMPT_VERSION
+
+MANIFEST_FILE = "tagsmith-model.json"
+MANIFEST_FORMAT = "tagsmith-model/1"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptProfile:
+    """How the agent renders the tagging prompt for a model. The defaults are the untuned
+    model's; fine-tuning uses a leaner prompt (fewer examples, shorter texts) because
+    training cost is linear in prompt tokens on a CPU."""
+
+    max_candidates: int = 8
+    max_examples: int = 4
+    max_product_chars: int = 400
+    max_example_chars: int = 160
+    max_label_chars: int = 120
+    version: str = PROMPT_VERSION
+
+    @classmethod
+    def from_json(cls, data: Any) -> PromptProfile:
+        if not isinstance(data, dict):
+            raise ValueError("prompt profile: not a JSON object")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any] | None:
+    """The manifest of a model directory, or None when it has none (a plain export)."""
+    path = Path(model_dir) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    return data
+
+
+def profile_of(manifest: dict[str, Any] | None) -> PromptProfile | None:
+    if manifest is None or "prompt" not in manifest:
+        return None
+    return PromptProfile.from_json(manifest["prompt"])
+
+
+def profile_json(profile: PromptProfile) -> dict[str, Any]:
+    return asdict(profile)
