@@ -12,6 +12,7 @@ def backend_from_settings(settings: Settings) -> LLMBackend:
         llm.backend,
         model=llm.model,
         base_url=llm.base_url,
+        model_dir=llm.model_dir,
         api_key=llm.api_key.get_secret_value(),
         timeout_s=llm.timeout_s,
         max_retries=llm.max_retries,

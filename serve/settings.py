@@ -35,6 +35,11 @@ class LLMSettings(BaseModel):
         "openai: the served model name (default 'tagsmith').",
     )
     base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
+    model_dir: str | None = Field(
+        default=None,
+        description="openai: the model directory the server serves (`tagsmith llm serve` prints it); "
+        "a fine-tuned model's manifest there gives the prompt shape it was trained on",
+    )
     api_key: SecretStr = SecretStr("EMPTY")
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)

@@ -241,6 +241,9 @@ def tagsmith_settings(config: VLLMConfig) -> dict[str, str]:
         "TAGSMITH_LLM__BASE_URL": f"{config.base_url}/v1",
         "TAGSMITH_LLM__MODEL": config.served_model_name,
         "TAGSMITH_LLM__STRUCTURED_OUTPUT": STRUCTURED_OUTPUT,
+        # A fine-tuned model answers well only on the prompt shape it was trained on: the
+        # backend reads that shape from the manifest in this directory.
+        "TAGSMITH_LLM__MODEL_DIR": str(config.model_dir),
     }
 
 

@@ -49,6 +49,7 @@ def create_backend(
     *,
     model: str | None = None,
     base_url: str | None = None,
+    model_dir: str | None = None,
     api_key: str = "EMPTY",
     timeout_s: float = 30.0,
     max_retries: int = 2,
@@ -84,5 +85,6 @@ def create_backend(
             max_concurrency=max_concurrency,
             structured_output=structured_output,
             transport=transport,
+            model_dir=model_dir,
         )
     raise ValueError(f"unknown LLM backend {backend!r} (expected 'embedded' or 'openai')")

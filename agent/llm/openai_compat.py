@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
@@ -27,6 +28,7 @@ from agent.llm.base import (
     normalise_logprobs,
     parse_json,
 )
+from agent.llm.manifest import PromptProfile, profile_of, read_manifest
 
 StructuredOutput = Literal["json_schema", "json_object", "vllm"]
 
@@ -59,8 +61,21 @@ class OpenAICompatBackend:
         max_concurrency: int = 32,
         structured_output: StructuredOutput = "json_schema",
         transport: httpx2.BaseTransport | None = None,
+        model_dir: str | Path | None = None,
     ) -> None:
         import openai
+
+        # The served weights live on the server; the local copy of their directory (same
+        # files) says which prompt shape a fine-tuned model expects.
+        self.manifest: dict[str, Any] | None = None
+        if model_dir is not None:
+            if not Path(model_dir).is_dir():
+                raise LLMUnavailableError(f"model directory {model_dir} does not exist")
+            try:
+                self.manifest = read_manifest(Path(model_dir))
+            except (OSError, ValueError) as exc:
+                raise LLMUnavailableError(f"model directory {model_dir}: {exc}") from exc
+        self.prompt_profile: PromptProfile | None = profile_of(self.manifest)
 
         structured_output_kwargs(structured_output, {})  # fail fast on a bad mode
         self._structured_output: StructuredOutput = structured_output

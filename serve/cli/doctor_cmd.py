@@ -56,7 +56,7 @@ def _constrained_check(backend: Any) -> tuple[bool, str]:
     return ok, f"{verdict}: {gen.text!r} in {ms:.0f} ms"
 
 
-def _model_rows(model: str | None) -> list[tuple[str, str]]:
+def _model_rows(model: str | None, runtime: str = "transformers") -> list[tuple[str, str]]:
     """What the configured model directory says about itself (its manifest), if anything."""
     from agent.llm.manifest import read_manifest
     from agent.llm.transformers_backend import is_hf_model_dir
@@ -69,14 +69,14 @@ def _model_rows(model: str | None) -> list[tuple[str, str]]:
     except ValueError as exc:
         return [("LLM model manifest", f"INVALID: {exc}")]
     if manifest is None:
-        return [("LLM model manifest", "none (a plain Hugging Face export), runtime: transformers")]
+        return [("LLM model manifest", f"none (a plain Hugging Face export), runtime: {runtime}")]
     base = manifest.get("base") or {}
     data = manifest.get("data") or {}
     val = (manifest.get("validation") or [{}])[-1]
     hyper = manifest.get("hyperparameters") or {}
     taxonomy = manifest.get("taxonomy") or {}
     return [
-        ("LLM model kind", f"{manifest.get('kind')} (runtime: transformers)"),
+        ("LLM model kind", f"{manifest.get('kind')} (runtime: {runtime})"),
         ("LLM base model", f"{base.get('name')} sha256 {str(base.get('sha256'))[:16]}"),
         ("LLM training data", f"{data.get('train_items')} prompts from {data.get('examples')} examples, "
                               f"sha256 {str(data.get('sha256'))[:16]}"),
@@ -112,6 +112,9 @@ def doctor(
     ]
     if s.llm.backend == "embedded":
         rows.extend(_model_rows(s.llm.model))
+    elif s.llm.model_dir:
+        rows.append(("LLM model directory", s.llm.model_dir))
+        rows.extend(_model_rows(s.llm.model_dir, runtime=f"served at {s.llm.base_url}"))
     healthy = True
     gguf = default_gguf_path()
     if gguf is None:

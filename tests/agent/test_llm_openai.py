@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import httpx2
 import pytest
 
+from agent.contract import Product
 from agent.llm import (
     ChatMessage,
     LLMUnavailableError,
@@ -19,7 +22,10 @@ from agent.llm import (
     default_gguf_path,
     tags_schema,
 )
+from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT, profile_json
 from agent.llm.openai_compat import OpenAICompatBackend, structured_output_kwargs
+from agent.tagger import Tagger, TaggerConfig
+from retrieval import CandidateGenerator
 from tests.conftest import free_port
 
 
@@ -125,3 +131,45 @@ def test_schema_is_sent_the_way_each_server_enforces_it(mode: str) -> None:
     key = {"json_schema": b'"json_schema"', "json_object": b'"json_object"', "vllm": b'"structured_outputs"'}[mode]
     assert key in seen[0]
     assert structured_output_kwargs(mode, {"x": 1})  # type: ignore[arg-type]
+
+
+def test_fine_tuned_prompt_shape_is_sent_to_the_server(
+    llama_server: str, tmp_path: Path, generator: CandidateGenerator,
+    dev_products: list[tuple[Product, str]],
+) -> None:
+    """Through vLLM a fine-tuned model is served by name, not path: the manifest in the
+    local model directory (``TAGSMITH_LLM__MODEL_DIR``) must still make the agent send the
+    prompt the model was trained on. The requests are recorded by a transport that forwards
+    them to the real server."""
+    from agent.finetune.run import FINETUNE_PROFILE
+
+    (tmp_path / MANIFEST_FILE).write_text(
+        json.dumps({"format": MANIFEST_FORMAT, "prompt": profile_json(FINETUNE_PROFILE)}), encoding="utf-8"
+    )
+    sent: list[dict[str, object]] = []
+    real = httpx2.HTTPTransport()
+
+    def record(request: httpx2.Request) -> httpx2.Response:
+        sent.append(json.loads(request.read()))
+        return real.handle_request(request)
+
+    backend = create_backend(
+        "openai", base_url=llama_server, model="smollm2", structured_output="json_object",
+        model_dir=str(tmp_path), transport=httpx2.MockTransport(record),
+    )
+    assert backend.prompt_profile == FINETUNE_PROFILE  # type: ignore[attr-defined]
+    tagger = Tagger(generator, backend, config=TaggerConfig(pipeline="rag", llm_mode="generate"))
+    results = tagger.tag_many([product for product, _ in dev_products[:3]])
+    assert all(r.tags and all(generator.snapshot.is_active(t.id) for t in r.tags) for r in results)
+    assert len(sent) >= 3
+    for body in sent:
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        assert messages[0]["content"].startswith("Pick the candidate category")  # tag.ft1
+        user = messages[-1]["content"]
+        assert user.count("<example>") <= FINETUNE_PROFILE.max_examples
+    # without a model directory the untuned prompt goes out
+    plain = create_backend("openai", base_url=llama_server, model="smollm2")
+    assert getattr(plain, "prompt_profile", None) is None
+    with pytest.raises(LLMUnavailableError, match="does not exist"):
+        create_backend("openai", base_url=llama_server, model_dir=str(tmp_path / "missing"))

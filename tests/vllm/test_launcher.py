@@ -57,6 +57,7 @@ def test_settings_point_tagsmith_at_the_server(tmp_path: Path) -> None:
         "TAGSMITH_LLM__BASE_URL": "http://127.0.0.1:9000/v1",
         "TAGSMITH_LLM__MODEL": "tagsmith",
         "TAGSMITH_LLM__STRUCTURED_OUTPUT": "json_schema",
+        "TAGSMITH_LLM__MODEL_DIR": str(tmp_path),
     }
     # a wildcard bind is reached on loopback from this host
     assert VLLMConfig(model_dir=tmp_path, host="0.0.0.0", port=9).base_url == "http://127.0.0.1:9"

@@ -46,6 +46,7 @@ def test_serve_prints_the_settings_and_vllm_answers_health(vllm_server: ManagedV
         "TAGSMITH_LLM__BASE_URL": f"http://127.0.0.1:{vllm_server.port}/v1",
         "TAGSMITH_LLM__MODEL": "tagsmith",
         "TAGSMITH_LLM__STRUCTURED_OUTPUT": "json_schema",
+        "TAGSMITH_LLM__MODEL_DIR": str(vllm_server.model_dir.absolute()),
     }
     assert health_ok(f"http://127.0.0.1:{vllm_server.port}")
 
