@@ -131,7 +131,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # LoRA's A matrices are initialised at random
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-        model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        # bf16 + LoRA: the frozen base runs in bf16 (CPUs with AVX-512 BF16/AMX and GPUs do
+        # it natively) while peft keeps the adapters and their optimiser state in fp32
+        # (autocast_adapter_dtype), so the trained weights lose no precision.
+        base_dtype = torch.bfloat16 if cfg.dtype == "bf16" and cfg.method == "lora" else torch.float32
+        model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=base_dtype)
         model.config.use_cache = False
         if cfg.method == "lora":
             from peft import LoraConfig, get_peft_model
@@ -148,7 +152,7 @@ class Trainer:
                     task_type="CAUSAL_LM",
                 ),
             )
-        if cfg.dtype == "bf16":
+        if cfg.dtype == "bf16" and cfg.method == "full":
             model = model.to(torch.bfloat16)
         self.model = model.to(self.device)
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
@@ -314,7 +318,8 @@ class Trainer:
             model.save_pretrained(str(directory / "adapter"))
             import copy
 
-            model = copy.deepcopy(model).merge_and_unload()
+            # merge in fp32: a bf16 base would round the adapters' small deltas away
+            model = copy.deepcopy(model).to(torch.float32).merge_and_unload()
         model = model.to(torch.float32)
         model.config.use_cache = True
         model.save_pretrained(str(directory), safe_serialization=True)

@@ -24,6 +24,8 @@ VARIANTS: dict[str, TrainConfig] = {
     "lora-last8-fp32": TrainConfig(method="lora", lora_layers=8),
     "lora-last4-fp32": TrainConfig(method="lora", lora_layers=4),
     "lora-all-bf16": TrainConfig(method="lora", dtype="bf16"),
+    "lora-last8-bf16": TrainConfig(method="lora", lora_layers=8, dtype="bf16"),
+    "lora-last4-bf16": TrainConfig(method="lora", lora_layers=4, dtype="bf16"),
     "full-fp32": TrainConfig(method="full", learning_rate=5e-5),
 }
 
