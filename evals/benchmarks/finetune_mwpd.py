@@ -6,7 +6,8 @@
 LLM runs on 2 CPU cores cover a prefix of dev.jsonl only; the full-dev runs of the
 retrieval pipelines are cut to the same prefix so that every row scores the same items.
 Prints one Markdown table row per run: n, WAF1 [95% CI], macro F1 (leaf level), leaf
-accuracy, off-taxonomy rate, items/s (of the run's own timings on those items).
+accuracy, off-taxonomy rate, items/s (of the run's own timings on those items); with
+``--baseline RUN`` also each run minus that one, paired (``evals.metrics.paired_difference``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import compute_metrics
+from evals.metrics import compute_metrics, paired_difference
 from taxonomy import load_taxonomy
 
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--taxonomy", type=Path, default=Path("../shared/data/mwpd/taxonomy.json"))
+    parser.add_argument("--baseline", type=Path, help="also print each run minus this one, paired")
     args = parser.parse_args()
     ids: list[str] | None = None
     print("| run | n | WAF1 [95% CI] | leaf macro F1 | leaf acc. | off-taxonomy | items/s |")
@@ -63,6 +65,18 @@ def main() -> None:
         leaf = m["levels"][-1]
         print(f"| {run.name} | {m['n']} | {m['waf1']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | {leaf['macro_f1']:.2f} | "
               f"{leaf['accuracy']:.2f} | {m['off_taxonomy_rate']} | {m['items_per_second']} |")
+    if args.baseline is None:
+        return
+    snap = load_taxonomy(args.taxonomy, "json")
+    base = _first(args.baseline / "predictions.jsonl", args.n)
+    print(f"\nPaired with {args.baseline.name} (same items, paired bootstrap, 1,000 resamples):\n")
+    print("| run | Δ WAF1 [95% CI] | Δ leaf macro F1 [95% CI] | Δ leaf acc. [95% CI] | fixed | broken |")
+    print("|---|---|---|---|---|---|")
+    for run in args.runs:
+        d = paired_difference(base, _first(run / "predictions.jsonl", args.n), snap)
+        cells = [f"{d[k]:+.2f} [{d[k + '_ci95'][0]:+.2f}, {d[k + '_ci95'][1]:+.2f}]"
+                 for k in ("waf1", "macro_f1", "accuracy")]
+        print(f"| {run.name} | {' | '.join(cells)} | {d['fixed']} | {d['broken']} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
-from evals.metrics import _ece, _f1s, _Scorer, compute_metrics
+from evals.metrics import _ece, _f1s, _Scorer, compute_metrics, paired_difference
 from evals.records import PredictionRecord, as_records, read_predictions
 
 from .toy import LEAVES, rec, toy
@@ -214,3 +214,33 @@ def test_read_predictions_merges_timings_and_names_bad_lines(tmp_path: Path) -> 
         fh.write('{"id": "3", "gold_tags": ["A"], "pred_tags": []}\n{"id": "4", "gold_t')  # a torn last line
     with pytest.raises(ValueError, match=r"line 6: .*JSON|line 6: Unterminated"):
         read_predictions(preds, timings)
+
+
+def test_paired_difference_counts_changes_and_its_ci_is_tighter_than_either_run() -> None:
+    snap = toy()
+    rng = np.random.default_rng(3)
+    gold = [LEAVES[int(i)] for i in rng.integers(0, 4, 400)]
+    # base right on 70% of items; new = base with 8 answers fixed and 2 broken
+    base_pred = [g if rng.random() < 0.7 else LEAVES[(LEAVES.index(g) + 1) % 4] for g in gold]
+    new_pred = list(base_pred)
+    wrong = [i for i, (g, p) in enumerate(zip(gold, base_pred, strict=True)) if g != p]
+    right = [i for i, (g, p) in enumerate(zip(gold, base_pred, strict=True)) if g == p]
+    for i in wrong[:8]:
+        new_pred[i] = gold[i]
+    for i in right[:2]:
+        new_pred[i] = LEAVES[(LEAVES.index(gold[i]) + 2) % 4]
+    base = [rec(i, g, p) for i, (g, p) in enumerate(zip(gold, base_pred, strict=True))]
+    new = [rec(i, g, p) for i, (g, p) in enumerate(zip(gold, new_pred, strict=True))]
+    d = paired_difference(base, new, snap, n_boot=500, seed=0)
+    assert (d["n"], d["fixed"], d["broken"]) == (400, 8, 2)
+    assert d["accuracy"] == pytest.approx(100 * 6 / 400)
+    low, high = d["accuracy_ci95"]
+    assert low <= d["accuracy"] <= high and high - low < 4  # ~ 4 sd of 10 discordant items in 400
+    own = compute_metrics(new, snap, n_boot=500, seed=0)["ci95"]["accuracy"]
+    assert (high - low) < (own[1] - own[0]) / 2  # pairing removes the items' shared difficulty
+    assert d["waf1"] == pytest.approx(compute_metrics(new, snap, n_boot=0)["waf1"]
+                                      - compute_metrics(base, snap, n_boot=0)["waf1"], abs=1e-2)
+    identical = paired_difference(base, base, snap, n_boot=50)
+    assert identical["waf1"] == 0 and identical["waf1_ci95"] == [0, 0] and identical["fixed"] == 0
+    with pytest.raises(ValueError, match="same items"):
+        paired_difference(base, new[::-1], snap)
