@@ -24,12 +24,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from agent.finetune.data import TrainItem
-from agent.llm.base import ChatMessage
-from agent.llm.transformers_backend import chat_prompt, option_token_ids
+from agent.llm.base import ChatMessage, option_token_ids
+from agent.llm.transformers_backend import chat_prompt, encode_text
 from agent.tagger import ANSWER_PREFIX, ANSWER_SUFFIX
 
 Method = Literal["lora", "full"]
@@ -80,7 +81,8 @@ def encode(tokenizer: Any, item: TrainItem) -> Encoded:
     prompt = tokenizer(chat_prompt(tokenizer, messages, ANSWER_PREFIX), add_special_tokens=False)["input_ids"]
     end = tokenizer.eos_token or ""
     answer = tokenizer(item.letter + ANSWER_SUFFIX + end, add_special_tokens=False)["input_ids"]
-    options = {letter: option_token_ids(tokenizer, letter, [ANSWER_SUFFIX]) for letter in item.letters}
+    tokenize = partial(encode_text, tokenizer)
+    options = {letter: option_token_ids(tokenize, letter, [ANSWER_SUFFIX]) for letter in item.letters}
     return Encoded(list(prompt) + list(answer), len(prompt), options)
 
 

@@ -9,7 +9,7 @@ exposes them. Nothing here trusts the output: the agent validates it afterwards.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -124,6 +124,40 @@ class OptionScores:
     """Probability mass the model put on the options before renormalising (0..1)."""
     prompt_tokens: int = 0
     latency_ms: float = 0.0
+
+
+def option_token_ids(
+    tokenize: Callable[[str], Sequence[int]], option: str, continuations: Sequence[str] = ()
+) -> list[int]:
+    """Single vocabulary tokens that spell ``option``, alone or fused with the start of a
+    continuation (``C"`` counts for C): the grammar-valid first tokens of that answer.
+    ``tokenize`` turns text into token ids without special tokens (the backends' tokenizers
+    differ, the rule does not)."""
+    spellings = [option] + [option + c[:n] for c in continuations for n in range(1, len(c) + 1)]
+    ids: list[int] = []
+    for text in dict.fromkeys(spellings):
+        toks = list(tokenize(text))
+        if len(toks) == 1 and int(toks[0]) not in ids:
+            ids.append(int(toks[0]))
+    return ids
+
+
+def option_scores(raw: Mapping[str, float], *, prompt_tokens: int, latency_ms: float) -> OptionScores:
+    """:class:`OptionScores` from each option's probability under the model: renormalised
+    over the options (uniform when the model put no mass on any of them)."""
+    mass = sum(raw.values())
+    probs = {o: p / mass for o, p in raw.items()} if mass > 0 else dict.fromkeys(raw, 1.0 / len(raw))
+    return OptionScores(probs=probs, mass=min(mass, 1.0), prompt_tokens=prompt_tokens, latency_ms=latency_ms)
+
+
+def longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Tokens shared at the start of two prompts: what a KV cache can keep."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def parse_json(text: str) -> Any | None:

@@ -22,7 +22,10 @@ from agent.llm.base import (
     LLMUnavailableError,
     ModelNotFoundError,
     OptionScores,
+    longest_common_prefix,
     normalise_logprobs,
+    option_scores,
+    option_token_ids,
     parse_json,
 )
 from agent.llm.grammar import compact_gbnf
@@ -187,16 +190,8 @@ class EmbeddedBackend:
             )
         )
 
-    def _option_token_ids(self, option: str, continuations: Sequence[str]) -> list[int]:
-        """Vocabulary tokens that spell ``option`` (optionally fused with the start of a
-        continuation): the grammar-valid ways to begin the answer with this option."""
-        ids: list[int] = []
-        spellings = [option] + [option + c[:n] for c in continuations for n in range(1, len(c) + 1)]
-        for text in dict.fromkeys(spellings):
-            toks = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            if len(toks) == 1 and toks[0] not in ids:
-                ids.append(toks[0])
-        return ids
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def score_options(
         self,
@@ -218,13 +213,13 @@ class EmbeddedBackend:
                 raise LLMUnavailableError(
                     f"prompt of {len(tokens)} tokens exceeds the context window ({llm.n_ctx()})"
                 )
-            option_ids = {o: self._option_token_ids(o, continuations) for o in options}
+            option_ids = {o: option_token_ids(self._tokenize, o, continuations) for o in options}
             missing = [o for o, ids in option_ids.items() if not ids]
             if missing:
                 raise ValueError(f"options are not single tokens: {missing[:5]}")
             # Reuse the KV cache of the longest common prefix (the system prompt, usually);
             # re-evaluate at least one token so the logits belong to this prompt.
-            common = _longest_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+            common = longest_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
             reuse = min(common, len(tokens) - 1)
             if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
                 llm.n_tokens = reuse
@@ -239,27 +234,9 @@ class EmbeddedBackend:
         shifted = logits - logits.max()
         probs_all = np.exp(shifted) / np.exp(shifted).sum()
         raw = {o: float(sum(probs_all[i] for i in ids)) for o, ids in option_ids.items()}
-        mass = sum(raw.values())
-        probs = (
-            {o: p / mass for o, p in raw.items()}
-            if mass > 0
-            else dict.fromkeys(options, 1.0 / len(options))
-        )
-        return OptionScores(
-            probs=probs, mass=min(mass, 1.0), prompt_tokens=len(tokens), latency_ms=latency_ms
-        )
+        return option_scores(raw, prompt_tokens=len(tokens), latency_ms=latency_ms)
 
     def close(self) -> None:
         close = getattr(self._llm, "close", None)
         if close is not None:
             close()
-
-
-
-def _longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

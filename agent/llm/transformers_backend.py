@@ -34,6 +34,9 @@ from agent.llm.base import (
     LLMUnavailableError,
     ModelNotFoundError,
     OptionScores,
+    longest_common_prefix,
+    option_scores,
+    option_token_ids,
     parse_json,
 )
 from agent.llm.manifest import PromptProfile, profile_of, read_manifest
@@ -59,16 +62,9 @@ def chat_prompt(tokenizer: Any, messages: Sequence[ChatMessage], assistant_prefi
     return str(text) + assistant_prefix
 
 
-def option_token_ids(tokenizer: Any, option: str, continuations: Sequence[str] = ()) -> list[int]:
-    """Single vocabulary tokens that spell ``option``, alone or fused with the start of a
-    continuation (``C"`` counts for C): the valid first tokens of that answer."""
-    spellings = [option] + [option + c[:n] for c in continuations for n in range(1, len(c) + 1)]
-    ids: list[int] = []
-    for text in dict.fromkeys(spellings):
-        toks = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(toks) == 1 and int(toks[0]) not in ids:
-            ids.append(int(toks[0]))
-    return ids
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as it sits inside a prompt (no BOS or other added tokens)."""
+    return [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
 def allowed_values(schema: Mapping[str, Any]) -> list[str]:
@@ -132,12 +128,7 @@ class TransformersBackend:
 
         if len(ids) >= self._n_ctx:
             raise LLMUnavailableError(f"prompt of {len(ids)} tokens exceeds the context window ({self._n_ctx})")
-        common = 0
-        for a, b in zip(self._cached_ids, ids, strict=False):
-            if a != b:
-                break
-            common += 1
-        reuse = min(common, len(ids) - 1)  # evaluate at least one token for fresh logits
+        reuse = min(longest_common_prefix(self._cached_ids, ids), len(ids) - 1)  # evaluate at least one token for fresh logits
         if self._cache is None or reuse == 0:
             self._cache, reuse = DynamicCache(), 0
         else:
@@ -152,7 +143,7 @@ class TransformersBackend:
         return out.logits[0, -1].float()
 
     def _encode(self, text: str) -> list[int]:
-        return [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        return encode_text(self.tokenizer, text)
 
     # -- scoring ----------------------------------------------------------------------------
     def score_options(
@@ -167,7 +158,7 @@ class TransformersBackend:
 
         if not options:
             raise ValueError("options must not be empty")
-        option_ids = {o: option_token_ids(self.tokenizer, o, continuations) for o in options}
+        option_ids = {o: option_token_ids(self._encode, o, continuations) for o in options}
         missing = [o for o, ids in option_ids.items() if not ids]
         if missing:
             raise ValueError(f"options are not single tokens: {missing[:5]}")
@@ -177,9 +168,7 @@ class TransformersBackend:
             probs_all = torch.softmax(self._next_logits(ids), dim=-1)
             latency_ms = (time.perf_counter() - start) * 1000.0
         raw = {o: float(probs_all[toks].sum()) for o, toks in option_ids.items()}
-        mass = sum(raw.values())
-        probs = {o: (p / mass if mass > 0 else 1.0 / len(raw)) for o, p in raw.items()}
-        return OptionScores(probs=probs, mass=min(mass, 1.0), prompt_tokens=len(ids), latency_ms=latency_ms)
+        return option_scores(raw, prompt_tokens=len(ids), latency_ms=latency_ms)
 
     # -- constrained generation -------------------------------------------------------------
     def _token_table(self) -> dict[str, list[int]]:
