@@ -46,6 +46,8 @@ ANSWER_PREFIX = '{"tags":["'
 LLM_PIPELINES = frozenset({"zero-shot", "rag", "cascade"})
 ANSWER_SUFFIX = '"]}'
 LLMMode = Literal["auto", "generate", "score"]
+#: the blend weight for a model that brings none (chosen for the untuned SmolLM2)
+DEFAULT_LLM_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class TaggerConfig:
     pipeline: PipelineName = "hybrid"
     max_candidates: int = 8
     max_examples: int = 4
-    llm_weight: float = 0.3
+    llm_weight: float | None = None
+    """The LLM's share in the blend with the vote; None: the weight fitted for the model
+    (its manifest, ``tagsmith finetune``) or else :data:`DEFAULT_LLM_WEIGHT`."""
     cascade_threshold: float = 0.8
     review_threshold: float = 0.5
     reask_budget: int = 2
@@ -96,7 +100,11 @@ class Tagger:
                 config, max_candidates=profile.max_candidates, max_examples=profile.max_examples
             )
             prompts = prompts or prompt_builder(profile)
+        if config.llm_weight is None:
+            fitted = getattr(llm, "blend_weight", None)
+            config = replace(config, llm_weight=fitted if isinstance(fitted, float) else DEFAULT_LLM_WEIGHT)
         self.config = config
+        self.llm_weight: float = config.llm_weight if config.llm_weight is not None else DEFAULT_LLM_WEIGHT
         self.prompts = prompts or PromptBuilder()
         if config.llm_mode == "score" and llm is not None and not isinstance(llm, OptionScorer):
             raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {llm.name!r}")
@@ -149,7 +157,7 @@ class Tagger:
             outcome = self._ask_llm(product, retrieval, [c.id for c in candidates], pipeline)
             llm_ms = (time.perf_counter() - t_llm) * 1000.0
         t_val = time.perf_counter()
-        scores = _blend(votes, outcome.probs, cfg.llm_weight if outcome.probs else 0.0)
+        scores = _blend(votes, outcome.probs, self.llm_weight if outcome.probs else 0.0)
         tags: list[Tag] = []
         fallback = bool(outcome.failed)
         for tag_id, confidence in sorted(scores.items(), key=lambda kv: -kv[1]):

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from agent.contract import Product, TagResult
 from agent.jsonl import append_durable, resume
 from agent.llm import LLMBackend
+from agent.llm.manifest import MANIFEST_FILE
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from evals.baselines import NAME as TFIDF_SVM
 from evals.baselines import TfidfSvmBaseline
@@ -111,7 +112,17 @@ def _run_key(cfg: EvalConfig, hashes: dict[str, str], model: str | None) -> dict
         "inputs": hashes,
         "tagger": cfg.tagger,
         "llm_model": model,
+        # a fine-tuned model's manifest carries its prompt shape and blend weight: another
+        # manifest is another configuration, even in the same directory
+        **_manifest_key(model),
     }
+
+
+def _manifest_key(model: str | None) -> dict[str, str]:
+    path = Path(model) / MANIFEST_FILE if model else None
+    if path is None or not path.is_file():
+        return {}
+    return {"llm_manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:

@@ -70,7 +70,11 @@ class TaggingSettings(BaseModel):
         "else rag). hybrid until the evals show an LLM pipeline beating it: the untuned "
         "SmolLM2 lowers accuracy (docs/benchmarks.md)",
     )
-    llm_weight: float = Field(default=0.3, ge=0.0, le=1.0, description="LLM share in the blend with the vote")
+    llm_weight: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="LLM share in the blend with the vote (default: the weight fitted for a fine-tuned "
+        "model, in its manifest; else 0.3)",
+    )
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")
     reask_budget: int = Field(default=2, ge=0, le=5)
 

@@ -61,6 +61,7 @@ class TrainItem:
     letters: tuple[str, ...]  # every option letter (validation scores among them)
     gold: str  # the gold leaf id
     vote_letter: str = ""  # the retrieval vote's top candidate (the baseline to beat)
+    vote: tuple[float, ...] = ()  # the vote's share per letter of ``letters`` (fits the blend)
 
     @property
     def answer(self) -> str:
@@ -188,10 +189,13 @@ def build_items(
                 with_examples=True, max_examples=profile.max_examples,
             )
             letter_of = {o.tag_id: o.letter for o in prompt.options}
+            total = sum(c.probability for c in candidates)
+            share = {c.id: (c.probability / total if total > 0 else 1.0 / len(candidates)) for c in candidates}
             built[r] = TrainItem(
                 id=ex.id, system=prompt.system, user=prompt.user, letter=letter_of[gold],
                 letters=tuple(o.letter for o in prompt.options), gold=gold,
                 vote_letter=letter_of[ids[0]],
+                vote=tuple(round(share[o.tag_id], 6) for o in prompt.options),
             )
     items = [built[r] for r in sorted(built)]  # the order of `select`
     stats.items = len(items)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.finetune.blend import MIN_ITEMS, fit_blend
 from agent.finetune.data import (
     TrainItem,
     build_items,
@@ -29,7 +30,14 @@ from agent.finetune.data import (
 )
 from agent.finetune.train import Progress, TrainConfig, Trainer, config_json
 from agent.llm.base import ModelNotFoundError
-from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT, PromptProfile, profile_json
+from agent.llm.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    PromptProfile,
+    profile_json,
+    profile_of,
+    read_manifest,
+)
 from retrieval import Embedder, Example
 from taxonomy import Snapshot
 
@@ -116,7 +124,7 @@ def _items_from_file(path: Path) -> tuple[list[TrainItem], list[TrainItem]]:
             row = json.loads(line)
             item = TrainItem(
                 row["id"], row["system"], row["user"], row["letter"], tuple(row["letters"]),
-                row["gold"], row.get("vote_letter", ""),
+                row["gold"], row.get("vote_letter", ""), tuple(row.get("vote", ())),
             )
             (train if row["split"] == "train" else val).append(item)
     return train, val
@@ -200,6 +208,9 @@ def finetune(
     # the retrieval vote's accuracy on the same validation prompts: the bar the model must clear
     vote_top1 = sum(1 for it in val_items if it.letter == it.vote_letter) / max(1, len(val_items))
     trainer.save_model(out)
+    dropped_long, total_steps, device = trainer.dropped_long, trainer.total_steps, trainer.device
+    del trainer  # free the training copy: the fit loads the merged model the way the agent will
+    blend = _fit_on(out, val_items, "the validation split", say)
     manifest = {
         "format": MANIFEST_FORMAT,
         "kind": "fine-tuned",
@@ -213,12 +224,13 @@ def finetune(
                             "lexical_folds": job.lexical_folds},
         "validation": history,
         "validation_vote_top1": vote_top1,
-        "dropped_long_prompts": trainer.dropped_long,
-        "steps": trainer.total_steps,
+        "blend": blend,
+        "dropped_long_prompts": dropped_long,
+        "steps": total_steps,
         "timing": {"train_seconds_this_process": round(train_seconds, 1),
                    "total_seconds_this_process": round(time.perf_counter() - started, 1),
                    "peak_rss_mb": round(peak_rss_mb(), 1), "threads": threads,
-                   "device": trainer.device, "machine": platform.machine()},
+                   "device": device, "machine": platform.machine()},
         "versions": _versions(),
     }
     _write_json(out / MANIFEST_FILE, manifest)
@@ -236,3 +248,60 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             result[dist] = "missing"
     return result
+
+
+def _fit_on(
+    model_dir: Path, items: Sequence[TrainItem], source: str, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    from agent.llm.transformers_backend import TransformersBackend
+
+    say(f"fitting the blend weight on {len(items)} products of {source}")
+    backend = TransformersBackend(model_dir)
+    try:
+        fit = fit_blend(backend, items)
+    finally:
+        backend.close()
+    if fit is None:
+        say(f"too few products to fit the blend weight (< {MIN_ITEMS}): the agent's default applies")
+        return None
+    say(f"blend weight {fit['llm_weight']}: accuracy {fit['accuracy']} "
+        f"(vote alone {fit['vote_accuracy']}, LLM alone {fit['llm_accuracy']}, n {fit['n']})")
+    return {**fit, "source": source}
+
+
+def fit_model_blend(
+    model_dir: Path,
+    examples: Sequence[Example],
+    snap: Snapshot,
+    embedder: Embedder,
+    *,
+    n_items: int = 400,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """(Re)fit the blend weight of a fine-tuned model on up to ``n_items`` of ``examples``
+    that it was not trained on (leave-one-out prompts, as in training), and store it in the
+    manifest (atomically). For models whose validation split was too small, or to refit on
+    more products. Returns the ``blend`` entry; ValueError when nothing is left to fit on."""
+    say = log or (lambda _m: None)
+    manifest = read_manifest(model_dir)
+    profile = profile_of(manifest)
+    if manifest is None or profile is None:
+        raise ValueError(f"{model_dir} has no fine-tuning manifest ({MANIFEST_FILE})")
+    trained: set[str] = set()
+    dataset_file = model_dir / "dataset.jsonl"
+    if dataset_file.exists():
+        trained = {it.id for it in _items_from_file(dataset_file)[0]}
+    unseen = [i for i, ex in enumerate(examples) if ex.id not in trained]
+    if not unseen:
+        raise ValueError("every example was used in training: give products the model has not seen")
+    chosen = sorted(random.Random(seed).sample(unseen, min(n_items, len(unseen))))
+    folds = int((manifest.get("hyperparameters") or {}).get("lexical_folds", 5))
+    items, _ = build_items(examples, snap, embedder, profile=profile, select=chosen, folds=folds, progress=say)
+    blend = _fit_on(model_dir, items, f"{len(chosen)} examples not used in training (seed {seed})", say)
+    if blend is None:
+        raise ValueError(f"only {len(items)} usable products: the fit needs at least {MIN_ITEMS}")
+    manifest["blend"] = blend
+    _write_json(model_dir / MANIFEST_FILE, manifest)
+    return blend
+

@@ -57,5 +57,17 @@ def profile_of(manifest: dict[str, Any] | None) -> PromptProfile | None:
     return PromptProfile.from_json(manifest["prompt"])
 
 
+def blend_weight_of(manifest: dict[str, Any] | None) -> float | None:
+    """The LLM's share in the blend with the vote, as fitted on held-out products when the
+    model was made (``tagsmith finetune``); None when the manifest has none."""
+    blend = (manifest or {}).get("blend")
+    if not isinstance(blend, dict) or not isinstance(blend.get("llm_weight"), int | float):
+        return None
+    weight = float(blend["llm_weight"])
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"blend weight {weight} is not within 0..1")
+    return weight
+
+
 def profile_json(profile: PromptProfile) -> dict[str, Any]:
     return asdict(profile)

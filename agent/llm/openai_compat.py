@@ -28,7 +28,7 @@ from agent.llm.base import (
     normalise_logprobs,
     parse_json,
 )
-from agent.llm.manifest import PromptProfile, profile_of, read_manifest
+from agent.llm.manifest import PromptProfile, blend_weight_of, profile_of, read_manifest
 
 StructuredOutput = Literal["json_schema", "json_object", "vllm"]
 
@@ -76,6 +76,7 @@ class OpenAICompatBackend:
             except (OSError, ValueError) as exc:
                 raise LLMUnavailableError(f"model directory {model_dir}: {exc}") from exc
         self.prompt_profile: PromptProfile | None = profile_of(self.manifest)
+        self.blend_weight: float | None = blend_weight_of(self.manifest)
 
         structured_output_kwargs(structured_output, {})  # fail fast on a bad mode
         self._structured_output: StructuredOutput = structured_output

@@ -39,7 +39,7 @@ from agent.llm.base import (
     option_token_ids,
     parse_json,
 )
-from agent.llm.manifest import PromptProfile, profile_of, read_manifest
+from agent.llm.manifest import PromptProfile, blend_weight_of, profile_of, read_manifest
 
 TAGS_PREFIX = '{"tags":["'
 TAGS_SUFFIX = '"]}'
@@ -103,6 +103,7 @@ class TransformersBackend:
         model.eval()
         self._model = model
         self.prompt_profile: PromptProfile | None = profile_of(self.manifest)
+        self.blend_weight: float | None = blend_weight_of(self.manifest)
         self._lock = threading.Lock()
         self._cache: Any = None
         self._cached_ids: list[int] = []

@@ -11,7 +11,7 @@ import typer
 from serve.cli._common import console, fail
 from serve.cli.doctor_cmd import doctor
 from serve.cli.eval_cmd import app as eval_app
-from serve.cli.finetune_cmd import finetune
+from serve.cli.finetune_cmd import finetune, finetune_blend
 from serve.cli.index_cmd import app as index_app
 from serve.cli.keys_cmd import app as keys_app
 from serve.cli.llm_cmd import app as llm_app
@@ -37,6 +37,7 @@ app.command(help="Run the HTTP service.")(serve)
 app.command(help="Tag one product and print the result.")(tag)
 app.command("tag-file", help="Tag a JSONL file of products (resumable).")(tag_file)
 app.command(help="Fine-tune the LLM on your tagged products (resumable).")(finetune)
+app.command(name="finetune-blend", help="Fit a fine-tuned model's weight in the blend with the vote.")(finetune_blend)
 
 __all__ = ["app", "console", "fail", "main"]
 

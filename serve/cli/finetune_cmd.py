@@ -118,3 +118,37 @@ def finetune(
         f"(retrieval vote {manifest['validation_vote_top1']:.3f}) on {last.get('val_n', 0)} held-out examples; "
         f"serve it with TAGSMITH_LLM__MODEL={out}"
     )
+    blend = manifest.get("blend")
+    if blend:
+        console.print(f"blend weight {blend['llm_weight']} fitted on {blend['n']} held-out products "
+                      f"(accuracy {blend['accuracy']:.3f}, vote alone {blend['vote_accuracy']:.3f})")
+
+
+def finetune_blend(
+    model: Annotated[Path, typer.Option(help="a tagsmith finetune model directory", exists=True, file_okay=False)],
+    examples: Annotated[Path, typer.Option(help="tagged products (JSONL); those the model was trained on are skipped", exists=True, dir_okay=False)],
+    taxonomy: Annotated[Path, typer.Option(help="the taxonomy the tags belong to", exists=True, dir_okay=False)],
+    items: Annotated[int, typer.Option(min=30, help="held-out products to fit on")] = 400,
+    seed: Annotated[int, typer.Option()] = 0,
+    taxonomy_format: Annotated[str, typer.Option(help="json, google or shopify")] = "json",
+) -> None:
+    """Fit the fine-tuned model's weight in the blend with the retrieval vote on products it
+    was not trained on, and store it in its manifest (the agent uses it unless
+    TAGSMITH_TAGGING__LLM_WEIGHT is set). `tagsmith finetune` does this on its validation split."""
+    from agent.finetune import fit_model_blend
+    from agent.llm import LLMError
+    from evals.dataset import DatasetError
+    from retrieval import RetrievalError
+    from serve.runtime import embedder_from_settings
+    from taxonomy import TaxonomyError, load_taxonomy
+
+    try:
+        snap = load_taxonomy(taxonomy, taxonomy_format)  # type: ignore[arg-type]
+        pool = _load_examples(examples, snap)
+        blend = fit_model_blend(model, pool, snap, embedder_from_settings(settings()), n_items=items, seed=seed,
+                                log=lambda m: console.print(m, highlight=False))
+    except (DatasetError, TaxonomyError, RetrievalError, LLMError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"blend weight {blend['llm_weight']} → {model}/tagsmith-model.json "
+                  f"(accuracy {blend['accuracy']:.3f}; vote alone {blend['vote_accuracy']:.3f}, "
+                  f"LLM alone {blend['llm_accuracy']:.3f}; {blend['n']} products)")

@@ -228,3 +228,53 @@ def test_bf16_lora_keeps_fp32_adapters_and_merges_in_fp32(
     assert all(v.dtype == torch.float32 for v in merged.values())
     changed = [k for k in merged if k in base and bool((merged[k] != base[k].float()).any())]
     assert changed and all(".layers.29." in k or ".layers.28." in k for k in changed)  # LoRA on the last 2
+
+
+def test_blended_choice_follows_the_weight_and_breaks_ties_by_vote() -> None:
+    from agent.finetune.blend import blended_choice
+
+    vote, llm = [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]
+    assert blended_choice(vote, llm, 0.0) == 0  # the vote alone
+    assert blended_choice(vote, llm, 1.0) == 2  # the LLM alone
+    assert blended_choice(vote, llm, 0.5) == 2  # 0.35 / 0.25 / 0.40
+    assert blended_choice(vote, llm, 0.4) == 0  # 0.40 / 0.26 / 0.34
+    assert blended_choice([0.5, 0.5], [0.5, 0.5], 0.3) == 0  # a tie goes to the first best vote
+    assert blended_choice([0.4, 0.6], [0.6, 0.4], 0.5) == 1  # ... to the higher vote
+
+
+@pytest.mark.slow
+def test_blend_weight_is_fitted_on_unseen_products_stored_and_used(
+    tiny_model: tuple[Path, dict[str, object]], tmp_path: Path, snap: Snapshot,
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """``fit_model_blend`` on products the model was not trained on: the real model scores
+    each once, the grid's accuracy at 0 is the vote's own, the winner is the best (smallest
+    on ties), the manifest is rewritten with it, and a tagger on that model uses it unless
+    its configuration sets a weight."""
+    import shutil
+
+    from agent.finetune import fit_model_blend
+    from agent.finetune.blend import GRID
+    from agent.llm.manifest import read_manifest
+
+    reference, _ = tiny_model
+    model = tmp_path / "model"
+    shutil.copytree(reference, model)
+    pool = _pool(200)  # the tiny model was trained on (most of) the first 40
+    blend = fit_model_blend(model, pool, snap, embedder, n_items=80, seed=1)
+    by_weight = {float(w): a for w, a in blend["accuracy_by_weight"].items()}
+    assert sorted(by_weight) == list(GRID) and blend["n"] >= 30
+    assert blend["accuracy"] == max(by_weight.values())
+    assert blend["llm_weight"] == min(w for w, a in by_weight.items() if a == blend["accuracy"])
+    assert blend["vote_accuracy"] == by_weight[0.0] and blend["llm_accuracy"] == by_weight[1.0]
+    assert "not used in training" in blend["source"]
+    assert (read_manifest(model) or {})["blend"] == blend
+
+    backend = create_backend("embedded", model=str(model), n_threads=2)
+    generator = CandidateGenerator(embedder, snap, build_index(embedder, pool))
+    assert backend.blend_weight == blend["llm_weight"]  # type: ignore[attr-defined]
+    assert Tagger(generator, backend, config=TaggerConfig(pipeline="rag")).llm_weight == blend["llm_weight"]
+    assert Tagger(generator, backend, config=TaggerConfig(pipeline="rag", llm_weight=0.9)).llm_weight == 0.9
+    backend.close()
+    with pytest.raises(ValueError, match=r"training|usable"):
+        fit_model_blend(model, _pool(40)[:1], snap, embedder)  # nothing unseen to fit on
