@@ -85,7 +85,15 @@ def _model_rows(model: str | None, runtime: str = "transformers") -> list[tuple[
                                  f"epochs {hyper.get('epochs')} batch {hyper.get('batch_size')}"),
         ("LLM validation", f"accuracy {val.get('val_accuracy')} on {val.get('val_n')} held-out "
                            f"(retrieval vote {manifest.get('validation_vote_top1')})"),
+        ("LLM blend weight", _blend_row(manifest.get("blend"))),
     ]
+
+
+def _blend_row(blend: object) -> str:
+    if not isinstance(blend, dict):
+        return "not fitted: the agent's default (0.3) applies"
+    return (f"{blend.get('llm_weight')} fitted on {blend.get('n')} products ({blend.get('source')}): "
+            f"accuracy {blend.get('accuracy')}, vote alone {blend.get('vote_accuracy')}")
 
 
 def doctor(

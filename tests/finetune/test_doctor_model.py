@@ -22,6 +22,8 @@ def test_doctor_shows_the_finetuned_model_and_its_manifest(tmp_path: Path) -> No
         "hyperparameters": {"method": "lora", "learning_rate": 0.0005, "epochs": 1, "batch_size": 8},
         "validation": [{"epoch": 1, "val_accuracy": 0.93, "val_n": 200}],
         "validation_vote_top1": 0.9, "prompt": {"max_examples": 2},
+        "blend": {"llm_weight": 0.15, "n": 384, "source": "the validation split", "accuracy": 0.901,
+                  "vote_accuracy": 0.896},
     }
     (model / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
     out = run("doctor", "--skip-generation", env={"TAGSMITH_LLM__MODEL": str(model)})
@@ -30,3 +32,4 @@ def test_doctor_shows_the_finetuned_model_and_its_manifest(tmp_path: Path) -> No
     assert "fine-tuned (runtime: transformers)" in out.stdout
     assert "smollm2 sha256 abababab" in out.stdout
     assert "accuracy 0.93 on 200 held-out" in out.stdout
+    assert "0.15 fitted on 384 products" in out.stdout
