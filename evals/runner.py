@@ -133,10 +133,13 @@ def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
             previous = json.loads(run_file.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise RunMismatchError(f"{run_file} is damaged ({exc}): use another --out") from exc
-        if previous.get("key") != key:
+        old_key = previous.get("key")
+        if old_key != key:
+            old = old_key if isinstance(old_key, dict) else {}
+            differ = sorted(k for k in {*old, *key} if old.get(k) != key.get(k))
             raise RunMismatchError(
-                f"{cfg.out} holds a run of another configuration (pipeline, limit, seed or "
-                "input files differ): use another --out, or delete it to start over"
+                f"{cfg.out} holds a run of another configuration (differs in: {', '.join(differ)}): "
+                "use another --out, or delete it to start over"
             )
         return
     doc = {"name": cfg.name or cfg.out.name, "pipeline": cfg.pipeline, "key": key,

@@ -34,6 +34,11 @@ def run(
     llm_mode: Annotated[
         str, typer.Option(help="LLM pipelines: score (probabilities over the candidates), generate, or auto")
     ] = "auto",
+    llm_weight: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="LLM pipelines: weight of the LLM against the vote "
+                     "(default: TAGSMITH_TAGGING__LLM_WEIGHT, else the model's fitted weight, else 0.3)"),
+    ] = None,
 ) -> None:
     """Tag every dataset item, write predictions.jsonl and metrics.json (resumable)."""
     from rich.progress import (
@@ -60,11 +65,21 @@ def run(
             fail(f"model not found: {model}")
         llm_settings = cfg_settings.llm.model_copy(update={"backend": "embedded", "model": str(model.resolve())})
         cfg_settings = cfg_settings.model_copy(update={"llm": llm_settings})
+    from agent.tagger import LLM_PIPELINES
+
+    run_pipeline = pipeline or cfg_settings.tagging.pipeline
+    if llm_weight is not None and run_pipeline not in LLM_PIPELINES:
+        fail(f"--llm-weight applies to the LLM pipelines ({', '.join(sorted(LLM_PIPELINES))}), not {run_pipeline}")
+    # The service honours tagging.llm_weight; an eval of "the service's configuration" must too.
+    weight = llm_weight if llm_weight is not None else cfg_settings.tagging.llm_weight
+    tagger: dict[str, object] = {} if llm_mode == "auto" else {"llm_mode": llm_mode}
+    if weight is not None and run_pipeline in LLM_PIPELINES:
+        tagger["llm_weight"] = weight
     cfg = EvalConfig(
         dataset=dataset, taxonomy=taxonomy, out=out, examples=examples,
-        pipeline=pipeline or cfg_settings.tagging.pipeline, taxonomy_format=taxonomy_format,
+        pipeline=run_pipeline, taxonomy_format=taxonomy_format,
         limit=limit, seed=seed, batch_size=batch_size, n_boot=bootstrap, name=name,
-        tagger={} if llm_mode == "auto" else {"llm_mode": llm_mode},
+        tagger=tagger,
     )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:

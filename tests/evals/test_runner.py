@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,38 @@ def test_cli_eval_run(mwpd: dict[str, Path], tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert bad.returncode == 1 and "unknown pipeline 'nope'" in bad.stderr
+
+
+def test_cli_eval_run_llm_weight(mwpd: dict[str, Path], tmp_path: Path) -> None:
+    """--llm-weight reaches the tagger and the run key; it is refused where no LLM runs; the
+    service's TAGSMITH_TAGGING__LLM_WEIGHT applies to evals of LLM pipelines too."""
+    base = [TAGSMITH, "eval", "run", "--dataset", str(mwpd["dev"]), "--taxonomy", str(mwpd["taxonomy"]),
+            "--examples", str(mwpd["pool"]), "--limit", "2", "--bootstrap", "10"]
+    env = {**os.environ, "TAGSMITH_DATA_DIR": str(tmp_path / "data")}
+    out = tmp_path / "rag"
+    proc = subprocess.run([*base, "--pipeline", "rag", "--llm-weight", "0.4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["key"]["tagger"] == {"llm_weight": 0.4}
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 2
+
+    knn = subprocess.run([*base, "--pipeline", "knn", "--llm-weight", "0.4", "--out", str(tmp_path / "knn")],
+                         capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert knn.returncode == 1 and "--llm-weight applies to the LLM pipelines" in knn.stderr
+    too_big = subprocess.run([*base, "--pipeline", "rag", "--llm-weight", "1.5", "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=300, cwd=REPO, env={**env, "COLUMNS": "200"})
+    assert too_big.returncode == 2 and "less than or equal to 1" in too_big.stderr  # typer's range check
+
+    # the service's setting: recorded for an LLM pipeline (and a different key refuses to resume)
+    env_weight = {**env, "TAGSMITH_TAGGING__LLM_WEIGHT": "0.25"}
+    again = subprocess.run([*base, "--pipeline", "rag", "--out", str(out)],
+                           capture_output=True, text=True, timeout=600, cwd=REPO, env=env_weight)
+    assert again.returncode == 1 and "another configuration (differs in: tagger)" in " ".join(again.stderr.split())
+    fresh = tmp_path / "rag-env"
+    proc = subprocess.run([*base, "--pipeline", "rag", "--out", str(fresh)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env=env_weight)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((fresh / "run.json").read_text())["key"]["tagger"] == {"llm_weight": 0.25}
+
