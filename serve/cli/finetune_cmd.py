@@ -48,7 +48,7 @@ def finetune(
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.05,
     max_val: Annotated[int, typer.Option(min=0)] = 200,
     lexical_folds: Annotated[int, typer.Option(min=0, help="cross-fitting folds of the lexical classifier (<2: off)")] = 5,
-    dtype: Annotated[str, typer.Option(help="fp32 or bf16")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 for LoRA where the hardware has native bf16, else fp32), fp32 or bf16")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="optimiser steps between checkpoints")] = 25,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")] = None,
@@ -75,8 +75,13 @@ def finetune(
 
     if method not in ("lora", "full"):
         fail("--method must be lora or full")
-    if dtype not in ("fp32", "bf16"):
-        fail("--dtype must be fp32 or bf16")
+    if dtype not in ("auto", "fp32", "bf16"):
+        fail("--dtype must be auto, fp32 or bf16")
+    from agent.finetune.hardware import native_bf16, resolve_dtype
+
+    train_dtype, dtype_warning = resolve_dtype(dtype, method, native=native_bf16())  # type: ignore[arg-type]
+    if dtype_warning:
+        console.print(f"[yellow]warning:[/yellow] {dtype_warning}")
     s = settings()
     try:
         snap = load_taxonomy(taxonomy, taxonomy_format)  # type: ignore[arg-type]
@@ -89,7 +94,7 @@ def finetune(
         train=TrainConfig(
             method=method, epochs=epochs, learning_rate=lr, batch_size=batch_size,  # type: ignore[arg-type]
             grad_accum=grad_accum, lora_r=lora_r, lora_alpha=2 * lora_r, lora_layers=lora_layers,
-            dtype=dtype, seed=seed, checkpoint_every=checkpoint_every,  # type: ignore[arg-type]
+            dtype=train_dtype, seed=seed, checkpoint_every=checkpoint_every,  # type: ignore[arg-type]
             max_steps=max_steps,
         ),
         max_items=max_items, val_fraction=val_fraction, max_val=max_val, lexical_folds=lexical_folds,
