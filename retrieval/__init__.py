@@ -2,7 +2,8 @@
 
 - :class:`Embedder` (protocol) and :class:`SentenceTransformerEmbedder` (packaged
   all-MiniLM-L6-v2 by default, any local sentence-transformers directory by configuration);
-  :class:`CachedEmbedder` + :class:`EmbeddingCache` skip texts already encoded.
+  :class:`CachedEmbedder` + :class:`EmbeddingCache` skip texts already encoded;
+  :class:`HashingEmbedder` is the deterministic model-free embedder for tests.
 - :func:`product_text`: product → embedder text with a deliberate truncation policy.
 - :class:`ExampleIndex`: FAISS over tagged :class:`Example` records with stable string ids.
 - :class:`IndexStore`: checksummed generations, switched atomically, verified on load.
@@ -42,6 +43,7 @@ from retrieval.examples import (
     packaged_examples_path,
     read_examples,
 )
+from retrieval.hashing_embedder import HashingEmbedder
 from retrieval.index import INDEX_KINDS, ExampleIndex, Hit, IndexKind
 from retrieval.lexical import LexicalClassifier, LexicalConfig
 from retrieval.packaged import default_embedder_dir
@@ -63,6 +65,7 @@ __all__ = [
     "Example",
     "ExampleError",
     "ExampleIndex",
+    "HashingEmbedder",
     "Hit",
     "IndexCorruptError",
     "IndexKind",

@@ -10,8 +10,10 @@ from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from retrieval import (
     CachedEmbedder,
     CandidateGenerator,
+    Embedder,
     EmbeddingCache,
     ExampleIndex,
+    HashingEmbedder,
     IndexStore,
     LexicalClassifier,
     NoIndexError,
@@ -40,11 +42,15 @@ class Runtime:
 
 
 def embedder_from_settings(settings: Settings) -> CachedEmbedder:
-    inner = SentenceTransformerEmbedder(
-        settings.embedder.model,
-        batch_size=settings.embedder.batch_size,
-        device=settings.embedder.device,
-    )
+    inner: Embedder
+    if settings.embedder.backend == "hashing":
+        inner = HashingEmbedder()
+    else:
+        inner = SentenceTransformerEmbedder(
+            settings.embedder.model,
+            batch_size=settings.embedder.batch_size,
+            device=settings.embedder.device,
+        )
     return CachedEmbedder(inner, EmbeddingCache(settings.data_dir / "cache" / "embeddings"))
 
 

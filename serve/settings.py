@@ -54,6 +54,11 @@ class LLMSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
+    backend: Literal["sentence-transformers", "hashing"] = Field(
+        default="sentence-transformers",
+        description="sentence-transformers (the real model) or hashing (hashed word and "
+        "character n-grams, no model: for tests and development only, lexical matching)",
+    )
     model: str | None = Field(
         default=None,
         description="a sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)",

@@ -1,4 +1,10 @@
-"""Shared fixtures: real model files, loopback ports, the shared data directory."""
+"""Shared fixtures: real model files, loopback ports, the shared data directory; test tiers.
+
+Tiers are pytest markers (pyproject): the default run leaves out ``model``, ``process``,
+``slow`` and ``vllm`` tests except the ``smoke`` set. A test that uses a fixture loading a
+real model is put in the ``model`` tier here, by construction, so a new one cannot slip
+into the default tier unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,29 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+#: fixtures that load the real MiniLM or SmolLM2 (directly or through another fixture)
+MODEL_FIXTURES = frozenset({"embedded_llm", "embedder", "generator"})
+TIERS = ("model", "process", "slow", "vllm")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so the added marks count
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    markexpr = config.getoption("markexpr", "")
+    if markexpr and "smoke" in markexpr and "not" in markexpr:
+        terminalreporter.write_sep("-", "tiers")
+        terminalreporter.write_line(
+            "This was the default tier (+ smoke set). Other tiers: "
+            + ", ".join(f"./scripts/test.sh -m {t}" for t in TIERS)
+            + "; everything: ./scripts/test.sh -m '' (CI: .ci/run runs every tier)."
+        )
 
 
 def shared_file(relative: str) -> Path:

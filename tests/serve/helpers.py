@@ -83,9 +83,16 @@ def shop_examples() -> list[Example]:
     ]
 
 
+#: the environment of a test server over a data dir seeded by :func:`seed_data_dir`
+HASHING_ENV = {"TAGSMITH_EMBEDDER__BACKEND": "hashing"}
+
+
 def service_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings of a test service: the knn pipeline (no LLM) unless overridden."""
-    values: dict[str, Any] = {"data_dir": data_dir, "tagging": {"pipeline": "knn"}}
+    """Settings of a test service: the knn pipeline (no LLM) and the model-free hashing
+    embedder (these tests are about the service, not MiniLM) unless overridden."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir, "tagging": {"pipeline": "knn"}, "embedder": {"backend": "hashing"},
+    }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             values[key] = {**values[key], **value}
@@ -94,9 +101,10 @@ def service_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def seed_data_dir(data_dir: Path) -> None:
-    """The shop taxonomy (version 1) and its examples as the published index."""
-    settings = service_settings(data_dir)
+def seed_data_dir(data_dir: Path, **overrides: Any) -> None:
+    """The shop taxonomy (version 1) and its examples as the published index (embedded by
+    the hashing embedder unless ``overrides`` say otherwise)."""
+    settings = service_settings(data_dir, **overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
     with TaxonomyStore(settings.taxonomy_db_url) as store:
         snap = store.import_document(shop_document(), expected_version=0, author="tests")

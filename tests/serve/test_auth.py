@@ -149,6 +149,7 @@ def test_a_key_differing_in_one_character_is_refused(app_and_keys: tuple[TestCli
     assert client.post("/v1/tags", json={"title": "tee"}, headers=auth(key)).status_code == 200
 
 
+@pytest.mark.process
 def test_keys_cli_create_list_revoke(app_and_keys: tuple[TestClient, dict[str, str]]) -> None:
     client, _ = app_and_keys
     data_dir = client.app.state.tagsmith.settings.data_dir  # type: ignore[attr-defined]
@@ -193,6 +194,7 @@ def test_dev_mode_needs_no_key(shop_dir: Path) -> None:
         assert client.get("/v1/keys").status_code == 200  # every scope
 
 
+@pytest.mark.process
 def test_refuses_to_start_without_keys_or_with_a_placeholder_admin_key(shop_dir: Path) -> None:
     with pytest.raises(StartupRefused, match="no API key"), TestClient(create_app(service_settings(shop_dir))):
         pass

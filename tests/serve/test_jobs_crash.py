@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.serve.helpers import auth, make_keys, start_server, stop_server, wait_ready
+from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
 from tests.serve.test_jobs import TITLES
 
 N = 2000
@@ -20,7 +20,8 @@ N = 2000
 def test_job_survives_sigkill_three_times(shop_dir: Path) -> None:
     keys = make_keys(shop_dir)
     t = auth(keys["tags"])
-    env = {"TAGSMITH_DATA_DIR": str(shop_dir), "TAGSMITH_TAGGING__PIPELINE": "knn", "TAGSMITH_JOBS__BATCH_SIZE": "16"}
+    env = {"TAGSMITH_DATA_DIR": str(shop_dir), "TAGSMITH_TAGGING__PIPELINE": "knn", "TAGSMITH_JOBS__BATCH_SIZE": "16",
+           **HASHING_ENV}
     body = "".join(
         json.dumps({"custom_id": f"c{i:05d}", "product": {"title": f"{TITLES[i % len(TITLES)]} variant {i}"}}) + "\n"
         for i in range(N)

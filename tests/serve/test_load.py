@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.serve.helpers import auth, make_keys, start_server, stop_server, wait_ready
+from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
 from tests.serve.test_jobs import TITLES
 
 CLIENTS = 32
@@ -65,7 +65,7 @@ def test_32_clients_2000_requests_no_errors(shop_dir: Path) -> None:
     env = {
         "TAGSMITH_DATA_DIR": str(shop_dir), "TAGSMITH_TAGGING__PIPELINE": "rag",
         "TAGSMITH_LIMITS__RATE_PER_S": "100000", "TAGSMITH_LIMITS__RATE_BURST": "100000",
-        "TAGSMITH_LOG_LEVEL": "warning",
+        "TAGSMITH_LOG_LEVEL": "warning", **HASHING_ENV,
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
