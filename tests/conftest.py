@@ -23,15 +23,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 #: fixtures that load the real MiniLM or SmolLM2 (directly or through another fixture)
-MODEL_FIXTURES = frozenset({"embedded_llm", "embedder", "generator"})
+MODEL_FIXTURES = frozenset({"embedded_llm", "embedder", "generator", "hf_model_dir"})
+#: fixtures that start a server process
+PROCESS_FIXTURES = frozenset({"llama_server"})
 TIERS = ("model", "process", "slow", "vllm")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so the added marks count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if MODEL_FIXTURES & used:
             item.add_marker(pytest.mark.model)
+        if PROCESS_FIXTURES & used:
+            item.add_marker(pytest.mark.process)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # the installed console script
+
 REPO = Path(__file__).resolve().parents[1]
 TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.contract import TagResult
 from taxonomy import load_default_taxonomy
+
+pytestmark = pytest.mark.process  # the installed CLI on the default taxonomy
 
 TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 

@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.contract import TagResult
 from tests.conftest import shared_file
+
+pytestmark = pytest.mark.process  # SIGKILLs the CLI mid-file
 
 TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 N = 24

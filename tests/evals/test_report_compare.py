@@ -124,6 +124,7 @@ def test_gate_refuses_bad_input_and_warns_on_different_data() -> None:
     assert compare_runs(base, base, margin=1.0).warnings == ()
 
 
+@pytest.mark.process
 def test_compare_cli_exit_codes(tmp_path: Path) -> None:
     make_run(tmp_path / "base", 0.8)
     make_run(tmp_path / "worse", 0.5, seed=2)
@@ -205,6 +206,7 @@ def test_report_of_old_metrics_and_bad_runs(tmp_path: Path) -> None:
         write_report([tmp_path / "torn"], tmp_path / "out2")
 
 
+@pytest.mark.process
 def test_report_cli(tmp_path: Path) -> None:
     make_run(tmp_path / "a", 0.8)
     runner = CliRunner()

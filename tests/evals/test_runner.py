@@ -111,6 +111,7 @@ def test_bad_dataset_lines_are_reported_with_line_numbers(tmp_path: Path) -> Non
     assert "line 2: invalid JSON" in text and "line 3: gold_tags" in text and "line 4: duplicate id 'a'" in text
 
 
+@pytest.mark.process
 def test_cli_eval_run(mwpd: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run(
@@ -130,6 +131,7 @@ def test_cli_eval_run(mwpd: dict[str, Path], tmp_path: Path) -> None:
     assert bad.returncode == 1 and "unknown pipeline 'nope'" in bad.stderr
 
 
+@pytest.mark.process
 def test_cli_eval_run_llm_weight(mwpd: dict[str, Path], tmp_path: Path) -> None:
     """--llm-weight reaches the tagger and the run key; it is refused where no LLM runs; the
     service's TAGSMITH_TAGGING__LLM_WEIGHT applies to evals of LLM pipelines too."""

@@ -48,6 +48,7 @@ def check_consistent(store: IndexStore) -> int:
     return int(marker)
 
 
+@pytest.mark.process
 def test_sigkill_during_publication_never_exposes_a_mix(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
     rng = random.Random(1234)

@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
 from tests.serve.test_jobs import TITLES
+
+pytestmark = pytest.mark.process  # SIGKILLs a real server three times
 
 N = 2000
 

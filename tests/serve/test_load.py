@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
 from tests.serve.test_jobs import TITLES
+
+pytestmark = pytest.mark.process  # a real server under load
 
 CLIENTS = 32
 REQUESTS = 2000

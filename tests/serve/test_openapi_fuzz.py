@@ -1,5 +1,7 @@
 """Schemathesis against the app in-process: every operation of the OpenAPI schema, valid and
-invalid generated requests (>= 1,500), no 5xx and no response outside the documented schema."""
+invalid generated requests, no 5xx and no response outside the documented schema. A quick
+profile (a few requests per operation) runs in the default tier, the full one (>= 1,500
+requests) in the slow tier."""
 
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ CHECKS = [
     not_a_server_error, status_code_conformance, content_type_conformance,
     response_schema_conformance, response_headers_conformance,
 ]
-EXAMPLES = {GenerationMode.POSITIVE: 50, GenerationMode.NEGATIVE: 30}
-MIN_REQUESTS = 1500
+#: per profile: generated requests per operation and mode, and the least total sent
+PROFILES: dict[str, tuple[dict[GenerationMode, int], int]] = {
+    "quick": ({GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4}, 150),
+    "full": ({GenerationMode.POSITIVE: 50, GenerationMode.NEGATIVE: 30}, 1500),
+}
 
 
 @schemathesis.serializer("application/jsonl")
@@ -52,12 +57,13 @@ def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     asgi.shutdown_lifespans()
 
 
-def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], statuses: dict[int, int], failures: list[str]) -> int:
-    """Send ``EXAMPLES[mode]`` generated requests to one operation; returns how many were sent."""
+def fuzz(operation: Any, mode: GenerationMode, examples: int, headers: dict[str, str], statuses: dict[int, int],
+         failures: list[str]) -> int:
+    """Send ``examples`` generated requests to one operation; returns how many were sent."""
     sent = 0
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES[mode], deadline=None, database=None, derandomize=True,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         nonlocal sent
@@ -76,7 +82,9 @@ def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], statuses
     return sent
 
 
-def test_fuzz_every_operation(app: tuple[FastAPI, dict[str, str]]) -> None:
+@pytest.mark.parametrize("profile", ["quick", pytest.param("full", marks=pytest.mark.slow)])
+def test_fuzz_every_operation(app: tuple[FastAPI, dict[str, str]], profile: str) -> None:
+    examples, min_requests = PROFILES[profile]
     application, keys = app
     schema = schemathesis.openapi.from_asgi("/openapi.json", application)
     headers = auth(keys["admin"])
@@ -85,12 +93,12 @@ def test_fuzz_every_operation(app: tuple[FastAPI, dict[str, str]]) -> None:
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        for mode in EXAMPLES:
-            sent[operation.label] = sent.get(operation.label, 0) + fuzz(operation, mode, headers, statuses, failures)
+        for mode, n in examples.items():
+            sent[operation.label] = sent.get(operation.label, 0) + fuzz(operation, mode, n, headers, statuses, failures)
     total = sum(sent.values())
     print(f"{total} requests over {len(sent)} operations, statuses {dict(sorted(statuses.items()))}; "
           f"{len(failures)} failures")
     assert not failures, "\n".join(failures[:20])
-    assert total >= MIN_REQUESTS, sent
-    assert sum(n for code, n in statuses.items() if code < 300) >= 300, statuses  # not all refused
+    assert total >= min_requests, sent
+    assert sum(n for code, n in statuses.items() if code < 300) >= min_requests // 5, statuses  # not all refused
     assert len(sent) == len(list(schema.get_all_operations()))

@@ -10,9 +10,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 from tests.serve.helpers import REPO, TAGSMITH, server_log, start_server, stop_server, wait_ready
+
+pytestmark = pytest.mark.process  # a real server, the README's commands
 
 MARKER = "<!-- tests/serve/test_readme_examples.py runs the next block"
 

@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 from tests.serve.helpers import TAGSMITH, auth, server_log, start_server, stop_server
+
+pytestmark = pytest.mark.process  # a real server process on a fresh data dir
 
 
 def test_a_fresh_data_dir_answers_health_at_once_and_the_api_when_loaded(tmp_path: Path) -> None:

@@ -25,7 +25,10 @@ from tests.taxonomy.helpers import apparel_document
 
 KILLS = 60
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    pytest.mark.process,  # forks writers and SIGKILLs them
+]
 
 
 def batch_for(version: int) -> list[AddNode | RenameNode | AddSynonym]:

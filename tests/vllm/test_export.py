@@ -64,6 +64,7 @@ def test_export_is_deterministic_atomic_and_reused(hf_model_dir: Path, tmp_path:
     assert verify_export(export_hf(again, force=True))
 
 
+@pytest.mark.process
 def test_cli_export_refuses_a_foreign_directory_and_names_the_serve_command(tmp_path: Path, hf_model_dir: Path) -> None:
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -87,6 +87,7 @@ def test_server_refuses_a_directory_that_is_not_an_export(tmp_path: Path) -> Non
     assert server.proc is None
 
 
+@pytest.mark.process
 def test_cli_serve_fails_cleanly_without_vllm(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     done = subprocess.run(
