@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT
 from tests.test_cli_foundation import run
 
 
+@pytest.mark.process
 def test_doctor_shows_the_finetuned_model_and_its_manifest(tmp_path: Path) -> None:
     model = tmp_path / "ft"
     model.mkdir()

@@ -50,6 +50,7 @@ def test_explicit_bf16_without_native_support_is_kept_but_warned_about() -> None
     assert warning is not None and "--dtype fp32 or auto" in warning
 
 
+@pytest.mark.process
 def test_cli_rejects_an_unknown_dtype(tmp_path: Path) -> None:
     out = run(
         "finetune", "--examples", str(shared_file("mwpd/pool.jsonl")),
@@ -60,6 +61,7 @@ def test_cli_rejects_an_unknown_dtype(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_cli_auto_dtype_trains_in_what_the_hardware_supports(tmp_path: Path) -> None:
     examples = tmp_path / "pool.jsonl"
     with shared_file("mwpd/pool.jsonl").open(encoding="utf-8") as fh:

@@ -1,12 +1,15 @@
-"""``tagsmith index`` in-process: build, add, stats, search, and a clean error without an index."""
+"""``tagsmith index`` in-process: build, add, stats, search, and a clean error without an index
+(on the hashing embedder: this is about the commands, not the model)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from retrieval import HashingEmbedder
 from retrieval.examples import examples_to_jsonl
 from serve.cli import app
 from taxonomy import dump
@@ -16,7 +19,8 @@ from .conftest import TINY_EXAMPLES, tiny_snapshot
 runner = CliRunner()
 
 
-def test_build_add_stats_search(tmp_path: Path) -> None:
+def test_build_add_stats_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAGSMITH_EMBEDDER__BACKEND", "hashing")
     tax = tmp_path / "tiny.json"
     tax.write_text(dump(tiny_snapshot()))
     examples = tmp_path / "examples.jsonl"
@@ -42,7 +46,7 @@ def test_build_add_stats_search(tmp_path: Path) -> None:
 
     out = runner.invoke(app, ["index", "stats", "--json"])
     info = json.loads(out.stdout)
-    assert info["count"] == 8 and info["dim"] == 384 and info["generations"] == ["gen-000002", "gen-000003"]
+    assert info["count"] == 8 and info["dim"] == HashingEmbedder().dim and info["generations"] == ["gen-000002", "gen-000003"]
 
     out = runner.invoke(app, ["index", "search", "filter coffee maker", "--taxonomy", str(tax), "--json", "-k", "2"])
     assert out.exit_code == 0, out.output
