@@ -24,6 +24,7 @@ def test_is_an_embedder_with_normalised_float32_vectors() -> None:
     assert emb.encode([]).shape == (0, 64)
 
 
+@pytest.mark.process
 def test_same_vectors_in_another_process() -> None:
     """No hash randomisation: indexes and caches built in one process stay valid in the next."""
     code = (

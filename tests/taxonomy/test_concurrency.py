@@ -8,11 +8,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from taxonomy import AddNode, DeprecateNode, Snapshot, TagValidator, TaxonomyStore
 from tests.taxonomy.helpers import apparel_document
 
-EDITS = 1000
-READERS = 20
+#: (edits, readers): a quick run in the default tier, the full one in the slow tier
+SIZES = [pytest.param((150, 8), id="quick"), pytest.param((1000, 20), id="full", marks=pytest.mark.slow)]
 
 
 def edit_number(k: int) -> AddNode | DeprecateNode:
@@ -32,19 +34,21 @@ def expected_verdict(version: int, j: int) -> str:
     return "ok"
 
 
-def test_readers_always_see_whole_versions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_readers_always_see_whole_versions(tmp_path: Path, size: tuple[int, int]) -> None:
+    edits, readers = size
     url = f"sqlite:///{tmp_path / 'taxonomy.db'}"
     writer_store = TaxonomyStore(url, checkpoint_every=100)
     writer_store.import_document(apparel_document())
     replicas = [TaxonomyStore(url), TaxonomyStore(url)]  # other "processes" that must refresh()
     done = threading.Event()
     failures: list[str] = []
-    checked = [0] * READERS
+    checked = [0] * readers
     validator = TagValidator()
 
     def writer() -> None:
         try:
-            for k in range(EDITS):
+            for k in range(edits):
                 snap = writer_store.apply([edit_number(k)], expected_version=k + 1)
                 assert snap.version == k + 2
         except Exception as exc:  # surfaced by the main thread
@@ -54,7 +58,7 @@ def test_readers_always_see_whole_versions(tmp_path: Path) -> None:
 
     def reader(index: int) -> None:
         rng = random.Random(index)
-        replica = replicas[index % 2] if index >= READERS // 2 else None
+        replica = replicas[index % 2] if index >= readers // 2 else None
         last_version = 0
         for iteration in range(1_000_000):  # bounded; normally ends when the writer is done
             if done.is_set() and iteration > 0:
@@ -81,7 +85,7 @@ def test_readers_always_see_whole_versions(tmp_path: Path) -> None:
             time.sleep(0.001)  # readers are requests, not a busy loop starving the writer
 
     threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader, args=(i,)) for i in range(READERS)
+        threading.Thread(target=reader, args=(i,)) for i in range(readers)
     ]
     for t in threads:
         t.start()
@@ -89,10 +93,10 @@ def test_readers_always_see_whole_versions(tmp_path: Path) -> None:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads), "a thread hung"
     assert not failures, failures[:10]
-    assert writer_store.current().version == EDITS + 1
+    assert writer_store.current().version == edits + 1
     assert min(checked) > 0
     for replica in replicas:
-        assert replica.refresh() == EDITS + 1
+        assert replica.refresh() == edits + 1
         assert replica.current().document == writer_store.current().document
         replica.close()
     writer_store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,9 @@ ID_ALPHABET = "aAeEoOcCpPxXsSiI019-_./ßÉ"
 ids = st.text(ID_ALPHABET, min_size=1, max_size=6).filter(lambda s: s == s.strip())
 LOOKALIKES = str.maketrans({"a": "а", "e": "е", "o": "о", "c": "с", "p": "р", "x": "х", "s": "ѕ", "i": "і",
                             "A": "А", "E": "Е", "O": "О", "C": "С", "P": "Р", "X": "Х", "S": "Ѕ", "I": "І"})
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: the default tier runs each property on a quick profile, the slow tier on the full one
+QUICK = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FULL = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -115,9 +118,7 @@ def near_misses(node_id: str) -> set[str]:
     }
 
 
-@PROPERTY_SETTINGS
-@given(doc=taxonomies(), data=st.data())
-def test_random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_exact(
+def random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_exact(
     doc: TaxonomyDocument, data: st.DataObject
 ) -> None:
     snap = Snapshot(doc)
@@ -155,12 +156,21 @@ def test_random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_ex
             assert validator.validate(old, [node_id]).errors[0].rule == "unknown_id"
 
 
-@PROPERTY_SETTINGS
-@given(doc=taxonomies())
-def test_json_and_google_round_trips_are_exact(doc: TaxonomyDocument) -> None:
+def json_and_google_round_trips_are_exact(doc: TaxonomyDocument) -> None:
     snap = Snapshot(doc)
     assert Snapshot(parse_document(dump(snap, "json"), "json")).document == snap.document
     from_google = Snapshot(parse_document(dump(snap, "google"), "google"))
     assert [(n.id, n.name, n.parent) for n in from_google.document.nodes] == [
         (n.id, n.name, n.parent) for n in snap.document.nodes
     ]
+
+
+# each property twice: quick (default tier) and full (slow tier); given() wraps anew each time
+test_random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_exact = QUICK(
+    given(doc=taxonomies(), data=st.data())(random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_exact)
+)
+test_random_edit_sequences_full = pytest.mark.slow(FULL(
+    given(doc=taxonomies(), data=st.data())(random_edit_sequences_keep_the_taxonomy_consistent_and_the_validator_exact)
+))
+test_json_and_google_round_trips_are_exact = QUICK(given(doc=taxonomies())(json_and_google_round_trips_are_exact))
+test_json_and_google_round_trips_full = pytest.mark.slow(FULL(given(doc=taxonomies())(json_and_google_round_trips_are_exact)))

@@ -128,6 +128,7 @@ def test_seeding_the_packaged_default_once(tmp_path: Path) -> None:
         assert [v.kind for v in s.versions()] == ["import"]
 
 
+@pytest.mark.slow  # a measurement on the 10,281-node taxonomy
 def test_open_time_for_the_shopify_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with TaxonomyStore(url(tmp_path), checkpoint_every=50) as s:
         snap = s.import_taxonomy(default_taxonomy_path(), "shopify")
