@@ -76,6 +76,7 @@ def test_sigkill_during_publication_never_exposes_a_mix(tmp_path: Path) -> None:
     assert len(store.generations()) <= 3  # old generations are collected (+1 orphan at most)
 
 
+@pytest.mark.process
 def test_truncated_generation_is_refused_not_loaded(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
     proc = subprocess.run(
