@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 from evals import plots
 from evals.compare import load_metrics
 from evals.records import PredictionRecord, read_predictions
+from retrieval.durable import atomic_write_text
 from taxonomy import TaxonomyError, load_taxonomy
 
 WORST_ERRORS = 15
@@ -239,12 +239,6 @@ def _html(blocks: Sequence[Block], title: str) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _notes(runs: Sequence[Run]) -> list[Block]:
     notes = []
     sizes = {r.name: r.metrics.get("n") for r in runs}
@@ -285,6 +279,6 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path, *, taxonomy: Path | No
             blocks += [("h2", f"Worst errors of {r.name} (most confident first)"), _worst(r, names)]
     blocks += [("h2", "Runs"), _about(runs)]
     md = out_dir / "report.md"
-    _write_atomic(md, _markdown(blocks))
-    _write_atomic(out_dir / "report.html", _html(blocks, title))
+    atomic_write_text(md, _markdown(blocks))
+    atomic_write_text(out_dir / "report.html", _html(blocks, title))
     return md

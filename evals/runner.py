@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.contract import Product, TagResult
-from agent.jsonl import append_durable, resume
 from agent.llm import LLMBackend
 from agent.llm.manifest import MANIFEST_FILE
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
@@ -54,6 +52,7 @@ from retrieval import (
     TaxonomyIndex,
     build_index,
 )
+from retrieval.durable import append_lines, atomic_write_json, resume_keys
 from taxonomy import Snapshot, load_taxonomy
 
 PIPELINES = ("hybrid", "knn", "zero-shot", "rag", "cascade", TFIDF_SVM)
@@ -145,9 +144,7 @@ def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
     doc = {"name": cfg.name or cfg.out.name, "pipeline": cfg.pipeline, "key": key,
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
            "versions": _versions(), "started_at": time.time()}
-    tmp = run_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, run_file)
+    atomic_write_json(run_file, doc)
 
 
 def cached_index(
@@ -241,8 +238,8 @@ def run_eval(
     _prepare_out(cfg, _run_key(cfg, hashes, model))
 
     predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
-    done = resume(predictions)
-    resume(timings)
+    done = resume_keys(predictions)
+    resume_keys(timings)
     if done != [it.id for it in items[: len(done)]]:
         raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
     todo = items[len(done) :]
@@ -260,10 +257,10 @@ def run_eval(
             wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
             # timings first: a crash between the two leaves a timing for an item that is
             # re-tagged (and re-timed) on resume, never a prediction without a timing
-            append_durable(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
-                              for it, r in zip(batch, results, strict=True)])
-            append_durable(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
-                                  for it, r in zip(batch, results, strict=True)])
+            append_lines(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
+                                   for it, r in zip(batch, results, strict=True)])
+            append_lines(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
+                                       for it, r in zip(batch, results, strict=True)])
             if progress is not None:
                 progress(len(done) + start + len(batch), len(items))
     from evals.metrics import compute_metrics
@@ -296,7 +293,5 @@ def score_run(
     metrics["pipeline"] = run["pipeline"]
     metrics["config"] = run["config"]
     metrics["versions"] = run["versions"]
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -9,6 +9,8 @@
 - :class:`IndexStore`: checksummed generations, switched atomically, verified on load.
 - :class:`LexicalClassifier`: TF-IDF + linear SVM trained on the examples (second signal).
 - :class:`CandidateGenerator`: neighbours + ranked, taxonomy-aware candidate tags.
+- :mod:`retrieval.durable`: crash-safe writes (atomic replace, fsynced JSONL appends with
+  torn-line repair and resume) shared by ``agent``, ``serve`` and ``evals``.
 
 Imports ``taxonomy`` only (never FastAPI, never a settings object).
 """
@@ -21,6 +23,17 @@ from retrieval.candidates import (
     CandidateGenerator,
     Neighbour,
     Retrieval,
+)
+from retrieval.durable import (
+    append_lines,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    complete_lines,
+    fsync_dir,
+    resume_keys,
+    write_bytes_durable,
 )
 from retrieval.embedder import (
     DEFAULT_MAX_SEQ_LENGTH,
@@ -83,13 +96,22 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "TaxonomyIndex",
     "add_examples",
+    "append_lines",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
     "build_index",
+    "complete_lines",
     "default_embedder_dir",
+    "fsync_dir",
     "node_text",
     "normalize",
     "packaged_examples",
     "packaged_examples_path",
     "product_text",
     "read_examples",
+    "resume_keys",
     "text_of",
+    "write_bytes_durable",
 ]

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval._atomic import atomic_write_text, fsync_dir, write_bytes_durable
+from retrieval.durable import atomic_write_text, fsync_dir, write_bytes_durable
 from retrieval.errors import IndexCorruptError, IndexMismatchError, NoIndexError
 from retrieval.index import ExampleIndex
 from retrieval.lexical import FILES as LEXICAL_FILES

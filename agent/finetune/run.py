@@ -10,7 +10,6 @@ serving), and the manifest ``tagsmith-model.json``. While training it also holds
 from __future__ import annotations
 
 import json
-import os
 import platform
 import random
 import resource
@@ -39,6 +38,7 @@ from agent.llm.manifest import (
     read_manifest,
 )
 from retrieval import Embedder, Example
+from retrieval.durable import atomic_path, atomic_write_json
 from taxonomy import Snapshot
 
 #: the leaner prompt fine-tuning trains on (and the agent then uses with the model): a
@@ -102,18 +102,14 @@ def split(examples: Sequence[Example], job: FinetuneJob) -> tuple[list[int], lis
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, ensure_ascii=False)
 
 
 def _items_to_file(path: Path, train: Sequence[TrainItem], val: Sequence[TrainItem]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for part, items in (("train", train), ("val", val)):
             for it in items:
                 fh.write(json.dumps({"split": part, **asdict(it)}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _items_from_file(path: Path) -> tuple[list[TrainItem], list[TrainItem]]:

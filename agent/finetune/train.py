@@ -32,6 +32,7 @@ from agent.finetune.data import TrainItem
 from agent.llm.base import ChatMessage, option_token_ids
 from agent.llm.transformers_backend import chat_prompt, encode_text
 from agent.tagger import ANSWER_PREFIX, ANSWER_SUFFIX
+from retrieval.durable import atomic_path
 
 Method = Literal["lora", "full"]
 DType = Literal["fp32", "bf16"]
@@ -246,11 +247,14 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
         }
         path = directory / f"step-{step:07d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+        with atomic_path(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
+            torch.save(state, tmp)
         for old in sorted(directory.glob("step-*.pt"))[: -self.cfg.keep_checkpoints]:
             old.unlink()
+        # the temporary file of a save killed midway (temporary names are unique, so a
+        # resumed run never overwrites it); one trainer per run directory
+        for stale in directory.glob(".step-*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _load_checkpoint(self, path: Path) -> tuple[int, int, int, list[dict[str, Any]]]:
         import torch

@@ -2,7 +2,7 @@
 
 Each input line is a product (the fields of :class:`agent.contract.Product`; ``id``
 required so a re-run can skip what is done). Results are appended a batch at a time and
-fsynced (:mod:`agent.jsonl`); a re-run after a crash or Ctrl-C skips the ids already in
+fsynced (:mod:`retrieval.durable`); a re-run after a crash or Ctrl-C skips the ids already in
 OUT and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields,
 duplicate ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their
 line number and counted at the end (exit code 1 when there were any).
@@ -63,9 +63,9 @@ def tag_file(
         TimeRemainingColumn,
     )
 
-    from agent.jsonl import append_durable, resume
     from agent.llm import LLMError
     from retrieval import RetrievalError
+    from retrieval.durable import append_lines, resume_keys
     from serve.runtime import build_runtime
     from taxonomy import TaxonomyError
 
@@ -74,7 +74,7 @@ def tag_file(
     if output.resolve() == input_file.resolve():
         fail("the output file must not be the input file")
     errors_file = output.with_name(output.name + ".errors.jsonl")
-    done = set(resume(output))
+    done = set(resume_keys(output))
     errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
     todo, bad = [], []
     first_line: dict[str | None, int] = {}
@@ -88,7 +88,7 @@ def tag_file(
             if product.id not in done:
                 todo.append(product)
     if bad:
-        append_durable(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
+        append_lines(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
     total = len(todo) + len(done)
     if todo:
         try:
@@ -102,7 +102,7 @@ def tag_file(
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
                     results = runtime.tagger.tag_many(batch)
-                    append_durable(output, [r.model_dump_json() + "\n" for r in results])
+                    append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     bar.update(task, advance=len(batch))
         finally:
             runtime.close()

@@ -14,7 +14,6 @@ the row follow it); see :mod:`serve.jobs.worker` for exactly-once.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from agent.jsonl import append_durable
+from retrieval.durable import append_lines, fsync_dir
 from serve.jobs.input import JobItem
 from serve.sqlite import sqlite_engine, utc
 
@@ -112,10 +111,10 @@ class JobStore:
         job_id = f"job_{secrets.token_hex(12)}"
         directory = self.job_dir(job_id)
         directory.mkdir()
-        append_durable(directory / INPUT, [item.model_dump_json(exclude_defaults=True) + "\n" for item in items])
+        append_lines(directory / INPUT, [item.model_dump_json(exclude_defaults=True) + "\n" for item in items])
         (directory / RESULTS).touch()
-        _fsync_dir(directory)
-        _fsync_dir(self.root)
+        fsync_dir(directory)
+        fsync_dir(self.root)
         try:
             with self._engine.begin() as conn:  # the commit point
                 conn.execute(insert(jobs_table).values(
@@ -230,14 +229,6 @@ def result_line(custom_id: str, result: object | None, error: dict[str, str] | N
         {"custom_id": custom_id, "result": result, "degraded": degraded, "error": error},
         ensure_ascii=False,
     ) + "\n"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _record(r: RowMapping) -> JobRecord:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from agent.jsonl import append_durable
+from retrieval.durable import append_lines, complete_lines
 from serve.engine import TagOutcome
 from serve.jobs.input import JobItem
 from serve.jobs.store import JobRecord, JobStore, result_line
@@ -35,20 +34,12 @@ MAX_BACKOFF_S = 30.0
 
 def scan_results(path: Path) -> tuple[set[str], int, int]:
     """(custom_ids done, succeeded, failed) of a results file, after cutting a torn tail."""
-    data = path.read_bytes() if path.exists() else b""
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(end)
-            fh.flush()
-            os.fsync(fh.fileno())
     done: set[str] = set()
     failed = 0
-    for line in data[:end].splitlines():
-        if line.strip():
-            record = json.loads(line)
-            done.add(str(record["custom_id"]))
-            failed += record.get("error") is not None
+    for line in complete_lines(path):
+        record = json.loads(line)
+        done.add(str(record["custom_id"]))
+        failed += record.get("error") is not None
     return done, len(done) - failed, failed
 
 
@@ -151,7 +142,7 @@ class JobWorker:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 1.0
-            append_durable(path, [line for line, _ in lines])
+            append_lines(path, [line for line, _ in lines])
             errors = sum(1 for _, ok in lines if not ok)
             succeeded, failed = succeeded + len(lines) - errors, failed + errors
             self.metrics.job_items.labels("ok").inc(len(lines) - errors)
