@@ -148,9 +148,14 @@ def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
 
 
 def cached_index(
-    embedder: CachedEmbedder, examples: Sequence[Example], examples_hash: str, cache_dir: Path
+    embedder: CachedEmbedder,
+    examples: Sequence[Example],
+    examples_hash: str,
+    cache_dir: Path,
+    step: Callable[[str], None] | None = None,
 ) -> tuple[ExampleIndex, LexicalClassifier | None]:
-    """The example index + lexical classifier for these examples, built once and reused."""
+    """The example index + lexical classifier for these examples, built once and reused;
+    ``step(description)`` announces the long steps (embedding, training) when they run."""
     key = hashlib.sha256(
         json.dumps([examples_hash, embedder.name, asdict(LexicalConfig())], sort_keys=True).encode()
     ).hexdigest()[:24]
@@ -160,7 +165,11 @@ def cached_index(
         return index, lexical
     except NoIndexError:
         pass
-    index = build_index(embedder, examples)
+    if step is not None:
+        step(f"embedding {len(examples):,} examples")
+    index = build_index(embedder, examples, chunk=max(1, len(examples)))  # the embedder chunks (and reports)
+    if step is not None:
+        step(f"training the lexical classifier on {len(examples):,} examples")
     lexical = LexicalClassifier.fit(examples)
     store.publish(index, embedder=embedder.name, lexical=lexical, extra={"examples_sha256": examples_hash})
     return index, lexical
@@ -195,17 +204,26 @@ def build_solver(
     llm: Callable[[], LLMBackend],
     cache_dir: Path,
     review_threshold: float = 0.5,
+    step: Callable[[str], None] | None = None,
 ) -> Solver:
     if cfg.pipeline == TFIDF_SVM:
+        if step is not None:
+            step(f"training the {TFIDF_SVM} baseline on {len(examples):,} examples")
         return TfidfSvmBaseline(snap, examples, review_threshold=review_threshold)
     emb = embedder()
-    index, lexical = cached_index(emb, examples, examples_hash, cache_dir) if examples else (None, None)
+    index, lexical = cached_index(emb, examples, examples_hash, cache_dir, step) if examples else (None, None)
     # examples and taxonomy nodes come from the cache; the items are embedded afresh (the
     # uncached inner embedder) so that items_per_second is the same on every run
+    if step is not None:
+        step(f"embedding the taxonomy's {len(snap.active_leaf_ids):,} node texts")
     taxonomy_index = TaxonomyIndex(snap, emb)
     generator = CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
     tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
-    backend = llm() if cfg.pipeline in LLM_PIPELINES else None
+    backend = None
+    if cfg.pipeline in LLM_PIPELINES:
+        if step is not None:
+            step("loading the LLM")
+        backend = llm()
     return Tagger(generator, backend, config=tagger_cfg)
 
 
@@ -218,9 +236,12 @@ def run_eval(
     llm_model: str | None = None,
     review_threshold: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Tag every item not yet in ``cfg.out``, then score all of them. ``embedder`` and
-    ``llm`` are factories so that a baseline run never loads a model it does not use."""
+    ``llm`` are factories so that a baseline run never loads a model it does not use.
+    ``step(description)`` announces each long preparation step and then the tagging,
+    whose ``progress(done, total)`` follows."""
     if cfg.pipeline not in PIPELINES:
         raise DatasetError(f"unknown pipeline {cfg.pipeline!r}: use one of {', '.join(PIPELINES)}")
     snap = load_taxonomy(cfg.taxonomy, cfg.taxonomy_format)  # type: ignore[arg-type]
@@ -248,8 +269,10 @@ def run_eval(
     if todo:
         solver = build_solver(
             cfg, snap, examples, hashes.get("examples", ""), embedder=embedder, llm=llm,
-            cache_dir=cache_dir, review_threshold=review_threshold,
+            cache_dir=cache_dir, review_threshold=review_threshold, step=step,
         )
+        if step is not None:
+            step(f"eval {cfg.pipeline}")
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             t0 = time.perf_counter()

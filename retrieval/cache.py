@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.embedder import Embedder, Vectors
+
+if TYPE_CHECKING:
+    from retrieval.prebuilt import PrebuiltVectors
 
 CACHE_FILE = "embeddings.sqlite3"
 
@@ -78,12 +82,30 @@ class EmbeddingCache:
 
 
 class CachedEmbedder:
-    """An :class:`Embedder` that serves repeated texts from an :class:`EmbeddingCache`."""
+    """An :class:`Embedder` that serves repeated texts from an :class:`EmbeddingCache`.
 
-    def __init__(self, embedder: Embedder, cache: EmbeddingCache) -> None:
+    Texts the cache lacks are looked up in ``prebuilt`` (the vectors written at install
+    time, see :mod:`retrieval.prebuilt`) before they are encoded; encoded texts go to the
+    cache ``chunk`` at a time (an interrupted run keeps what it finished) and, when set,
+    ``progress(done, total)`` is called after each chunk: a caller can show that a long
+    encode is under way.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        cache: EmbeddingCache,
+        *,
+        prebuilt: PrebuiltVectors | None = None,
+        chunk: int = 256,
+    ) -> None:
         self.inner = embedder
         self.cache = cache
+        self.prebuilt = prebuilt
+        self.chunk = max(1, chunk)
+        self.progress: Callable[[int, int], None] | None = None
         self.hits = 0
+        self.prebuilt_hits = 0
         self.misses = 0
 
     @property
@@ -104,11 +126,22 @@ class CachedEmbedder:
             else:
                 out[i] = vector
         self.hits += len(texts) - sum(len(v) for v in missing.values())
+        if missing and self.prebuilt is not None:
+            found = self.prebuilt.get_many(self.name, list(missing), self.dim)
+            for text, vector in zip(list(missing), found, strict=True):
+                if vector is not None:
+                    out[missing.pop(text)] = vector
+                    self.prebuilt_hits += 1
         if missing:
-            todo = list(missing)
-            fresh = self.inner.encode(todo)
-            self.cache.put_many(self.name, todo, fresh)
-            for text, vector in zip(todo, fresh, strict=True):
-                out[missing[text]] = vector
-            self.misses += len(todo)
+            # shortest first: texts of similar length share a chunk and pad little
+            todo = sorted(missing, key=len)
+            for start in range(0, len(todo), self.chunk):
+                part = todo[start : start + self.chunk]
+                fresh = self.inner.encode(part)
+                self.cache.put_many(self.name, part, fresh)
+                for text, vector in zip(part, fresh, strict=True):
+                    out[missing[text]] = vector
+                self.misses += len(part)
+                if self.progress is not None:
+                    self.progress(start + len(part), len(todo))
         return out

@@ -113,6 +113,8 @@ class SentenceTransformerEmbedder:
         # variables make any accidental one fail fast instead of hanging on the network
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # no "Loading weights" bar on every start: the CLI reports what actually takes time
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
         import torch
         from sentence_transformers import SentenceTransformer

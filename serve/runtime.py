@@ -3,7 +3,10 @@ from :class:`Settings`: the one place where settings become constructor argument
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
@@ -21,6 +24,7 @@ from retrieval import (
     build_index,
     packaged_examples,
 )
+from retrieval.prebuilt import PrebuiltVectors
 from serve.backends import backend_from_settings
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
@@ -41,21 +45,80 @@ class Runtime:
         self.store.close()
 
 
-def embedder_from_settings(settings: Settings) -> CachedEmbedder:
-    inner: Embedder
+class StartupProgress(Protocol):
+    """Where start-up work that takes a while is reported (the CLI draws it on stderr):
+    ``step`` starts a step (and ends the previous one), ``advance`` counts within it,
+    ``done`` ends it."""
+
+    def step(self, description: str) -> None: ...
+
+    def advance(self, done: int, total: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+@contextmanager
+def _step(progress: StartupProgress | None, description: str, *, when: bool = True) -> Iterator[None]:
+    if progress is None or not when:
+        yield
+        return
+    progress.step(description)
+    yield
+    progress.done()
+
+
+def inner_embedder_from_settings(settings: Settings) -> Embedder:
     if settings.embedder.backend == "hashing":
-        inner = HashingEmbedder()
-    else:
-        inner = SentenceTransformerEmbedder(
-            settings.embedder.model,
-            batch_size=settings.embedder.batch_size,
-            device=settings.embedder.device,
-        )
-    return CachedEmbedder(inner, EmbeddingCache(settings.data_dir / "cache" / "embeddings"))
+        return HashingEmbedder()
+    return SentenceTransformerEmbedder(
+        settings.embedder.model,
+        batch_size=settings.embedder.batch_size,
+        device=settings.embedder.device,
+    )
+
+
+def embedder_from_settings(settings: Settings) -> CachedEmbedder:
+    """The configured embedder behind the data directory's cache, and behind that the
+    vectors precomputed at install time (``tagsmith index prebuild``)."""
+    return CachedEmbedder(
+        inner_embedder_from_settings(settings),
+        EmbeddingCache(settings.data_dir / "cache" / "embeddings"),
+        prebuilt=PrebuiltVectors(),
+    )
+
+
+@contextmanager
+def embedding_step(
+    embedder: CachedEmbedder, progress: StartupProgress | None, description: str
+) -> Iterator[None]:
+    """While inside, texts the embedder must encode (cache and prebuilt vectors missed) are
+    reported as ``description`` with counts; nothing is shown when everything is found."""
+    if progress is None:
+        yield
+        return
+    started = False
+
+    def advance(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            progress.step(f"{description} ({total:,} not cached yet)")
+            started = True
+        progress.advance(done, total)
+
+    previous, embedder.progress = embedder.progress, advance
+    try:
+        yield
+    finally:
+        embedder.progress = previous
+    if started:
+        progress.done()
 
 
 def load_or_build_index(
-    settings: Settings, embedder: CachedEmbedder, snap: Snapshot
+    settings: Settings,
+    embedder: CachedEmbedder,
+    snap: Snapshot,
+    progress: StartupProgress | None = None,
 ) -> tuple[ExampleIndex, LexicalClassifier | None]:
     """The published index and its lexical classifier; on first start, the shipped
     examples, built, trained and published. A generation published without a classifier
@@ -65,12 +128,18 @@ def load_or_build_index(
     try:
         index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
     except NoIndexError:
-        index = build_index(embedder, packaged_examples())
-        lexical = LexicalClassifier.fit(list(index))
+        examples = packaged_examples()
+        with embedding_step(embedder, progress, "embedding the packaged example products"):
+            index = build_index(embedder, examples)
+        first = f"training the lexical classifier on {len(index)} examples (first start)"
+        with _step(progress, first, when=LexicalClassifier.trainable(examples)):
+            lexical = LexicalClassifier.fit(list(index))
         store.publish(index, embedder=embedder.name, taxonomy_version=snap.version, lexical=lexical)
         return index, lexical
     if lexical is None and len(index):
-        lexical = LexicalClassifier.fit(list(index))
+        upgrade = f"training the lexical classifier on {len(index)} examples"
+        with _step(progress, upgrade, when=LexicalClassifier.trainable(list(index))):
+            lexical = LexicalClassifier.fit(list(index))
         if lexical is not None:
             store.publish(
                 index, embedder=embedder.name, taxonomy_version=manifest.taxonomy_version,
@@ -80,13 +149,20 @@ def load_or_build_index(
 
 
 def build_runtime(
-    settings: Settings, *, pipeline: str | None = None, llm: LLMBackend | None = None
+    settings: Settings,
+    *,
+    pipeline: str | None = None,
+    llm: LLMBackend | None = None,
+    progress: StartupProgress | None = None,
 ) -> Runtime:
+    """``progress`` hears about the steps that do real work (a first start's seeding,
+    embedding, training); a start that finds everything in place reports nothing."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = TaxonomyStore(settings.taxonomy_db_url)
-    snap = seed_default_taxonomy(store)
+    with _step(progress, "importing the packaged taxonomy into the store (first start)", when=store.version == 0):
+        snap = seed_default_taxonomy(store)
     embedder = embedder_from_settings(settings)
-    index, lexical = load_or_build_index(settings, embedder, snap)
+    index, lexical = load_or_build_index(settings, embedder, snap, progress)
     cfg = TaggerConfig(
         pipeline=pipeline or settings.tagging.pipeline,  # type: ignore[arg-type]
         llm_weight=settings.tagging.llm_weight,
@@ -96,6 +172,7 @@ def build_runtime(
     backend = llm
     if backend is None and cfg.pipeline in LLM_PIPELINES:
         backend = backend_from_settings(settings)
-    generator = CandidateGenerator(embedder, snap, index, lexical=lexical)
+    with embedding_step(embedder, progress, "embedding the taxonomy's node texts for search"):
+        generator = CandidateGenerator(embedder, snap, index, lexical=lexical)
     tagger = Tagger(generator, backend, config=cfg)
     return Runtime(store, embedder, index, backend, tagger, lexical)

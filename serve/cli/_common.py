@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from serve.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,3 +33,64 @@ def settings() -> Settings:
         fail(f"invalid configuration: {problems}", 2)
     except (FileNotFoundError, ValueError) as exc:
         fail(f"invalid configuration: {exc}", 2)
+
+
+class StepProgress:
+    """Start-up steps drawn as rich progress lines on stderr (stdout stays clean for
+    ``--json``). Nothing is drawn until the first :meth:`step`; each step keeps its line
+    with its elapsed time, so a first start shows what it spent its time on."""
+
+    def __init__(self, *, remaining: bool = False) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns: list[ProgressColumn] = [
+            SpinnerColumn(finished_text="[green]✓[/]"), TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+        ]
+        if remaining:
+            columns.append(TimeRemainingColumn())
+        self._progress = Progress(*columns, console=err_console)
+        self._task: TaskID | None = None
+        self._started = False
+
+    def step(self, description: str) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        self._finish_task()
+        self._task = self._progress.add_task(description, total=None, count="")
+
+    def advance(self, done: int, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=done, total=total, count=f"{done:,}/{total:,}")
+
+    def done(self) -> None:
+        self._finish_task()
+
+    def _finish_task(self) -> None:
+        if self._task is not None:
+            task = self._progress.tasks[-1]
+            total = task.total if task.total is not None else 1.0
+            self._progress.update(self._task, completed=total, total=total)
+            self._progress.stop_task(self._task)
+            self._task = None
+
+    def close(self) -> None:
+        if self._started:
+            self._finish_task()
+            self._progress.stop()
+            self._started = False
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

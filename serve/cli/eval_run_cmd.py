@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import StepProgress, console, fail, settings
+
+if TYPE_CHECKING:
+    from retrieval import CachedEmbedder
 
 PIPELINE_HELP = "hybrid, knn, zero-shot, rag, cascade, or the tfidf-svm baseline (default: the service's pipeline)"
 
@@ -41,15 +44,8 @@ def run(
     ] = None,
 ) -> None:
     """Tag every dataset item, write predictions.jsonl and metrics.json (resumable)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from agent.llm import LLMError
+    from agent.tagger import LLM_PIPELINES
     from evals.dataset import DatasetError
     from evals.runner import EvalConfig, run_eval
     from retrieval import RetrievalError
@@ -60,16 +56,18 @@ def run(
     cfg_settings = settings()
     if llm_mode not in ("auto", "generate", "score"):
         fail("--llm-mode must be auto, generate or score")
+    run_pipeline = pipeline or cfg_settings.tagging.pipeline
+    llm_only = f"applies to the LLM pipelines ({', '.join(sorted(LLM_PIPELINES))}), not {run_pipeline}"
+    if model is not None and run_pipeline not in LLM_PIPELINES:
+        # it would never be loaded: refuse rather than run (and label) a run without it
+        fail(f"--model {llm_only}: add --pipeline rag (or another LLM pipeline)")
     if model is not None:
         if not model.exists():
             fail(f"model not found: {model}")
         llm_settings = cfg_settings.llm.model_copy(update={"backend": "embedded", "model": str(model.resolve())})
         cfg_settings = cfg_settings.model_copy(update={"llm": llm_settings})
-    from agent.tagger import LLM_PIPELINES
-
-    run_pipeline = pipeline or cfg_settings.tagging.pipeline
     if llm_weight is not None and run_pipeline not in LLM_PIPELINES:
-        fail(f"--llm-weight applies to the LLM pipelines ({', '.join(sorted(LLM_PIPELINES))}), not {run_pipeline}")
+        fail(f"--llm-weight {llm_only}")
     # The service honours tagging.llm_weight; an eval of "the service's configuration" must too.
     weight = llm_weight if llm_weight is not None else cfg_settings.tagging.llm_weight
     tagger: dict[str, object] = {} if llm_mode == "auto" else {"llm_mode": llm_mode}
@@ -81,22 +79,24 @@ def run(
         limit=limit, seed=seed, batch_size=batch_size, n_boot=bootstrap, name=name,
         tagger=tagger,
     )
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(f"eval {cfg.pipeline}", total=None)
+        # on stderr: each long step (embedding, training, tagging) with counts and elapsed time
+        with StepProgress(remaining=True) as steps:
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+            def embedder() -> CachedEmbedder:
+                emb = embedder_from_settings(cfg_settings)
+                emb.progress = steps.advance  # counts of the texts not cached yet
+                return emb
 
             summary = run_eval(
                 cfg,
-                embedder=lambda: embedder_from_settings(cfg_settings),
+                embedder=embedder,
                 llm=lambda: backend_from_settings(cfg_settings),
                 cache_dir=cfg_settings.data_dir / "cache" / "evals",
                 llm_model=cfg_settings.llm.model or cfg_settings.llm.backend,
                 review_threshold=cfg_settings.tagging.review_threshold,
-                progress=progress,
+                progress=steps.advance,
+                step=steps.step,
             )
     except (DatasetError, TaxonomyError, RetrievalError, LLMError, ValueError) as exc:
         fail(str(exc))

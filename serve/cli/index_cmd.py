@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import StepProgress, console, fail, settings
 
 if TYPE_CHECKING:
     from retrieval import CachedEmbedder, Example, ExampleIndex
@@ -213,3 +213,37 @@ def search(
     for c in result.candidates:
         table.add_row(f"{c.score:.3f}", f"{c.vote:.2f}", f"{c.similarity:.2f}", snap.path_text(c.id), c.id)
     console.print(table)
+
+
+@app.command("prebuild")
+def prebuild(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="where to write (default: $TAGSMITH_PREBUILT_DIR, else share/tagsmith/embeddings in this environment)", file_okay=False),
+    ] = None,
+) -> None:
+    """Embed the default taxonomy's node texts and the shipped examples once, into this
+    environment (scripts/install.sh runs it), so that a first start does not."""
+    import time
+    import warnings
+
+    from retrieval import EmbedderError
+    from retrieval.prebuilt import build as build_prebuilt
+    from serve.runtime import inner_embedder_from_settings
+
+    warnings.filterwarnings("ignore")  # library chatter; errors still fail below
+    t0 = time.perf_counter()
+    with StepProgress() as steps:
+        steps.step("loading the embedder")
+        try:
+            embedder = inner_embedder_from_settings(settings())
+        except EmbedderError as exc:
+            fail(str(exc))
+        steps.step("embedding the default taxonomy and the shipped examples")
+        try:
+            where, n, computed = build_prebuilt(embedder, directory, progress=steps.advance)
+        except OSError as exc:
+            fail(f"cannot write the prebuilt embeddings: {exc}")
+    state = f"embedded {n:,} texts" if computed else f"up to date: {n:,} texts"
+    console.print(f"{state} with {embedder.name} → {where} ({time.perf_counter() - t0:.0f} s)",
+                  highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import StepProgress, console, fail, settings
 
 
 def tag(
@@ -34,7 +34,9 @@ def tag(
     except ValidationError as exc:
         fail(f"invalid product: {exc.errors()[0]['msg']}")
     try:
-        runtime = build_runtime(settings(), pipeline=pipeline)
+        # a first start (empty data directory) reports its slow steps on stderr
+        with StepProgress() as progress:
+            runtime = build_runtime(settings(), pipeline=pipeline, progress=progress)
     except (LLMError, RetrievalError, TaxonomyError) as exc:
         fail(str(exc))
     try:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import StepProgress, console, fail, settings
 
 
 def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
@@ -92,7 +92,8 @@ def tag_file(
     total = len(todo) + len(done)
     if todo:
         try:
-            runtime = build_runtime(settings(), pipeline=pipeline)
+            with StepProgress() as progress:
+                runtime = build_runtime(settings(), pipeline=pipeline, progress=progress)
         except (LLMError, RetrievalError, TaxonomyError) as exc:
             fail(str(exc))
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

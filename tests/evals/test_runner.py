@@ -165,3 +165,26 @@ def test_cli_eval_run_llm_weight(mwpd: dict[str, Path], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads((fresh / "run.json").read_text())["key"]["tagger"] == {"llm_weight": 0.25}
 
+
+@pytest.mark.process
+@pytest.mark.parametrize("pipeline", [None, "knn", "tfidf-svm"])
+def test_cli_eval_run_model_needs_an_llm_pipeline(tmp_path: Path, pipeline: str | None) -> None:
+    """--model with a pipeline that runs no LLM (the default hybrid included) would silently
+    evaluate without the model: refused in one line, before anything is loaded or written,
+    like --llm-weight."""
+    from tests.evals.toy import write_toy_taxonomy
+
+    taxonomy = write_toy_taxonomy(tmp_path / "taxonomy.json")
+    dataset = tmp_path / "dev.jsonl"
+    dataset.write_text(json.dumps({"id": "1", "title": "x", "gold_tags": ["A", "A1", "A1a"]}) + "\n")
+    out = tmp_path / "run"
+    cmd = [TAGSMITH, "eval", "run", "--dataset", str(dataset), "--taxonomy", str(taxonomy),
+           "--out", str(out), "--model", str(tmp_path)]
+    proc = subprocess.run([*cmd, *(["--pipeline", pipeline] if pipeline else [])], capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 1, proc.stderr
+    message = proc.stderr.strip()
+    assert message.startswith("error: --model applies to the LLM pipelines (cascade, rag, zero-shot), "
+                              f"not {pipeline or 'hybrid'}"), message
+    assert len(message.splitlines()) == 1 and not out.exists()
+
