@@ -36,7 +36,7 @@ from agent.contract import (
     TagResult,
     Timings,
 )
-from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, tags_schema
+from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, option_scorer, tags_schema
 from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
 from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
@@ -92,22 +92,25 @@ class Tagger:
         self.generator = generator
         self.llm = llm
         config = config or TaggerConfig()
+        info = llm.info if llm is not None else None
         # a fine-tuned model is only right on the prompt it was trained with: its backend
         # carries that prompt's shape (from the model manifest), which wins over the config
-        profile = getattr(llm, "prompt_profile", None)
-        if isinstance(profile, PromptProfile):
+        profile = info.prompt_profile if info is not None else None
+        if profile is not None:
             config = replace(
                 config, max_candidates=profile.max_candidates, max_examples=profile.max_examples
             )
             prompts = prompts or prompt_builder(profile)
         if config.llm_weight is None:
-            fitted = getattr(llm, "blend_weight", None)
-            config = replace(config, llm_weight=fitted if isinstance(fitted, float) else DEFAULT_LLM_WEIGHT)
+            fitted = info.blend_weight if info is not None else None
+            config = replace(config, llm_weight=fitted if fitted is not None else DEFAULT_LLM_WEIGHT)
         self.config = config
         self.llm_weight: float = config.llm_weight if config.llm_weight is not None else DEFAULT_LLM_WEIGHT
         self.prompts = prompts or PromptBuilder()
-        if config.llm_mode == "score" and llm is not None and not isinstance(llm, OptionScorer):
-            raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {llm.name!r}")
+        self.scorer: OptionScorer | None = option_scorer(llm)
+        """The backend as an option scorer, when its info says it scores options."""
+        if config.llm_mode == "score" and info is not None and self.scorer is None:
+            raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {info.name!r}")
         self.validator = validator or TagValidator(leaf_only=False)
         if self.config.pipeline in LLM_PIPELINES and llm is None:
             raise ValueError(f"pipeline {self.config.pipeline!r} needs an LLM backend")
@@ -121,7 +124,7 @@ class Tagger:
 
     def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
         """Tag products, results in input order. Retrieval (embedding) is batched; the
-        per-product LLM steps run ``llm.max_concurrency`` at a time (a served model batches
+        per-product LLM steps run ``llm.info.max_concurrency`` at a time (a served model batches
         concurrent requests; the embedded engine takes one at a time, so 1)."""
         start = time.perf_counter()
         pipeline = self.config.pipeline
@@ -132,7 +135,7 @@ class Tagger:
         items = list(zip(products, retrievals, strict=True))
         workers = 1
         if self.llm is not None and pipeline in LLM_PIPELINES:
-            workers = max(1, min(self.llm.max_concurrency, len(items)))
+            workers = max(1, min(self.llm.info.max_concurrency, len(items)))
         if workers == 1:
             return [self._finish(p, r, per_item_retrieval_ms) for p, r in items]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-llm") as pool:
@@ -193,7 +196,7 @@ class Tagger:
                     attempts=outcome.attempts,
                     fallback_used=fallback,
                     rejections=outcome.rejections[:5],
-                    model=self.llm.model if (self.llm is not None and outcome.attempts) else None,
+                    model=self.llm.info.model if (self.llm is not None and outcome.attempts) else None,
                     prompt_tokens=outcome.prompt_tokens,
                     completion_tokens=outcome.completion_tokens,
                 ),
@@ -224,10 +227,10 @@ class Tagger:
         to_id = prompt.letter_to_id()
         messages = [ChatMessage("system", prompt.system), ChatMessage("user", prompt.user)]
         outcome = _LLMOutcome()
-        if isinstance(self.llm, OptionScorer) and self.config.llm_mode != "generate":
+        if self.scorer is not None and self.config.llm_mode != "generate":
             outcome.attempts = 1
             try:
-                scores = self.llm.score_options(
+                scores = self.scorer.score_options(
                     messages, letters, assistant_prefix=ANSWER_PREFIX, continuations=[ANSWER_SUFFIX]
                 )
             except (LLMError, ValueError) as exc:

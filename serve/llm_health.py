@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.llm import ChatMessage, Generation, LLMBackend, LLMError, OptionScorer, OptionScores
+from agent.llm import (
+    ChatMessage,
+    Generation,
+    LLMBackend,
+    LLMError,
+    ModelInfo,
+    OptionScores,
+    option_scorer,
+)
 from serve.metrics import Metrics
 
 
@@ -50,6 +58,10 @@ class LLMHealth:
 
 
 class _Tracked:
+    """The backend, its calls counted and timed. What it knows about its model (``info``:
+    prompt profile, blend weight, scoring…) is handed on as one object, so the tagger sees
+    exactly what it would see without the wrapper."""
+
     def __init__(self, inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> None:
         self.inner = inner
         self.health = health
@@ -57,16 +69,8 @@ class _Tracked:
         self._owned = owned
 
     @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.inner.max_concurrency
+    def info(self) -> ModelInfo:
+        return self.inner.info
 
     def _done(self, start: float, error: Exception | None) -> None:
         self.health.record(error)
@@ -95,14 +99,6 @@ class _Tracked:
         self._done(start, None)
         return out
 
-    def close(self) -> None:
-        if self._owned:  # a backend handed in by the caller is the caller's to close
-            self.inner.close()
-
-
-class _TrackedScorer(_Tracked):
-    """Keeps the :class:`OptionScorer` capability visible to the tagger."""
-
     def score_options(
         self,
         messages: Sequence[ChatMessage],
@@ -111,8 +107,10 @@ class _TrackedScorer(_Tracked):
         assistant_prefix: str = "",
         continuations: Sequence[str] = (),
     ) -> OptionScores:
-        inner = self.inner
-        assert isinstance(inner, OptionScorer)
+        """Only called when ``info.scores_options`` says the wrapped backend scores."""
+        inner = option_scorer(self.inner)
+        if inner is None:
+            raise TypeError(f"backend {self.inner.info.name!r} does not score options")
         start = time.perf_counter()
         try:
             out = inner.score_options(
@@ -124,7 +122,10 @@ class _TrackedScorer(_Tracked):
         self._done(start, None)
         return out
 
+    def close(self) -> None:
+        if self._owned:  # a backend handed in by the caller is the caller's to close
+            self.inner.close()
+
 
 def track(inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> LLMBackend:
-    cls = _TrackedScorer if isinstance(inner, OptionScorer) else _Tracked
-    return cls(inner, health, metrics, owned=owned)
+    return _Tracked(inner, health, metrics, owned=owned)

@@ -66,7 +66,7 @@ def test_generation_is_deterministic_at_temperature_zero(embedded_llm: LLMBacken
 def test_usage_and_latency_are_reported(embedded_llm: LLMBackend) -> None:
     gen = embedded_llm.generate([ChatMessage("user", "hi")], tags_schema(["a", "b"]))
     assert gen.prompt_tokens > 0 and gen.completion_tokens > 0 and gen.latency_ms > 0
-    assert embedded_llm.max_concurrency == 1
+    assert embedded_llm.info.max_concurrency == 1
 
 
 def test_missing_model_file_gives_one_line_error(tmp_path: Path) -> None:
