@@ -36,7 +36,15 @@ from agent.contract import (
     TagResult,
     Timings,
 )
-from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, option_scorer, tags_schema
+from agent.llm import (
+    ChatMessage,
+    LLMBackend,
+    LLMError,
+    LLMUnavailableError,
+    OptionScorer,
+    option_scorer,
+    tags_schema,
+)
 from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
 from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
@@ -75,8 +83,16 @@ class _LLMOutcome:
     attempts: int = 0
     rejections: list[str] = field(default_factory=list)
     failed: bool = False
+    answered: bool = False  # the backend answered at least once (even if badly)
+    unavailable: str | None = None  # the last "backend unavailable" error, if any
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    @property
+    def degraded(self) -> bool:
+        """Answered from retrieval alone because the backend was down, not because it
+        answered badly: decided per product, from this product's own calls."""
+        return self.failed and not self.answered and self.unavailable is not None
 
 
 class Tagger:
@@ -199,6 +215,8 @@ class Tagger:
                     model=self.llm.info.model if (self.llm is not None and outcome.attempts) else None,
                     prompt_tokens=outcome.prompt_tokens,
                     completion_tokens=outcome.completion_tokens,
+                    degraded=outcome.degraded,
+                    degraded_reason=outcome.unavailable if outcome.degraded else None,
                 ),
             ),
             timings_ms=Timings(
@@ -236,7 +254,10 @@ class Tagger:
             except (LLMError, ValueError) as exc:
                 outcome.failed = True
                 outcome.rejections.append(f"scoring failed: {exc}")
+                if isinstance(exc, LLMUnavailableError):
+                    outcome.unavailable = _reason(exc)
                 return outcome
+            outcome.answered = True
             outcome.probs = {to_id[k]: v for k, v in scores.probs.items() if k in to_id}
             outcome.prompt_tokens = scores.prompt_tokens
             outcome.completion_tokens = 1  # one forward pass reads the option token's logits
@@ -248,7 +269,10 @@ class Tagger:
                 gen = self.llm.generate(messages, schema, max_tokens=16)
             except LLMError as exc:
                 outcome.rejections.append(f"backend error: {exc}")
+                if isinstance(exc, LLMUnavailableError):
+                    outcome.unavailable = _reason(exc)
                 continue
+            outcome.answered = True
             outcome.prompt_tokens += gen.prompt_tokens
             outcome.completion_tokens += gen.completion_tokens
             answer = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
@@ -264,6 +288,10 @@ class Tagger:
             ]
         outcome.failed = True
         return outcome
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc) or type(exc).__name__)[:300]
 
 
 def _blend(votes: dict[str, float], llm: dict[str, float], weight: float) -> dict[str, float]:

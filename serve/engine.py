@@ -58,15 +58,9 @@ class EngineState:
 
 
 @dataclass
-class TagOutcome:
-    results: list[TagResult]
-    degraded: list[bool]  # per result: answered without the LLM because it was down
-
-
-@dataclass
 class _Work:
     products: Sequence[Product]
-    future: asyncio.Future[TagOutcome]
+    future: asyncio.Future[list[TagResult]]
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -213,18 +207,12 @@ class TaggingEngine:
                     log.info("index generation in use", extra={"generation": manifest.generation})
 
     # ---- tagging -----------------------------------------------------------------------
-    def tag_sync(self, products: Sequence[Product]) -> TagOutcome:
-        """Tag in the calling thread, all against one state."""
-        tagger = self._state.tagger
-        mark = self.health.mark()
-        results = tagger.tag_many(products)
-        outage = self.health.outage_since(mark)
-        degraded = [
-            outage and r.evidence.llm.fallback_used and r.evidence.llm.attempts > 0 for r in results
-        ]
-        return TagOutcome(results, degraded)
+    def tag_sync(self, products: Sequence[Product]) -> list[TagResult]:
+        """Tag in the calling thread, all against one state. Each result says itself whether
+        it was answered without the LLM because the backend was down (evidence.llm.degraded)."""
+        return self._state.tagger.tag_many(products)
 
-    async def tag(self, products: Sequence[Product]) -> TagOutcome:
+    async def tag(self, products: Sequence[Product]) -> list[TagResult]:
         if self._cond is None or not self._tasks:
             raise RuntimeError("the engine is not started")
         if self._queued and self._queued + len(products) > self.max_queue:
@@ -260,7 +248,7 @@ class TaggingEngine:
                 continue
             self.metrics.engine_batch.observe(len(products))
             try:
-                outcome = await asyncio.to_thread(self.tag_sync, products)
+                results = await asyncio.to_thread(self.tag_sync, products)
             except Exception:
                 # requests share a batch, not a fate: retry each alone, so only the request
                 # with the product that fails gets the error
@@ -279,7 +267,7 @@ class TaggingEngine:
             for w in live:
                 end = start + len(w.products)
                 if not w.future.done():
-                    w.future.set_result(TagOutcome(outcome.results[start:end], outcome.degraded[start:end]))
+                    w.future.set_result(results[start:end])
                 start = end
 
     def _on_worker_exit(self, task: asyncio.Task[None]) -> None:

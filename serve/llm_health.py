@@ -1,9 +1,9 @@
 """Watch the LLM backend: count failing and succeeding calls, time them.
 
-The tagger catches backend errors itself and answers with the retrieval fallback, which
-is right for one bad answer but hides an outage from the service. Wrapping the backend
-lets the service tell "the LLM is down" (calls fail, none succeed) from "the LLM gave a
-bad answer", and either refuse (503) or flag the answer as degraded.
+Whether one result was answered without the LLM because the backend was down is decided by
+the tagger, per product, from that product's own calls (``evidence.llm.degraded``): two
+batches tagged at once cannot mix up each other's outage. The counts here are for metrics
+and readiness only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from agent.llm import (
@@ -26,27 +25,12 @@ from agent.llm import (
 from serve.metrics import Metrics
 
 
-@dataclass(frozen=True)
-class HealthMark:
-    failures: int
-    successes: int
-
-
 class LLMHealth:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.failures = 0
         self.successes = 0
         self.last_error: str | None = None
-
-    def mark(self) -> HealthMark:
-        with self._lock:
-            return HealthMark(self.failures, self.successes)
-
-    def outage_since(self, mark: HealthMark) -> bool:
-        """Calls failed since ``mark`` and none succeeded: the backend is down, not wrong."""
-        with self._lock:
-            return self.failures > mark.failures and self.successes == mark.successes
 
     def record(self, error: Exception | None) -> None:
         with self._lock:

@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
+from agent.llm import ChatMessage, ModelInfo, OptionScores, option_scorer
+from agent.llm.fake import FaultInjectingBackend, FixedLatencyBackend
 from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT, PromptProfile, profile_json
 from agent.llm.openai_compat import OpenAICompatBackend
 from agent.tagger import Tagger
+from serve.llm_health import LLMHealth, track
+from serve.metrics import Metrics
 from tests.serve.helpers import auth, make_keys, running_app, service_settings
 
 PROFILE = PromptProfile(
@@ -82,3 +87,32 @@ def test_the_service_tags_with_the_fine_tuned_models_prompt_and_blend_weight(sho
     # blend weight 1: the LLM's one-hot choice is the answer, with all the confidence
     assert result["tags"][0]["confidence"] == 1.0
     assert result["evidence"]["llm"]["model"] == "tagsmith-ft" and result["evidence"]["llm"]["attempts"] == 1
+
+
+class _Scorer(FixedLatencyBackend):
+    def __init__(self) -> None:
+        super().__init__(0.0, info=ModelInfo(name="scorer", model="m", scores_options=True, prompt_profile=PROFILE))
+
+    def score_options(
+        self, messages: Any, options: Any, *, assistant_prefix: str = "", continuations: Any = ()
+    ) -> OptionScores:
+        return OptionScores(probs=dict.fromkeys(options, 1.0 / len(options)), mass=1.0)
+
+
+def test_the_health_tracker_hands_on_the_model_info_and_the_scoring_capability() -> None:
+    health = LLMHealth()
+    info = ModelInfo(name="x", model="ft", max_concurrency=7, prompt_profile=PROFILE, blend_weight=0.6)
+    plain = track(FixedLatencyBackend(0.0, info=info), health, Metrics(), owned=False)
+    assert plain.info is info  # one object: no field can be forgotten
+    assert option_scorer(plain) is None
+    with pytest.raises(TypeError, match="does not score"):
+        plain.score_options([ChatMessage("user", "x")], ["A"])  # type: ignore[attr-defined]
+    scorer = _Scorer()
+    tracked = track(scorer, health, Metrics(), owned=False)
+    assert tracked.info is scorer.info and option_scorer(tracked) is tracked
+    assert tracked.score_options([ChatMessage("user", "x")], ["A", "B"]).probs == {"A": 0.5, "B": 0.5}  # type: ignore[attr-defined]
+    assert health.successes == 1
+    # a fault injector only generates, whatever it wraps
+    assert option_scorer(FaultInjectingBackend(scorer)) is None
+    with pytest.raises(TypeError, match="says it scores options"):
+        option_scorer(FixedLatencyBackend(0.0, info=scorer.info))

@@ -34,22 +34,20 @@ class TagService:
 
     async def _tag(self, products: Sequence[Product]) -> list[TagResponse]:
         try:
-            outcome = await self.engine.tag(products)
+            results = await self.engine.tag(products)
         except EngineOverloaded as exc:
             raise ApiError(
                 503, "overloaded", f"the tagging queue is full ({exc}); retry shortly",
                 headers=retry_after(1),
             ) from exc
-        degraded = any(outcome.degraded)
+        # decided per result, by the tagger, from that product's own LLM calls
+        reason = next((r.evidence.llm.degraded_reason for r in results if r.evidence.llm.degraded), None)
+        degraded = any(r.evidence.llm.degraded for r in results)
         if degraded and self.settings.server.on_llm_unavailable == "error":
             raise ApiError(
                 503, "llm_unavailable",
-                f"the LLM backend is unavailable ({self.engine.health.last_error or 'no answer'}); "
-                "retry later",
+                f"the LLM backend is unavailable ({reason or 'no answer'}); retry later",
                 headers=retry_after(5),
             )
-        self.metrics.observe_results(outcome.results, source="api", degraded=degraded)
-        return [
-            TagResponse.model_construct(**dict(r), degraded=d)
-            for r, d in zip(outcome.results, outcome.degraded, strict=True)
-        ]
+        self.metrics.observe_results(results, source="api")
+        return [TagResponse.model_construct(**dict(r), degraded=r.evidence.llm.degraded) for r in results]
