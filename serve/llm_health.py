@@ -3,7 +3,7 @@
 Whether one result was answered without the LLM because the backend was down is decided by
 the tagger, per product, from that product's own calls (``evidence.llm.degraded``): two
 batches tagged at once cannot mix up each other's outage. The counts here are for metrics
-and readiness only.
+and readiness only; so is the canary /readyz sends.
 """
 
 from __future__ import annotations
@@ -21,8 +21,27 @@ from agent.llm import (
     ModelInfo,
     OptionScores,
     option_scorer,
+    tags_schema,
 )
 from serve.metrics import Metrics
+
+CANARY_CHOICES = ["yes", "no"]
+
+
+def llm_canary(llm: LLMBackend) -> str | None:
+    """One tiny constrained request; None when the backend answers on-schema, else why not."""
+    try:
+        gen = llm.generate(
+            [ChatMessage("user", "Is water wet? Answer yes or no.")],
+            tags_schema(CANARY_CHOICES),
+            max_tokens=16,
+        )
+    except LLMError as exc:
+        return str(exc)
+    tags = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
+    if not isinstance(tags, list) or not tags or not all(t in CANARY_CHOICES for t in tags):
+        return f"LLM answered off-schema: {gen.text[:80]!r}"
+    return None
 
 
 class LLMHealth:

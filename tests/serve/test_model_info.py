@@ -56,7 +56,7 @@ def _server(sent: list[dict[str, Any]]) -> httpx2.MockTransport:
 
 def _service_tagger(client: Any) -> Tagger:
     services = client.app.state.tagsmith.services
-    tagger: Tagger = services.engine.state.tagger
+    tagger: Tagger = services.tagging.current.tagger
     return tagger
 
 

@@ -1,4 +1,4 @@
-"""Tagging: products in, results out, through the engine's batching queue."""
+"""Tagging: products in, results out, through the batching queue."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from agent.contract import Product
 from serve.api.errors import ApiError, retry_after
 from serve.api.tags.protocol import BatchTagResponse, TagResponse
-from serve.engine import EngineOverloaded, TaggingEngine
+from serve.batcher import Batcher, Overloaded
 from serve.metrics import Metrics
 from serve.settings import Settings
 
 
 class TagService:
-    def __init__(self, engine: TaggingEngine, settings: Settings, metrics: Metrics) -> None:
-        self.engine = engine
+    def __init__(self, batcher: Batcher, settings: Settings, metrics: Metrics) -> None:
+        self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
 
@@ -34,8 +34,8 @@ class TagService:
 
     async def _tag(self, products: Sequence[Product]) -> list[TagResponse]:
         try:
-            results = await self.engine.tag(products)
-        except EngineOverloaded as exc:
+            results = await self.batcher.tag(products)
+        except Overloaded as exc:
             raise ApiError(
                 503, "overloaded", f"the tagging queue is full ({exc}); retry shortly",
                 headers=retry_after(1),
