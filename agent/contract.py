@@ -45,6 +45,12 @@ class LLMEvidence(BaseModel):
     model: str | None = None
     prompt_tokens: int = Field(default=0, ge=0, description="LLM prompt tokens over all attempts")
     completion_tokens: int = Field(default=0, ge=0, description="LLM generated tokens over all attempts")
+    degraded: bool = Field(
+        default=False,
+        description="true when the LLM backend was unavailable (down, unreachable, timing out: not a bad "
+        "answer) and this is the retrieval-only answer",
+    )
+    degraded_reason: str | None = Field(default=None, description="why the LLM was unavailable (its error)")
 
 
 class Evidence(BaseModel):

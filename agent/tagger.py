@@ -36,7 +36,15 @@ from agent.contract import (
     TagResult,
     Timings,
 )
-from agent.llm import ChatMessage, LLMBackend, LLMError, OptionScorer, tags_schema
+from agent.llm import (
+    ChatMessage,
+    LLMBackend,
+    LLMError,
+    LLMUnavailableError,
+    OptionScorer,
+    option_scorer,
+    tags_schema,
+)
 from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
 from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
@@ -75,8 +83,16 @@ class _LLMOutcome:
     attempts: int = 0
     rejections: list[str] = field(default_factory=list)
     failed: bool = False
+    answered: bool = False  # the backend answered at least once (even if badly)
+    unavailable: str | None = None  # the last "backend unavailable" error, if any
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    @property
+    def degraded(self) -> bool:
+        """Answered from retrieval alone because the backend was down, not because it
+        answered badly: decided per product, from this product's own calls."""
+        return self.failed and not self.answered and self.unavailable is not None
 
 
 class Tagger:
@@ -92,22 +108,25 @@ class Tagger:
         self.generator = generator
         self.llm = llm
         config = config or TaggerConfig()
+        info = llm.info if llm is not None else None
         # a fine-tuned model is only right on the prompt it was trained with: its backend
         # carries that prompt's shape (from the model manifest), which wins over the config
-        profile = getattr(llm, "prompt_profile", None)
-        if isinstance(profile, PromptProfile):
+        profile = info.prompt_profile if info is not None else None
+        if profile is not None:
             config = replace(
                 config, max_candidates=profile.max_candidates, max_examples=profile.max_examples
             )
             prompts = prompts or prompt_builder(profile)
         if config.llm_weight is None:
-            fitted = getattr(llm, "blend_weight", None)
-            config = replace(config, llm_weight=fitted if isinstance(fitted, float) else DEFAULT_LLM_WEIGHT)
+            fitted = info.blend_weight if info is not None else None
+            config = replace(config, llm_weight=fitted if fitted is not None else DEFAULT_LLM_WEIGHT)
         self.config = config
         self.llm_weight: float = config.llm_weight if config.llm_weight is not None else DEFAULT_LLM_WEIGHT
         self.prompts = prompts or PromptBuilder()
-        if config.llm_mode == "score" and llm is not None and not isinstance(llm, OptionScorer):
-            raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {llm.name!r}")
+        self.scorer: OptionScorer | None = option_scorer(llm)
+        """The backend as an option scorer, when its info says it scores options."""
+        if config.llm_mode == "score" and info is not None and self.scorer is None:
+            raise ValueError(f"llm_mode 'score' needs a backend that scores options, not {info.name!r}")
         self.validator = validator or TagValidator(leaf_only=False)
         if self.config.pipeline in LLM_PIPELINES and llm is None:
             raise ValueError(f"pipeline {self.config.pipeline!r} needs an LLM backend")
@@ -121,7 +140,7 @@ class Tagger:
 
     def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
         """Tag products, results in input order. Retrieval (embedding) is batched; the
-        per-product LLM steps run ``llm.max_concurrency`` at a time (a served model batches
+        per-product LLM steps run ``llm.info.max_concurrency`` at a time (a served model batches
         concurrent requests; the embedded engine takes one at a time, so 1)."""
         start = time.perf_counter()
         pipeline = self.config.pipeline
@@ -132,7 +151,7 @@ class Tagger:
         items = list(zip(products, retrievals, strict=True))
         workers = 1
         if self.llm is not None and pipeline in LLM_PIPELINES:
-            workers = max(1, min(self.llm.max_concurrency, len(items)))
+            workers = max(1, min(self.llm.info.max_concurrency, len(items)))
         if workers == 1:
             return [self._finish(p, r, per_item_retrieval_ms) for p, r in items]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-llm") as pool:
@@ -193,9 +212,11 @@ class Tagger:
                     attempts=outcome.attempts,
                     fallback_used=fallback,
                     rejections=outcome.rejections[:5],
-                    model=self.llm.model if (self.llm is not None and outcome.attempts) else None,
+                    model=self.llm.info.model if (self.llm is not None and outcome.attempts) else None,
                     prompt_tokens=outcome.prompt_tokens,
                     completion_tokens=outcome.completion_tokens,
+                    degraded=outcome.degraded,
+                    degraded_reason=outcome.unavailable if outcome.degraded else None,
                 ),
             ),
             timings_ms=Timings(
@@ -224,16 +245,19 @@ class Tagger:
         to_id = prompt.letter_to_id()
         messages = [ChatMessage("system", prompt.system), ChatMessage("user", prompt.user)]
         outcome = _LLMOutcome()
-        if isinstance(self.llm, OptionScorer) and self.config.llm_mode != "generate":
+        if self.scorer is not None and self.config.llm_mode != "generate":
             outcome.attempts = 1
             try:
-                scores = self.llm.score_options(
+                scores = self.scorer.score_options(
                     messages, letters, assistant_prefix=ANSWER_PREFIX, continuations=[ANSWER_SUFFIX]
                 )
             except (LLMError, ValueError) as exc:
                 outcome.failed = True
                 outcome.rejections.append(f"scoring failed: {exc}")
+                if isinstance(exc, LLMUnavailableError):
+                    outcome.unavailable = _reason(exc)
                 return outcome
+            outcome.answered = True
             outcome.probs = {to_id[k]: v for k, v in scores.probs.items() if k in to_id}
             outcome.prompt_tokens = scores.prompt_tokens
             outcome.completion_tokens = 1  # one forward pass reads the option token's logits
@@ -245,7 +269,10 @@ class Tagger:
                 gen = self.llm.generate(messages, schema, max_tokens=16)
             except LLMError as exc:
                 outcome.rejections.append(f"backend error: {exc}")
+                if isinstance(exc, LLMUnavailableError):
+                    outcome.unavailable = _reason(exc)
                 continue
+            outcome.answered = True
             outcome.prompt_tokens += gen.prompt_tokens
             outcome.completion_tokens += gen.completion_tokens
             answer = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
@@ -261,6 +288,10 @@ class Tagger:
             ]
         outcome.failed = True
         return outcome
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc) or type(exc).__name__)[:300]
 
 
 def _blend(votes: dict[str, float], llm: dict[str, float], weight: float) -> dict[str, float]:

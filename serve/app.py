@@ -24,12 +24,12 @@ from serve.api.jobs.router import router as jobs_router
 from serve.api.keys.router import router as keys_router
 from serve.api.limits import BodyLimitMiddleware
 from serve.api.observe import RequestContextMiddleware
-from serve.api.ops.router import llm_canary
 from serve.api.ops.router import router as ops_router
 from serve.api.tags.router import router as tags_router
 from serve.api.taxonomy.router import router as taxonomy_router
+from serve.llm_health import llm_canary
 from serve.settings import Settings, load_settings
-from serve.state import AppState, build_engine, make_services, open_state
+from serve.state import AppState, load_services, open_state
 
 __all__ = ["create_app", "llm_canary"]
 log = logging.getLogger("tagsmith.service")
@@ -51,14 +51,13 @@ Reading the taxonomy needs any valid key. `/healthz`, `/readyz`, `/metrics` and 
 
 async def _load(state: AppState) -> None:
     try:
-        engine = await asyncio.to_thread(build_engine, state)
-        await engine.start()
-        services = make_services(state, engine)
+        services = await asyncio.to_thread(load_services, state)
+        await services.batcher.start()
         services.worker.start()
         state.services = services
-        snap = engine.state.snapshot
-        log.info("ready", extra={"taxonomy_version": snap.version, "pipeline": engine.pipeline,
-                                 "examples": len(engine.state.index)})
+        current = services.tagging.current
+        log.info("ready", extra={"taxonomy_version": current.snapshot.version,
+                                 "pipeline": services.tagging.pipeline, "examples": len(current.index)})
     except Exception as exc:
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("start-up failed")
@@ -75,7 +74,7 @@ async def _refresh(state: AppState) -> None:
         await asyncio.sleep(interval)
         if state.services is not None:
             try:
-                await asyncio.to_thread(state.services.engine.refresh)
+                await asyncio.to_thread(state.services.tagging.refresh)
             except Exception:
                 log.exception("refresh failed")
 
@@ -99,8 +98,9 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
             services = state.services
             if services is not None:
                 await asyncio.to_thread(services.worker.stop)
-                await services.engine.stop()
-                services.engine.runtime.close()
+                await services.batcher.stop()
+                services.tagging.stop()
+                services.close()
             state.close()
 
     app = FastAPI(

@@ -1,9 +1,9 @@
 """Watch the LLM backend: count failing and succeeding calls, time them.
 
-The tagger catches backend errors itself and answers with the retrieval fallback, which
-is right for one bad answer but hides an outage from the service. Wrapping the backend
-lets the service tell "the LLM is down" (calls fail, none succeed) from "the LLM gave a
-bad answer", and either refuse (503) or flag the answer as degraded.
+Whether one result was answered without the LLM because the backend was down is decided by
+the tagger, per product, from that product's own calls (``evidence.llm.degraded``): two
+batches tagged at once cannot mix up each other's outage. The counts here are for metrics
+and readiness only; so is the canary /readyz sends.
 """
 
 from __future__ import annotations
@@ -11,17 +11,37 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from agent.llm import ChatMessage, Generation, LLMBackend, LLMError, OptionScorer, OptionScores
+from agent.llm import (
+    ChatMessage,
+    Generation,
+    LLMBackend,
+    LLMError,
+    ModelInfo,
+    OptionScores,
+    option_scorer,
+    tags_schema,
+)
 from serve.metrics import Metrics
 
+CANARY_CHOICES = ["yes", "no"]
 
-@dataclass(frozen=True)
-class HealthMark:
-    failures: int
-    successes: int
+
+def llm_canary(llm: LLMBackend) -> str | None:
+    """One tiny constrained request; None when the backend answers on-schema, else why not."""
+    try:
+        gen = llm.generate(
+            [ChatMessage("user", "Is water wet? Answer yes or no.")],
+            tags_schema(CANARY_CHOICES),
+            max_tokens=16,
+        )
+    except LLMError as exc:
+        return str(exc)
+    tags = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
+    if not isinstance(tags, list) or not tags or not all(t in CANARY_CHOICES for t in tags):
+        return f"LLM answered off-schema: {gen.text[:80]!r}"
+    return None
 
 
 class LLMHealth:
@@ -30,15 +50,6 @@ class LLMHealth:
         self.failures = 0
         self.successes = 0
         self.last_error: str | None = None
-
-    def mark(self) -> HealthMark:
-        with self._lock:
-            return HealthMark(self.failures, self.successes)
-
-    def outage_since(self, mark: HealthMark) -> bool:
-        """Calls failed since ``mark`` and none succeeded: the backend is down, not wrong."""
-        with self._lock:
-            return self.failures > mark.failures and self.successes == mark.successes
 
     def record(self, error: Exception | None) -> None:
         with self._lock:
@@ -50,6 +61,10 @@ class LLMHealth:
 
 
 class _Tracked:
+    """The backend, its calls counted and timed. What it knows about its model (``info``:
+    prompt profile, blend weight, scoring…) is handed on as one object, so the tagger sees
+    exactly what it would see without the wrapper."""
+
     def __init__(self, inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> None:
         self.inner = inner
         self.health = health
@@ -57,16 +72,8 @@ class _Tracked:
         self._owned = owned
 
     @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.inner.max_concurrency
+    def info(self) -> ModelInfo:
+        return self.inner.info
 
     def _done(self, start: float, error: Exception | None) -> None:
         self.health.record(error)
@@ -95,14 +102,6 @@ class _Tracked:
         self._done(start, None)
         return out
 
-    def close(self) -> None:
-        if self._owned:  # a backend handed in by the caller is the caller's to close
-            self.inner.close()
-
-
-class _TrackedScorer(_Tracked):
-    """Keeps the :class:`OptionScorer` capability visible to the tagger."""
-
     def score_options(
         self,
         messages: Sequence[ChatMessage],
@@ -111,8 +110,10 @@ class _TrackedScorer(_Tracked):
         assistant_prefix: str = "",
         continuations: Sequence[str] = (),
     ) -> OptionScores:
-        inner = self.inner
-        assert isinstance(inner, OptionScorer)
+        """Only called when ``info.scores_options`` says the wrapped backend scores."""
+        inner = option_scorer(self.inner)
+        if inner is None:
+            raise TypeError(f"backend {self.inner.info.name!r} does not score options")
         start = time.perf_counter()
         try:
             out = inner.score_options(
@@ -124,7 +125,10 @@ class _TrackedScorer(_Tracked):
         self._done(start, None)
         return out
 
+    def close(self) -> None:
+        if self._owned:  # a backend handed in by the caller is the caller's to close
+            self.inner.close()
+
 
 def track(inner: LLMBackend, health: LLMHealth, metrics: Metrics, *, owned: bool) -> LLMBackend:
-    cls = _TrackedScorer if isinstance(inner, OptionScorer) else _Tracked
-    return cls(inner, health, metrics, owned=owned)
+    return _Tracked(inner, health, metrics, owned=owned)

@@ -49,7 +49,7 @@ class Metrics:
         self.rate_limited = Counter("tagsmith_rate_limited", "requests refused with 429", registry=r)
         self.job_items = Counter("tagsmith_job_items", "job items written", ["outcome"], registry=r)
 
-    def observe_results(self, results: Iterable[TagResult], *, source: str, degraded: bool = False) -> None:
+    def observe_results(self, results: Iterable[TagResult], *, source: str) -> None:
         for res in results:
             llm = res.evidence.llm
             self.tags.labels(res.pipeline, source).inc()
@@ -61,7 +61,7 @@ class Metrics:
                 self.reasks.inc(llm.attempts - 1)
             if llm.fallback_used:
                 self.fallbacks.inc()
-            if degraded:
+            if llm.degraded:
                 self.degraded.inc()
 
     def render(self) -> bytes:

@@ -1,27 +1,29 @@
-"""What the app holds: stores opened at start-up, then the engine and services once loaded.
+"""The wiring: stores opened at start-up, then the tagging state, batcher and services.
 
 Start-up has two phases. :func:`open_state` is quick and runs before the app accepts
 requests: it opens the key, job and feedback stores and refuses to start when auth is not
 configured. :func:`load_services` is slow (embedder, taxonomy snapshot, index, LLM) and
 runs in the background: meanwhile ``/healthz`` answers 200, ``/readyz`` and the API 503.
+
+This module builds the API's services and hands them over in :class:`AppState`
+(``serve/api/context.py``); the API never imports it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
 
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES
 from retrieval import IndexStore
+from serve.api.context import AppState, Services
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
 from serve.backends import backend_from_settings
-from serve.engine import TaggingEngine
+from serve.batcher import Batcher
 from serve.feedback import FeedbackStore
 from serve.jobs import JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
@@ -29,41 +31,15 @@ from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
 from serve.runtime import build_runtime
 from serve.settings import Settings
+from serve.tagging_state import TaggingState
+
+__all__ = ["AppState", "Services", "StartupRefused", "auth_problem", "load_services", "open_state"]
 
 log = logging.getLogger("tagsmith.service")
 
 
 class StartupRefused(RuntimeError):
     """The configuration is unsafe or incomplete: the service does not start."""
-
-
-@dataclass
-class Services:
-    engine: TaggingEngine
-    worker: JobWorker
-    tags: TagService
-    jobs: JobService
-    taxonomy: TaxonomyService
-    feedback: FeedbackService
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    metrics: Metrics
-    keys: KeyStore
-    limiter: RateLimiter
-    job_store: JobStore
-    feedback_store: FeedbackStore
-    llm: LLMBackend | None = None  # handed in by the caller (tests): not ours to close
-    services: Services | None = None
-    load_error: str | None = None
-    loaded: threading.Event = field(default_factory=threading.Event)
-
-    def close(self) -> None:
-        self.job_store.close()
-        self.feedback_store.close()
-        self.keys.close()
 
 
 def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
@@ -100,7 +76,9 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     )
 
 
-def build_engine(state: AppState) -> TaggingEngine:
+def load_services(state: AppState) -> Services:
+    """Build the heavy runtime (embedder, taxonomy snapshot, index, LLM) and the services
+    over it. Slow: runs in a thread; the batcher and the jobs worker are not started yet."""
     settings, metrics = state.settings, state.metrics
     health = LLMHealth()
     backend: LLMBackend | None = None
@@ -111,25 +89,24 @@ def build_engine(state: AppState) -> TaggingEngine:
     index_store = IndexStore(settings.data_dir / "index")
     pointer = index_store.current()
     runtime = build_runtime(settings, llm=backend)
-    return TaggingEngine(
-        runtime, index_store, health, metrics,
-        max_batch=settings.limits.max_batch_items, max_queue=settings.limits.max_queue_items,
-        workers=settings.server.engine_workers, generation=pointer[0] if pointer else None,
+    tagging = TaggingState(
+        runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
+        embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
     )
-
-
-def make_services(state: AppState, engine: TaggingEngine) -> Services:
-    settings = state.settings
-
+    batcher = Batcher(
+        tagging.tag, metrics, max_batch=settings.limits.max_batch_items,
+        max_queue=settings.limits.max_queue_items, workers=settings.server.engine_workers,
+    )
     worker = JobWorker(
-        state.job_store, lambda items: engine.tag_sync([i.product for i in items]), state.metrics,
+        state.job_store, lambda items: tagging.tag([i.product for i in items]), metrics,
         batch_size=settings.jobs.batch_size,
         fail_when_degraded=settings.server.on_llm_unavailable == "error",
     )
     return Services(
-        engine=engine, worker=worker,
-        tags=TagService(engine, settings, state.metrics),
+        tagging=tagging, batcher=batcher, worker=worker,
+        tags=TagService(batcher, settings, metrics),
         jobs=JobService(state.job_store, worker, settings),
-        taxonomy=TaxonomyService(engine.runtime.store, engine),
-        feedback=FeedbackService(engine, state.feedback_store),
+        taxonomy=TaxonomyService(runtime.store, tagging),
+        feedback=FeedbackService(tagging, runtime.embedder, state.feedback_store),
+        close=runtime.close,
     )

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from agent.llm.manifest import PromptProfile
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -58,23 +60,38 @@ class ModelNotFoundError(LLMUnavailableError):
     """The configured model file or directory does not exist."""
 
 
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a backend knows about the model it runs: one object, so that a wrapper that
+    hands on ``info`` forwards every field, including any added later."""
+
+    name: str
+    """Short backend name: ``embedded``, ``openai``, ``transformers``, ``fake``…"""
+    model: str
+    """What runs: a model file path or a served model name."""
+    max_concurrency: int = 1
+    """How many requests it is worth sending at once (1 for in-process engines)."""
+    prompt_profile: PromptProfile | None = None
+    """The prompt shape a fine-tuned model was trained on (its manifest); None: the default."""
+    blend_weight: float | None = None
+    """The LLM's share in the blend with the vote, fitted for this model (its manifest)."""
+    scores_options: bool = False
+    """The backend is an :class:`OptionScorer` (see :func:`option_scorer`)."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
+        if self.blend_weight is not None and not 0.0 <= self.blend_weight <= 1.0:
+            raise ValueError(f"blend weight {self.blend_weight} is not within 0..1")
+
+
 @runtime_checkable
 class LLMBackend(Protocol):
     """Chat completion constrained by a JSON schema."""
 
     @property
-    def name(self) -> str:
-        """Short backend name: ``embedded``, ``openai``, ``fake``…"""
-        ...
-
-    @property
-    def model(self) -> str:
-        """What runs: a model file path or a served model name."""
-        ...
-
-    @property
-    def max_concurrency(self) -> int:
-        """How many requests it is worth sending at once (1 for in-process engines)."""
+    def info(self) -> ModelInfo:
+        """What runs, how to prompt it and what it can do (the one place for it)."""
         ...
 
     def generate(
@@ -98,8 +115,10 @@ class LLMBackend(Protocol):
 
 
 @runtime_checkable
-class OptionScorer(Protocol):
-    """Backends that can score single-token answer options in one forward pass."""
+class OptionScorer(LLMBackend, Protocol):
+    """Backends that can score single-token answer options in one forward pass; they say so
+    with ``info.scores_options`` (use :func:`option_scorer`, not ``isinstance``: a wrapper
+    has the method whether or not the backend it wraps can score)."""
 
     def score_options(
         self,
@@ -114,6 +133,15 @@ class OptionScorer(Protocol):
         ``continuations``: text that may follow an option in the same token (e.g. ``"]}``),
         so tokens like ``A"`` count towards option ``A``."""
         ...
+
+
+def option_scorer(llm: LLMBackend | None) -> OptionScorer | None:
+    """``llm`` as an :class:`OptionScorer` when its info says it scores options, else None."""
+    if llm is None or not llm.info.scores_options:
+        return None
+    if not isinstance(llm, OptionScorer):
+        raise TypeError(f"backend {llm.info.name!r} says it scores options but has no score_options")
+    return llm
 
 
 @dataclass(frozen=True, slots=True)

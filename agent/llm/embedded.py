@@ -20,6 +20,7 @@ from agent.llm.base import (
     ChatMessage,
     Generation,
     LLMUnavailableError,
+    ModelInfo,
     ModelNotFoundError,
     OptionScores,
     longest_common_prefix,
@@ -69,6 +70,7 @@ class EmbeddedBackend:
         # (top_logprobs is then ignored and Generation.logprobs is empty).
         self._logits_all = logits_all
         self._path = resolve_gguf(model)
+        self._info = ModelInfo(name="embedded", model=str(self._path), max_concurrency=1, scores_options=True)
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - install problem
@@ -92,16 +94,8 @@ class EmbeddedBackend:
         self._grammar_cache_size = grammar_cache_size
 
     @property
-    def name(self) -> str:
-        return "embedded"
-
-    @property
-    def model(self) -> str:
-        return str(self._path)
-
-    @property
-    def max_concurrency(self) -> int:
-        return 1
+    def info(self) -> ModelInfo:
+        return self._info
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:
         from llama_cpp.llama_grammar import LlamaGrammar

@@ -14,9 +14,17 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from agent.llm.base import ChatMessage, Generation, LLMBackend, LLMUnavailableError, parse_json
+from agent.llm.base import (
+    ChatMessage,
+    Generation,
+    LLMBackend,
+    LLMUnavailableError,
+    ModelInfo,
+    parse_json,
+)
 
 GARBAGE_KINDS = ("invalid_json", "unknown_id", "foreign_id", "echo_prompt", "empty", "timeout")
 
@@ -30,23 +38,19 @@ def allowed_ids(schema: Mapping[str, Any]) -> list[str]:
 
 
 class FixedLatencyBackend:
-    def __init__(self, latency_s: float = 0.05, *, max_concurrency: int = 64) -> None:
+    def __init__(self, latency_s: float = 0.05, *, max_concurrency: int = 64, info: ModelInfo | None = None) -> None:
+        """``info``: what the backend claims about its model (default: a plain untuned one),
+        e.g. a fine-tuned model's prompt profile and blend weight."""
         self._latency_s = latency_s
-        self._max_concurrency = max_concurrency
+        self._info = info or ModelInfo(
+            name="fixed-latency", model=f"fixed-latency-{latency_s * 1000:.0f}ms", max_concurrency=max_concurrency
+        )
         self.calls = 0
         self._lock = threading.Lock()
 
     @property
-    def name(self) -> str:
-        return "fixed-latency"
-
-    @property
-    def model(self) -> str:
-        return f"fixed-latency-{self._latency_s * 1000:.0f}ms"
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._max_concurrency
+    def info(self) -> ModelInfo:
+        return self._info
 
     def generate(
         self,
@@ -97,16 +101,10 @@ class FaultInjectingBackend:
         self.calls = 0
 
     @property
-    def name(self) -> str:
-        return f"faulty({self._inner.name})"
-
-    @property
-    def model(self) -> str:
-        return self._inner.model
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._inner.max_concurrency
+    def info(self) -> ModelInfo:
+        # the inner model's, but it only generates (garbage included): it does not score
+        inner = self._inner.info
+        return replace(inner, name=f"faulty({inner.name})", scores_options=False)
 
     def _pick(self) -> str | None:
         with self._lock:

@@ -25,10 +25,11 @@ from agent.llm.base import (
     ChatMessage,
     Generation,
     LLMUnavailableError,
+    ModelInfo,
     normalise_logprobs,
     parse_json,
 )
-from agent.llm.manifest import PromptProfile, blend_weight_of, profile_of, read_manifest
+from agent.llm.manifest import blend_weight_of, profile_of, read_manifest
 
 StructuredOutput = Literal["json_schema", "json_object", "vllm"]
 
@@ -68,15 +69,19 @@ class OpenAICompatBackend:
         # The served weights live on the server; the local copy of their directory (same
         # files) says which prompt shape a fine-tuned model expects.
         self.manifest: dict[str, Any] | None = None
+        profile, blend = None, None
         if model_dir is not None:
             if not Path(model_dir).is_dir():
                 raise LLMUnavailableError(f"model directory {model_dir} does not exist")
             try:
                 self.manifest = read_manifest(Path(model_dir))
+                profile, blend = profile_of(self.manifest), blend_weight_of(self.manifest)
             except (OSError, ValueError) as exc:
                 raise LLMUnavailableError(f"model directory {model_dir}: {exc}") from exc
-        self.prompt_profile: PromptProfile | None = profile_of(self.manifest)
-        self.blend_weight: float | None = blend_weight_of(self.manifest)
+        self._info = ModelInfo(
+            name="openai", model=model, max_concurrency=max_concurrency,
+            prompt_profile=profile, blend_weight=blend,
+        )
 
         structured_output_kwargs(structured_output, {})  # fail fast on a bad mode
         self._structured_output: StructuredOutput = structured_output
@@ -84,7 +89,6 @@ class OpenAICompatBackend:
         self._openai = openai
         self._model = model
         self._base_url = base_url
-        self._max_concurrency = max_concurrency
         self._http = httpx2.Client(transport=transport, timeout=timeout_s)
         # openai retries connection errors, 408/429/5xx with backoff, bounded by max_retries.
         self._client = openai.OpenAI(
@@ -96,20 +100,12 @@ class OpenAICompatBackend:
         )
 
     @property
-    def name(self) -> str:
-        return "openai"
-
-    @property
-    def model(self) -> str:
-        return self._model
+    def info(self) -> ModelInfo:
+        return self._info
 
     @property
     def base_url(self) -> str:
         return self._base_url
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._max_concurrency
 
     def generate(
         self,

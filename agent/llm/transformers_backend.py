@@ -32,6 +32,7 @@ from agent.llm.base import (
     ChatMessage,
     Generation,
     LLMUnavailableError,
+    ModelInfo,
     ModelNotFoundError,
     OptionScores,
     longest_common_prefix,
@@ -39,7 +40,7 @@ from agent.llm.base import (
     option_token_ids,
     parse_json,
 )
-from agent.llm.manifest import PromptProfile, blend_weight_of, profile_of, read_manifest
+from agent.llm.manifest import blend_weight_of, profile_of, read_manifest
 
 TAGS_PREFIX = '{"tags":["'
 TAGS_SUFFIX = '"]}'
@@ -102,24 +103,18 @@ class TransformersBackend:
             raise LLMUnavailableError(f"transformers could not load {path}: {exc}") from exc
         model.eval()
         self._model = model
-        self.prompt_profile: PromptProfile | None = profile_of(self.manifest)
-        self.blend_weight: float | None = blend_weight_of(self.manifest)
+        self._info = ModelInfo(
+            name="transformers", model=str(path), max_concurrency=1, prompt_profile=profile_of(self.manifest),
+            blend_weight=blend_weight_of(self.manifest), scores_options=True,
+        )
         self._lock = threading.Lock()
         self._cache: Any = None
         self._cached_ids: list[int] = []
         self._vocab: dict[str, list[int]] | None = None
 
     @property
-    def name(self) -> str:
-        return "transformers"
-
-    @property
-    def model(self) -> str:
-        return str(self._path)
-
-    @property
-    def max_concurrency(self) -> int:
-        return 1
+    def info(self) -> ModelInfo:
+        return self._info
 
     # -- forward passes with prefix reuse ------------------------------------------------
     def _next_logits(self, ids: list[int]) -> Any:

@@ -113,7 +113,7 @@ def measure(
     start = time.perf_counter()
     results = tagger.tag_many(products)
     wall = time.perf_counter() - start
-    concurrency = 1 if llm.max_concurrency <= 1 else min(llm.max_concurrency, len(products))
+    concurrency = 1 if llm.info.max_concurrency <= 1 else min(llm.info.max_concurrency, len(products))
     row = Row(
         backend=label, mode=mode, concurrency=concurrency, n=len(results), wall_s=wall,
         llm_ms=[r.timings_ms.llm for r in results],

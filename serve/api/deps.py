@@ -1,6 +1,6 @@
 """``Annotated`` dependencies: the settings, the app state and each service.
 
-Services exist once the background start-up has loaded the engine; until then (or when
+Services exist once the background start-up has loaded them (serve/state.py); until then (or when
 loading failed) the endpoints that need them answer 503 with Retry-After.
 """
 
@@ -10,13 +10,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serve.api.context import AppState, Services
 from serve.api.errors import ApiError, retry_after
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
 from serve.settings import Settings
-from serve.state import AppState, Services
 
 
 async def get_state(request: Request) -> AppState:

@@ -55,8 +55,8 @@ def generate(
     console.print_json(
         json.dumps(
             {
-                "backend": backend.name,
-                "model": backend.model,
+                "backend": backend.info.name,
+                "model": backend.info.model,
                 "text": gen.text,
                 "parsed": gen.parsed,
                 "latency_ms": round(gen.latency_ms, 1),

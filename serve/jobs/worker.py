@@ -20,15 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from agent.contract import TagResult
 from retrieval.durable import append_lines, complete_lines
-from serve.engine import TagOutcome
 from serve.jobs.input import JobItem
 from serve.jobs.store import JobRecord, JobStore, result_line
 from serve.metrics import Metrics
 
 log = logging.getLogger("tagsmith.jobs")
 
-Tag = Callable[[Sequence[JobItem]], TagOutcome]
+Tag = Callable[[Sequence[JobItem]], list[TagResult]]
 MAX_BACKOFF_S = 30.0
 
 
@@ -156,7 +156,7 @@ class JobWorker:
         """(result line, ok) per item; None when the batch should wait for the LLM. An item
         that cannot be tagged gets an error line; the others of its batch their results."""
         try:
-            outcome = self.tag(chunk)
+            results = self.tag(chunk)
         except Exception as exc:
             if len(chunk) == 1:
                 log.exception("job item failed", extra={"custom_id": chunk[0].custom_id})
@@ -169,9 +169,9 @@ class JobWorker:
                     return None
                 out.extend(lines)
             return out
-        if self.fail_when_degraded and any(outcome.degraded):
+        if self.fail_when_degraded and any(r.evidence.llm.degraded for r in results):
             return None
         return [
-            (result_line(item.custom_id, res.model_dump(mode="json"), None, degraded), True)
-            for item, res, degraded in zip(chunk, outcome.results, outcome.degraded, strict=True)
+            (result_line(item.custom_id, res.model_dump(mode="json"), None, res.evidence.llm.degraded), True)
+            for item, res in zip(chunk, results, strict=True)
         ]

@@ -67,7 +67,7 @@ def test_generation_is_deterministic_at_temperature_zero(embedded_llm: LLMBacken
 def test_usage_and_latency_are_reported(embedded_llm: LLMBackend) -> None:
     gen = embedded_llm.generate([ChatMessage("user", "hi")], tags_schema(["a", "b"]))
     assert gen.prompt_tokens > 0 and gen.completion_tokens > 0 and gen.latency_ms > 0
-    assert embedded_llm.max_concurrency == 1
+    assert embedded_llm.info.max_concurrency == 1
 
 
 def test_missing_model_file_gives_one_line_error(tmp_path: Path) -> None:
@@ -86,16 +86,17 @@ def test_missing_packaged_model_names_the_install_command(monkeypatch: pytest.Mo
 
 
 def test_option_scoring_agrees_with_greedy_constrained_generation(embedded_llm: LLMBackend) -> None:
-    from agent.llm import OptionScorer
+    from agent.llm import option_scorer
 
-    assert isinstance(embedded_llm, OptionScorer)
+    scorer = option_scorer(embedded_llm)  # the embedded backend says it scores options
+    assert scorer is not None
     options = ["A", "B", "C", "D"]
     for product in PRODUCTS[:4]:
         messages = [
             ChatMessage("system", "Answer with the letter of the best category."),
             ChatMessage("user", f"A. Phones B. Clothing C. Food D. Toys\nProduct: {product}"),
         ]
-        scores = embedded_llm.score_options(
+        scores = scorer.score_options(
             messages, options, assistant_prefix='{"tags":["', continuations=['"]}']
         )
         assert set(scores.probs) == set(options)

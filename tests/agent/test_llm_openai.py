@@ -157,7 +157,7 @@ def test_fine_tuned_prompt_shape_is_sent_to_the_server(
         "openai", base_url=llama_server, model="smollm2", structured_output="json_object",
         model_dir=str(tmp_path), transport=httpx2.MockTransport(record),
     )
-    assert backend.prompt_profile == FINETUNE_PROFILE  # type: ignore[attr-defined]
+    assert backend.info.prompt_profile == FINETUNE_PROFILE
     tagger = Tagger(generator, backend, config=TaggerConfig(pipeline="rag", llm_mode="generate"))
     results = tagger.tag_many([product for product, _ in dev_products[:3]])
     assert all(r.tags and all(generator.snapshot.is_active(t.id) for t in r.tags) for r in results)
@@ -170,6 +170,6 @@ def test_fine_tuned_prompt_shape_is_sent_to_the_server(
         assert user.count("<example>") <= FINETUNE_PROFILE.max_examples
     # without a model directory the untuned prompt goes out
     plain = create_backend("openai", base_url=llama_server, model="smollm2")
-    assert getattr(plain, "prompt_profile", None) is None
+    assert plain.info.prompt_profile is None
     with pytest.raises(LLMUnavailableError, match="does not exist"):
         create_backend("openai", base_url=llama_server, model_dir=str(tmp_path / "missing"))

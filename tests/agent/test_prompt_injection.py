@@ -21,7 +21,7 @@ import os
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import comb, sqrt
 from pathlib import Path
 from statistics import NormalDist, mean, stdev
@@ -31,7 +31,7 @@ import pytest
 
 from agent.contract import Product
 from agent.finetune.run import FINETUNE_PROFILE
-from agent.llm import ChatMessage, Generation, LLMBackend, OptionScorer, OptionScores
+from agent.llm import ChatMessage, Generation, LLMBackend, ModelInfo, OptionScores, option_scorer
 from agent.llm.embedded import EmbeddedBackend
 from agent.llm.hf_export import export_hf
 from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT, profile_json
@@ -89,20 +89,12 @@ class _Recorder:
     def __init__(self, inner: EmbeddedBackend | TransformersBackend) -> None:
         self.inner = inner
         self.calls: list[tuple[list[ChatMessage], OptionScores]] = []
-        # a fine-tuned model's prompt shape travels with the backend (see Tagger)
-        self.prompt_profile = getattr(inner, "prompt_profile", None)
 
     @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def max_concurrency(self) -> int:
-        return 1  # calls are matched to products by order
+    def info(self) -> ModelInfo:
+        # the inner model's (a fine-tuned model's prompt shape travels with it, see Tagger),
+        # one call at a time: calls are matched to products by order
+        return replace(self.inner.info, max_concurrency=1)
 
     def generate(
         self, messages: Sequence[ChatMessage], schema: Mapping[str, Any], *, max_tokens: int = 64,
@@ -206,7 +198,7 @@ def test_injected_product_text_cannot_steer_a_fine_tuned_model(
              "prompt": profile_json(FINETUNE_PROFILE)}), encoding="utf-8")
         model_dir = str(out)
     backend = TransformersBackend(Path(model_dir), n_threads=2)
-    assert backend.prompt_profile is not None and backend.prompt_profile.version == "tag.ft1"
+    assert backend.info.prompt_profile is not None and backend.info.prompt_profile.version == "tag.ft1"
     tokenizer = backend.tokenizer
 
     def special_tokens_parsed(text: str) -> bool:
@@ -219,7 +211,7 @@ def test_injected_product_text_cannot_steer_a_fine_tuned_model(
 def _check_injection(
     generator: CandidateGenerator, recorder: _Recorder, special_tokens_parsed: Callable[[str], bool]
 ) -> None:
-    assert isinstance(recorder, OptionScorer)
+    assert option_scorer(recorder) is recorder
     tagger = Tagger(generator, recorder, config=LEAN_RAG)
     snap = tagger.snapshot
     lean = tagger.prompts._max_product < 300

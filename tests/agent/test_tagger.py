@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
 from agent.contract import Product, TagResult
-from agent.llm import LLMBackend
+from agent.llm import (
+    ChatMessage,
+    Generation,
+    LLMBackend,
+    LLMUnavailableError,
+    ModelInfo,
+    OptionScores,
+)
 from agent.llm.fake import FaultInjectingBackend, FixedLatencyBackend
 from agent.tagger import Tagger, TaggerConfig
 from retrieval import CandidateGenerator
@@ -97,3 +106,57 @@ def test_tag_many_runs_llm_steps_concurrently_in_input_order(
     # the sleeps alone take 4 s one at a time and 0.5 s eight at a time; both runs pay
     # the same batched retrieval, so the concurrent one saves at least half of the 4 s
     assert parallel_s < serial_s - len(products) * latency / 2
+
+
+OUTAGE = "zq-outage-zq"
+
+
+class _DownForSome(FixedLatencyBackend):
+    """Unreachable (as a server that is down) for the products whose text holds OUTAGE."""
+
+    def generate(self, messages: Sequence[ChatMessage], schema: Mapping[str, Any], **kw: Any) -> Generation:
+        if OUTAGE in messages[-1].content:
+            time.sleep(0.05)
+            raise LLMUnavailableError("injected: connection refused")
+        return super().generate(messages, schema, **kw)
+
+
+class _DownScorer(FixedLatencyBackend):
+    """An option scorer whose model is gone."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, info=ModelInfo(name="down-scorer", model="gone", scores_options=True))
+
+    def score_options(
+        self, messages: Sequence[ChatMessage], options: Sequence[str], *,
+        assistant_prefix: str = "", continuations: Sequence[str] = (),
+    ) -> OptionScores:
+        raise LLMUnavailableError("injected: model unloaded")
+
+
+def test_degraded_is_decided_per_product_from_its_own_llm_calls(
+    generator: CandidateGenerator, dev_products: list[tuple[Product, str]]
+) -> None:
+    """Products tagged together (concurrent LLM calls) where the backend is down for some:
+    exactly those are degraded, with the backend's error as the reason."""
+    products = [
+        p.model_copy(update={"title": f"{OUTAGE} {p.title}"}) if i % 2 else p
+        for i, (p, _) in enumerate(dev_products[:8])
+    ]
+    backend = _DownForSome(0.05, max_concurrency=8)
+    results = Tagger(generator, backend, config=TaggerConfig(pipeline="rag")).tag_many(products)
+    for i, result in enumerate(results):
+        llm = result.evidence.llm
+        assert len(result.tags) == 1  # the retrieval answer when the LLM is down
+        if i % 2:
+            assert llm.degraded and llm.fallback_used and result.needs_review and llm.attempts == 3
+            assert llm.degraded_reason == "injected: connection refused"
+        else:
+            assert not llm.degraded and llm.degraded_reason is None and llm.attempts == 1
+    # a bad answer is not an outage: the fallback is used, but the result is not degraded
+    garbage = FaultInjectingBackend(FixedLatencyBackend(0.0), fault_rate=1.0, kinds=("invalid_json",))
+    bad = Tagger(generator, garbage, config=TaggerConfig(pipeline="rag")).tag(products[0]).evidence.llm
+    assert bad.fallback_used and not bad.degraded and bad.degraded_reason is None
+    # scoring backends too
+    scored = Tagger(generator, _DownScorer(), config=TaggerConfig(pipeline="rag")).tag(products[0]).evidence.llm
+    assert scored.attempts == 1 and scored.degraded and scored.degraded_reason == "injected: model unloaded"

@@ -141,7 +141,7 @@ def test_finetuned_model_loads_through_the_factory_and_answers_on_taxonomy(
 ) -> None:
     out, _ = tiny_model
     backend = create_backend("embedded", model=str(out), n_threads=2)
-    assert backend.name == "transformers"
+    assert backend.info.name == "transformers"
     generator = CandidateGenerator(embedder, snap, build_index(embedder, _pool(100)))
     with shared_file("mwpd/dev.jsonl").open(encoding="utf-8") as fh:
         rows = [json.loads(line) for _, line in zip(range(3), fh, strict=False)]
@@ -272,7 +272,7 @@ def test_blend_weight_is_fitted_on_unseen_products_stored_and_used(
 
     backend = create_backend("embedded", model=str(model), n_threads=2)
     generator = CandidateGenerator(embedder, snap, build_index(embedder, pool))
-    assert backend.blend_weight == blend["llm_weight"]  # type: ignore[attr-defined]
+    assert backend.info.blend_weight == blend["llm_weight"]
     assert Tagger(generator, backend, config=TaggerConfig(pipeline="rag")).llm_weight == blend["llm_weight"]
     assert Tagger(generator, backend, config=TaggerConfig(pipeline="rag", llm_weight=0.9)).llm_weight == 0.9
     backend.close()

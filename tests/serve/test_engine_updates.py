@@ -14,7 +14,7 @@ import pytest
 from agent.llm import LLMUnavailableError
 from agent.llm.fake import FixedLatencyBackend
 from retrieval import IndexStore, build_index
-from serve import engine as engine_module
+from serve import tagging_state as tagging_state_module
 from serve.runtime import embedder_from_settings
 from taxonomy import TaxonomyStore
 from tests.serve.helpers import auth, make_keys, running_app, service_settings, shop_examples
@@ -87,8 +87,8 @@ def test_a_job_waits_while_the_llm_is_down_then_finishes(shop_dir: Path) -> None
 def test_big_indexes_retrain_the_lexical_classifier_in_the_background(
     shop_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "LEXICAL_SYNC_MAX", 10)
-    monkeypatch.setattr(engine_module, "LEXICAL_RETRAIN_DELAY_S", 0.5)
+    monkeypatch.setattr(tagging_state_module, "LEXICAL_SYNC_MAX", 10)
+    monkeypatch.setattr(tagging_state_module, "LEXICAL_RETRAIN_DELAY_S", 0.5)
     keys = make_keys(shop_dir)
     with running_app(service_settings(shop_dir, tagging={"pipeline": "hybrid"})) as client:
         f = auth(keys["feedback"])

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from agent.llm import ChatMessage, Generation, LLMUnavailableError
 from agent.llm.fake import FaultInjectingBackend, FixedLatencyBackend
 from tests.serve.helpers import assert_error, auth, make_keys, running_app, service_settings
 
@@ -70,3 +76,48 @@ def test_a_working_llm_is_not_degraded(shop_dir: Path) -> None:
         assert body["degraded"] is False and body["evidence"]["llm"]["attempts"] == 1
         assert body["pipeline"] == "rag" and llm.calls >= 1
         assert client.get("/readyz").json()["checks"]["llm"] == "ok"
+
+
+class _DownForSome(FixedLatencyBackend):
+    """Down (connection refused) for products whose text says "outage"; slow enough for the
+    others that two batches are tagged at the same time."""
+
+    def generate(self, messages: Sequence[ChatMessage], schema: Mapping[str, Any], **kw: Any) -> Generation:
+        if "outage" in messages[-1].content:
+            time.sleep(0.2)
+            raise LLMUnavailableError("injected: connection refused")
+        return super().generate(messages, schema, **kw)
+
+
+@pytest.mark.parametrize("on_llm_unavailable", ["degrade", "error"])
+def test_concurrent_batches_each_get_their_own_degraded_flags(shop_dir: Path, on_llm_unavailable: str) -> None:
+    """Two batches at once on two engine workers, one hitting the dead backend and one the
+    live one: the flag is each result's own, not a share of counters both batches move."""
+    keys = make_keys(shop_dir)
+    settings = service_settings(
+        shop_dir, tagging={"pipeline": "rag"},
+        server={"on_llm_unavailable": on_llm_unavailable, "engine_workers": 2},
+    )
+    with running_app(settings, llm=_DownForSome(0.3)) as client:
+        t = auth(keys["tags"])
+        dead = {"products": [{"title": "outage: cast iron skillet"}, {"title": "outage: wool socks"}]}
+        live = {"products": [{"title": "Cast iron skillet"}, {"title": "Wool hiking socks"}]}
+        with ThreadPoolExecutor(2) as pool:
+            dead_f = pool.submit(client.post, "/v1/tags:batch", json=dead, headers=t)
+            live_f = pool.submit(client.post, "/v1/tags:batch", json=live, headers=t)
+            dead_r, live_r = dead_f.result(), live_f.result()
+        assert live_r.status_code == 200, live_r.text
+        for result in live_r.json()["results"]:
+            llm = result["evidence"]["llm"]
+            assert result["degraded"] is False and llm["degraded"] is False and llm["degraded_reason"] is None
+            assert llm["attempts"] == 1 and llm["fallback_used"] is False
+        if on_llm_unavailable == "error":
+            error = assert_error(dead_r, 503, "llm_unavailable")
+            assert "connection refused" in error["message"]
+            return
+        assert dead_r.status_code == 200, dead_r.text
+        for result in dead_r.json()["results"]:
+            llm = result["evidence"]["llm"]
+            assert result["degraded"] is True and llm["degraded"] is True and result["needs_review"] is True
+            assert llm["degraded_reason"] == "injected: connection refused" and llm["fallback_used"] is True
+        assert "tagsmith_degraded_results_total 2.0" in client.get("/metrics").text

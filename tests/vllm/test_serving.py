@@ -36,7 +36,7 @@ def served(vllm_server: ManagedVLLM, monkeypatch: pytest.MonkeyPatch) -> LLMBack
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TAGSMITH_LLM__TIMEOUT_S", "300")
     backend = backend_from_settings(load_settings())
-    assert isinstance(backend, OpenAICompatBackend) and backend.model == "tagsmith"
+    assert isinstance(backend, OpenAICompatBackend) and backend.info.model == "tagsmith"
     return backend
 
 
@@ -69,7 +69,7 @@ def test_32_concurrent_tagging_requests_all_succeed(
     served: LLMBackend, mwpd: tuple[CandidateGenerator, list[Product]]
 ) -> None:
     generator, products = mwpd
-    assert served.max_concurrency >= 32
+    assert served.info.max_concurrency >= 32
     tagger = Tagger(generator, served, config=TaggerConfig(pipeline="rag"))
     results = tagger.tag_many(products[16:48])  # 32 LLM requests in flight at once
     assert len(results) == 32

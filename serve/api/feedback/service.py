@@ -1,7 +1,7 @@
 """Feedback: validate the reviewer's tags, record the verdict, add the example to the index.
 
 The example index is changed copy-on-write and published as a new generation (see
-:meth:`serve.engine.TaggingEngine.update_index`), so the next similar product is tagged
+:meth:`serve.tagging_state.TaggingState.update_index`), so the next similar product is tagged
 with the corrected example among its neighbours, without a restart or a retraining run.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 
-from retrieval import Example, ExampleIndex, text_of
+from retrieval import CachedEmbedder, Example, ExampleIndex, text_of
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail
 from serve.api.feedback.protocol import (
@@ -19,8 +19,8 @@ from serve.api.feedback.protocol import (
     FeedbackOut,
     FeedbackRequest,
 )
-from serve.engine import TaggingEngine
 from serve.feedback import FeedbackRecord, FeedbackStore
+from serve.tagging_state import TaggingState
 from taxonomy import TagValidator
 
 
@@ -40,13 +40,14 @@ def _feedback_out(r: FeedbackRecord) -> FeedbackOut:
 
 
 class FeedbackService:
-    def __init__(self, engine: TaggingEngine, store: FeedbackStore) -> None:
-        self.engine = engine
+    def __init__(self, tagging: TaggingState, embedder: CachedEmbedder, store: FeedbackStore) -> None:
+        self.tagging = tagging
+        self.embedder = embedder
         self.store = store
         self.validator = TagValidator(leaf_only=True)
 
     def submit(self, principal: Principal, request: FeedbackRequest) -> FeedbackOut:
-        snap = self.engine.state.snapshot
+        snap = self.tagging.snapshot
         report = self.validator.validate(snap, request.tags)
         if not report.ok:
             details = [
@@ -68,18 +69,17 @@ class FeedbackService:
             description=product.description, tags=tuple(dict.fromkeys(request.tags)),
             attributes=dict(product.attributes), category_text=product.category_text,
         )
-        embedder = self.engine.runtime.embedder
-        vector = embedder.encode([example.text()])  # before the index lock: the slow part
+        vector = self.embedder.encode([example.text()])  # before the index lock: the slow part
 
         def add(index: ExampleIndex) -> None:
             index.upsert([example], vector)
 
-        _, state = self.engine.update_index(add)
+        _, view = self.tagging.update_index(add)
         record = self.store.add(
             example_id=example.id, verdict=request.verdict, tags=list(example.tags),
             product=product.model_dump(mode="json") | {"id": example.id}, note=request.note,
             reviewer=principal.key_id, taxonomy_version=snap.version,
-            index_generation=state.index_generation,
+            index_generation=view.index_generation,
         )
         return _feedback_out(record)
 
@@ -88,26 +88,26 @@ class FeedbackService:
         return FeedbackList(items=[_feedback_out(r) for r in records], total=total, offset=offset, limit=limit)
 
     def examples(self, offset: int, limit: int, query: str | None) -> ExamplePage:
-        state = self.engine.state
-        examples = list(state.index)
+        view = self.tagging.current
+        examples = list(view.index)
         if query:
             needle = query.casefold()
             examples = [ex for ex in examples if needle in text_of(ex).casefold() or needle in ex.id.casefold()]
         page = examples[offset : offset + limit]
         return ExamplePage(
             items=[_example_out(ex) for ex in page], total=len(examples), offset=offset, limit=limit,
-            index_generation=state.index_generation,
+            index_generation=view.index_generation,
         )
 
     def example(self, example_id: str) -> ExampleOut:
-        ex = self.engine.state.index.get(example_id)
+        ex = self.tagging.current.index.get(example_id)
         if ex is None:
             raise ApiError(404, "not_found", f"no example {example_id!r} in the index")
         return _example_out(ex)
 
     def delete_example(self, example_id: str) -> None:
-        if example_id not in self.engine.state.index:
+        if example_id not in self.tagging.current.index:
             raise ApiError(404, "not_found", f"no example {example_id!r} in the index")
-        removed, _ = self.engine.update_index(lambda index: index.delete([example_id]))
+        removed, _ = self.tagging.update_index(lambda index: index.delete([example_id]))
         if not removed:  # deleted by a concurrent request between the check and the lock
             raise ApiError(404, "not_found", f"no example {example_id!r} in the index")

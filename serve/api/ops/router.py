@@ -10,12 +10,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from agent.llm import ChatMessage, LLMBackend, LLMError, tags_schema
+from serve.api.context import AppState
 from serve.api.deps import StateDep
-from serve.state import AppState
+from serve.llm_health import llm_canary
 
 router = APIRouter(tags=["operations"])
-CANARY_CHOICES = ["yes", "no"]
 
 
 Status = Literal["ok", "starting", "unavailable", "dead"]
@@ -26,30 +25,14 @@ class Health(BaseModel):
     checks: dict[str, str]
 
 
-def llm_canary(llm: LLMBackend) -> str | None:
-    """One tiny constrained request; None when the backend answers on-schema, else why not."""
-    try:
-        gen = llm.generate(
-            [ChatMessage("user", "Is water wet? Answer yes or no.")],
-            tags_schema(CANARY_CHOICES),
-            max_tokens=16,
-        )
-    except LLMError as exc:
-        return str(exc)
-    tags = gen.parsed.get("tags") if isinstance(gen.parsed, dict) else None
-    if not isinstance(tags, list) or not tags or not all(t in CANARY_CHOICES for t in tags):
-        return f"LLM answered off-schema: {gen.text[:80]!r}"
-    return None
-
-
 def _dead(state: AppState) -> str | None:
     services = state.services
     if state.load_error is not None:
         return f"start-up failed: {state.load_error}"
     if services is None:
         return None
-    if not services.engine.alive:
-        return services.engine.failure or "the tagging engine stopped"
+    if not services.batcher.alive:
+        return services.batcher.failure or "the tagging engine stopped"
     if not services.worker.alive:
         return services.worker.failure or "the jobs worker stopped"
     return None
@@ -81,20 +64,20 @@ async def readyz(state: StateDep) -> JSONResponse:
         return _reply("dead", {"engine": problem}, 503)
     if services is None:
         return _reply("starting", {"engine": "loading the taxonomy, index and models"}, 503)
-    engine = services.engine
-    current = engine.state
+    tagging = services.tagging
+    current = tagging.current
     checks = {
         "engine": "ok",
         "taxonomy": f"version {current.snapshot.version}, {len(current.snapshot.active_leaf_ids)} active leaves",
         "index": f"{len(current.index)} examples ({current.index_generation or 'unpublished'})",
         "jobs_worker": "ok",
     }
-    llm = current.tagger.llm
-    if engine.uses_llm and llm is not None:
+    llm = tagging.llm
+    if llm is not None:
         problem = await asyncio.to_thread(llm_canary, llm)
         checks["llm"] = problem or "ok"
     else:
-        checks["llm"] = f"not used by the {engine.pipeline} pipeline"
+        checks["llm"] = f"not used by the {tagging.pipeline} pipeline"
     ready = problem is None
     return _reply("ok" if ready else "unavailable", checks, 200 if ready else 503)
 

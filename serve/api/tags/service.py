@@ -1,4 +1,4 @@
-"""Tagging: products in, results out, through the engine's batching queue."""
+"""Tagging: products in, results out, through the batching queue."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from agent.contract import Product
 from serve.api.errors import ApiError, retry_after
 from serve.api.tags.protocol import BatchTagResponse, TagResponse
-from serve.engine import EngineOverloaded, TaggingEngine
+from serve.batcher import Batcher, Overloaded
 from serve.metrics import Metrics
 from serve.settings import Settings
 
 
 class TagService:
-    def __init__(self, engine: TaggingEngine, settings: Settings, metrics: Metrics) -> None:
-        self.engine = engine
+    def __init__(self, batcher: Batcher, settings: Settings, metrics: Metrics) -> None:
+        self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
 
@@ -34,22 +34,20 @@ class TagService:
 
     async def _tag(self, products: Sequence[Product]) -> list[TagResponse]:
         try:
-            outcome = await self.engine.tag(products)
-        except EngineOverloaded as exc:
+            results = await self.batcher.tag(products)
+        except Overloaded as exc:
             raise ApiError(
                 503, "overloaded", f"the tagging queue is full ({exc}); retry shortly",
                 headers=retry_after(1),
             ) from exc
-        degraded = any(outcome.degraded)
+        # decided per result, by the tagger, from that product's own LLM calls
+        reason = next((r.evidence.llm.degraded_reason for r in results if r.evidence.llm.degraded), None)
+        degraded = any(r.evidence.llm.degraded for r in results)
         if degraded and self.settings.server.on_llm_unavailable == "error":
             raise ApiError(
                 503, "llm_unavailable",
-                f"the LLM backend is unavailable ({self.engine.health.last_error or 'no answer'}); "
-                "retry later",
+                f"the LLM backend is unavailable ({reason or 'no answer'}); retry later",
                 headers=retry_after(5),
             )
-        self.metrics.observe_results(outcome.results, source="api", degraded=degraded)
-        return [
-            TagResponse.model_construct(**dict(r), degraded=d)
-            for r, d in zip(outcome.results, outcome.degraded, strict=True)
-        ]
+        self.metrics.observe_results(results, source="api")
+        return [TagResponse.model_construct(**dict(r), degraded=r.evidence.llm.degraded) for r in results]

@@ -1,4 +1,4 @@
-"""Reading and editing the taxonomy; a published edit is swapped into the tagging engine."""
+"""Reading and editing the taxonomy; a published edit is swapped into the tagging state."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from serve.api.taxonomy.protocol import (
     VersionDetail,
     VersionList,
 )
-from serve.engine import TaggingEngine
 from serve.sqlite import utc
+from serve.tagging_state import TaggingState
 from taxonomy import (
     EditRejected,
     Snapshot,
@@ -63,9 +63,9 @@ def _utc_info(info: VersionInfo) -> VersionInfo:
 
 
 class TaxonomyService:
-    def __init__(self, store: TaxonomyStore, engine: TaggingEngine) -> None:
+    def __init__(self, store: TaxonomyStore, tagging: TaggingState) -> None:
         self.store = store
-        self.engine = engine
+        self.tagging = tagging
 
     def _snapshot(self, version: int | None) -> Snapshot:
         if version is None:
@@ -145,7 +145,7 @@ class TaxonomyService:
         expected = parse_if_match(if_match)
         if expected is None:
             expected = self.store.refresh()
-        before = self.engine.state.snapshot
+        before = self.tagging.snapshot
         try:
             snap = self.store.apply(
                 request.edits, expected_version=expected, author=principal.name, message=request.message
@@ -163,7 +163,7 @@ class TaxonomyService:
                 422, "edit_rejected", str(exc), details=[ErrorDetail(loc=loc, message=exc.message, type=exc.code)]
             ) from exc
         # new requests tag against the new version from now on; in-flight ones keep theirs
-        self.engine.use_snapshot(snap)
+        self.tagging.use_snapshot(snap)
         if before.version != expected:
             before = self.store.snapshot(expected)
         diff = diff_snapshots(before, snap)

@@ -1,0 +1,210 @@
+"""What the service tags with, swapped atomically: the current tagger over one taxonomy
+snapshot, example index and lexical classifier; and the ways a new one is made.
+
+- **State**: an immutable :class:`TaggingView` (tagger, index, lexical classifier, index
+  generation). A published taxonomy edit or index generation builds the next view aside
+  and swaps one reference; a batch reads the reference once, so in-flight requests finish
+  on the snapshot they started with.
+- **Index updates** (feedback, deletions) copy the index, change the copy, publish it as a
+  new generation and swap: readers never see an index being modified. Small indexes get
+  their lexical classifier retrained within the update, big ones in the background.
+- **Refresh** picks up taxonomy versions and index generations other processes published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from agent.contract import Product, TagResult
+from agent.llm import LLMBackend
+from agent.tagger import LLM_PIPELINES, Tagger
+from retrieval import (
+    CachedEmbedder,
+    CandidateGenerator,
+    ExampleIndex,
+    IndexStore,
+    LexicalClassifier,
+)
+from serve.metrics import Metrics
+from taxonomy import Snapshot, TaxonomyStore
+
+log = logging.getLogger("tagsmith.engine")
+T = TypeVar("T")
+
+#: up to this many examples the lexical classifier is retrained within the index update
+#: (~3 s per 1,000 on 2 cores); bigger indexes retrain in the background, debounced
+LEXICAL_SYNC_MAX = 1000
+LEXICAL_RETRAIN_DELAY_S = 10.0
+
+
+@dataclass(frozen=True)
+class TaggingView:
+    """One consistent state to tag against."""
+
+    tagger: Tagger
+    index: ExampleIndex
+    lexical: LexicalClassifier | None
+    index_generation: str | None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.tagger.snapshot
+
+
+class TaggingState:
+    def __init__(
+        self,
+        tagger: Tagger,
+        index: ExampleIndex,
+        *,
+        taxonomy_store: TaxonomyStore,
+        index_store: IndexStore,
+        embedder: CachedEmbedder,
+        metrics: Metrics,
+        generation: str | None = None,
+    ) -> None:
+        """``generation``: the index generation current *before* ``index`` was loaded (read
+        after, a publication in between would go unnoticed; read before, it is reloaded once)."""
+        self.taxonomy_store = taxonomy_store
+        self.index_store = index_store
+        self.embedder = embedder
+        self.metrics = metrics
+        lexical = tagger.generator.lexical  # the classifier the tagger uses
+        self._view = TaggingView(tagger, index, lexical, generation)
+        self._swap_lock = threading.Lock()  # one view builder at a time
+        self._index_lock = threading.Lock()  # one index writer at a time
+        self._retrain_timer: threading.Timer | None = None
+        self._observe(self._view)
+
+    # ---- reading -----------------------------------------------------------------------
+    @property
+    def current(self) -> TaggingView:
+        return self._view
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._view.snapshot
+
+    @property
+    def pipeline(self) -> str:
+        return self._view.tagger.config.pipeline
+
+    @property
+    def llm(self) -> LLMBackend | None:
+        """The LLM the pipeline asks; None when it asks none."""
+        tagger = self._view.tagger
+        return tagger.llm if tagger.config.pipeline in LLM_PIPELINES else None
+
+    def tag(self, products: Sequence[Product]) -> list[TagResult]:
+        """Tag in the calling thread, all against one view. Each result says itself whether
+        it was answered without the LLM because the backend was down (evidence.llm.degraded)."""
+        return self._view.tagger.tag_many(products)
+
+    # ---- swapping ----------------------------------------------------------------------
+    def _observe(self, view: TaggingView) -> None:
+        self.metrics.taxonomy_version.set(view.snapshot.version)
+        self.metrics.index_examples.set(len(view.index))
+
+    def _swap(self, build: Callable[[TaggingView], TaggingView | None]) -> TaggingView:
+        with self._swap_lock:
+            new = build(self._view)
+            if new is not None:
+                self._view = new  # the one reference readers take
+                self._observe(new)
+            return self._view
+
+    def use_snapshot(self, snapshot: Snapshot) -> TaggingView:
+        """Tag new requests against ``snapshot`` (ignored when not newer than the current)."""
+
+        def build(cur: TaggingView) -> TaggingView | None:
+            if snapshot.version <= cur.snapshot.version:
+                return None
+            return replace(cur, tagger=_retarget(cur.tagger, cur.tagger.generator.with_snapshot(snapshot)))
+
+        before = self._view
+        view = self._swap(build)
+        if view is not before:
+            log.info("taxonomy version in use", extra={"taxonomy_version": view.snapshot.version})
+        return view
+
+    def use_index(
+        self, index: ExampleIndex, lexical: LexicalClassifier | None, generation: str | None
+    ) -> TaggingView:
+        def build(cur: TaggingView) -> TaggingView:
+            old = cur.tagger.generator
+            generator = CandidateGenerator(
+                old.embedder, old.snapshot, index, config=old.config,
+                taxonomy_index=old.taxonomy_index, lexical=lexical,
+            )
+            return TaggingView(_retarget(cur.tagger, generator), index, lexical, generation)
+
+        return self._swap(build)
+
+    # ---- publishing --------------------------------------------------------------------
+    def update_index(self, change: Callable[[ExampleIndex], T]) -> tuple[T, TaggingView]:
+        """Copy the index, apply ``change`` to the copy, publish it, swap it in."""
+        with self._index_lock:
+            cur = self._view
+            index = ExampleIndex.from_files(cur.index.to_files())
+            out = change(index)
+            lexical = cur.lexical
+            retrain_later = False
+            if len(index) <= LEXICAL_SYNC_MAX:
+                lexical = LexicalClassifier.fit(list(index))
+            else:
+                retrain_later = True
+            view = self._publish(index, lexical)
+        if retrain_later:
+            self._schedule_retrain()
+        return out, view
+
+    def _publish(self, index: ExampleIndex, lexical: LexicalClassifier | None) -> TaggingView:
+        manifest = self.index_store.publish(
+            index, embedder=self.embedder.name, taxonomy_version=self._view.snapshot.version,
+            lexical=lexical,
+        )
+        return self.use_index(index, lexical, manifest.generation)
+
+    def _schedule_retrain(self) -> None:
+        if self._retrain_timer is not None:
+            self._retrain_timer.cancel()  # debounce: one retrain after a burst of feedback
+        timer = threading.Timer(LEXICAL_RETRAIN_DELAY_S, self._retrain)
+        timer.daemon = True
+        self._retrain_timer = timer
+        timer.start()
+
+    def _retrain(self) -> None:
+        index = self._view.index
+        lexical = LexicalClassifier.fit(list(index))
+        with self._index_lock:
+            if self._view.index is not index:  # changed meanwhile: that change reschedules
+                return
+            self._publish(index, lexical)
+        log.info("lexical classifier retrained", extra={"examples": len(index)})
+
+    def refresh(self) -> None:
+        """Pick up a taxonomy version or index generation published by another process."""
+        store = self.taxonomy_store
+        if store.refresh() > self._view.snapshot.version:
+            self.use_snapshot(store.current())
+        pointer = self.index_store.current()
+        if pointer is not None and pointer[0] != self._view.index_generation:
+            with self._index_lock:
+                embedder = self.embedder
+                index, lexical, manifest = self.index_store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+                if manifest.generation != self._view.index_generation:
+                    self.use_index(index, lexical, manifest.generation)
+                    log.info("index generation in use", extra={"generation": manifest.generation})
+
+    def stop(self) -> None:
+        if self._retrain_timer is not None:
+            self._retrain_timer.cancel()
+
+
+def _retarget(old: Tagger, generator: CandidateGenerator) -> Tagger:
+    """The same tagger (LLM, config, prompts, validator) over another generator."""
+    return Tagger(generator, old.llm, config=old.config, prompts=old.prompts, validator=old.validator)
