@@ -30,6 +30,6 @@ def test_rag_pipeline_on_the_real_models(tmp_path: Path, embedded_llm: LLMBacken
         assert llm["attempts"] == 1 and llm["model"] and llm["prompt_tokens"] > 0
         assert body["degraded"] is False and body["pipeline"] == "rag"
         assert body["tags"][0]["id"].startswith("kitchen/")
-        assert client.app.state.tagsmith.services.engine.runtime.embedder.name.startswith("all-MiniLM-L6-v2@")  # type: ignore[attr-defined]
+        assert client.app.state.tagsmith.services.tagging.embedder.name.startswith("all-MiniLM-L6-v2@")  # type: ignore[attr-defined]
         metrics = client.get("/metrics").text
         assert 'tagsmith_llm_latency_seconds_count{outcome="ok"}' in metrics
