@@ -28,6 +28,7 @@ Standard library only; the lowest layer that ``agent``, ``serve`` and ``evals`` 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -44,11 +45,21 @@ __all__ = [
     "complete_lines",
     "fsync_dir",
     "resume_keys",
+    "sha256_file",
     "write_bytes_durable",
 ]
 
 
 # ---- building blocks --------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks (checksums of what was written)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fsync_dir(path: Path) -> None:
     """Persist a directory's entries (a rename, a create, an unlink), not only file data:
     without it a power loss can undo a rename whose file content was already on disk."""

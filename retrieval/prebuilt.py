@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.cache import content_key
+from retrieval.durable import sha256_file
 from retrieval.embedder import Embedder, Vectors
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,6 @@ def default_dir() -> Path:
 
 def set_dir(root: Path, embedder_name: str) -> Path:
     return root / hashlib.sha256(embedder_name.encode("utf-8")).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class PrebuiltVectors:
@@ -94,7 +87,7 @@ class PrebuiltVectors:
                             directory, manifest["dim"], dim)
                 return None
             for file in FILES:
-                if _sha256(directory / file) != manifest["sha256"][file]:
+                if sha256_file(directory / file) != manifest["sha256"][file]:
                     log.warning("ignoring prebuilt embeddings in %s: %s does not match its checksum "
                                 "(re-run scripts/install.sh to rebuild it)", directory, file)
                     return None
@@ -153,7 +146,7 @@ def write_set(
         "dim": int(vectors.shape[1]),
         "count": len(texts),
         "sources": sources,
-        "sha256": {file: _sha256(directory / file) for file in FILES},
+        "sha256": {file: sha256_file(directory / file) for file in FILES},
     }
     tmp = manifest_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -177,10 +170,10 @@ def shipped_texts() -> tuple[list[str], dict[str, Any]]:
     texts = list(dict.fromkeys(nodes + examples))
     sources = {
         "taxonomy_file": default_taxonomy_path().name,
-        "taxonomy_sha256": _sha256(default_taxonomy_path()),
+        "taxonomy_sha256": sha256_file(default_taxonomy_path()),
         "taxonomy_node_texts_sha256": hashlib.sha256("\x00".join(nodes).encode("utf-8")).hexdigest(),
         "taxonomy_nodes": len(nodes),
-        "examples_sha256": _sha256(packaged_examples_path()),
+        "examples_sha256": sha256_file(packaged_examples_path()),
         "examples": len(examples),
     }
     return texts, sources

@@ -71,7 +71,8 @@ def resolve_base(base: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     """A Hugging Face directory for ``base`` and what identifies it (name, source hash)."""
     path = Path(base).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
-        from agent.llm.hf_export import read_manifest, sha256_file
+        from agent.llm.hf_export import read_manifest
+        from retrieval.durable import sha256_file
 
         exported = read_manifest(path) or {}
         weights = sorted(path.glob("*.safetensors"))

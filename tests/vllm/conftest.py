@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.hf_export import export_hf, sha256_file
+from agent.llm.hf_export import export_hf
 from agent.llm.model_files import default_gguf_path
+from retrieval.durable import sha256_file
 from serve.vllm_launcher import VLLM_VENV, VLLMError, vllm_version
 from tests.conftest import REPO, free_port
 

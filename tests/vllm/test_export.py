@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.hf_export import MANIFEST, export_hf, read_manifest, sha256_file, verify_export
+from agent.llm.hf_export import MANIFEST, export_hf, read_manifest, verify_export
 from agent.llm.model_files import SMOLLM2_FILE, default_gguf_path
+from retrieval.durable import sha256_file
 from tests.vllm.conftest import TAGSMITH
 
 
