@@ -16,6 +16,7 @@ def serve(
     import uvicorn
 
     from serve.app import create_app
+    from serve.filemodes import private_dir
     from serve.jsonlog import configure_logging
     from serve.keys import KeyStore, key_store_path
     from serve.state import auth_problem
@@ -25,7 +26,7 @@ def serve(
         s.server.host = host
     if port is not None:
         s.server.port = port
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(s.data_dir)
     keys = KeyStore(key_store_path(s.data_dir))
     problem = auth_problem(s, keys)
     keys.close()
