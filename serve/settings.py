@@ -98,6 +98,21 @@ class ServerSettings(BaseModel):
         description="how often to pick up taxonomy versions and index generations published "
         "by other processes (the CLI); 0 disables",
     )
+    # slow clients (serve/http_protocol.py, serve/body_timeout.py)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest wait for a complete request head, from the "
+        "connection or the previous response; trickled bytes do not extend it (408 / closed)",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest wait for the next part of a request body (408)",
+    )
+    body_total_timeout_s: float = Field(
+        default=300.0, gt=0, description="longest a whole request body may take to arrive (408)",
+    )
+    max_connections: int | None = Field(
+        default=1000, ge=1, description="connections (or requests in progress) at once; beyond, "
+        "503 with Retry-After; unset: no cap",
+    )
     trusted_proxies: str = Field(
         default="",
         description="comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto "
