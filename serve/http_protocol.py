@@ -13,6 +13,10 @@ bytes arriving do *not* extend:
   backstop for a body nobody reads any more (the app answered early) and a client still
   trickling it.
 
+It subclasses uvicorn's own h11 protocol, which uvicorn uses anyway here (httptools is
+not installed), and leans on its internals (``conn``, ``on_response_complete``,
+``connections``, ``tasks``): tests/serve/test_slow_clients.py breaks if they move.
+
 The cap on connections (``server.max_connections``) is uvicorn's ``limit_concurrency``
 check, but answered with the one error shape and Retry-After instead of uvicorn's text.
 """
@@ -107,7 +111,8 @@ class TimeoutH11Protocol(H11Protocol):
                 f"the request head did not arrive within {self.header_timeout_s:g} s "
                 "(server.header_timeout_s)",
             ))
-        log.info("closing a connection from %s: %s deadline passed", self.client, phase)
+        # debug: a slow-client flood must not become a log flood
+        log.debug("closing a connection from %s: %s deadline passed", self.client, phase)
         self.transport.close()
 
     # ---- connection cap -------------------------------------------------------------

@@ -129,6 +129,17 @@ def test_a_trickled_body_gets_408_at_the_whole_body_deadline(server: tuple[int, 
     assert status == 408 and "in all" in str(error["message"])
 
 
+def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, str]) -> None:
+    port, _ = server
+    with connect(port) as sock:
+        sock.sendall(post_head(1000, "wrong"))  # answered 401 at once; the body is never read
+        answered, _ = read_until_closed(sock, 2)
+        assert answered.startswith(b"HTTP/1.1 401")
+        # the server's protocol, not the app, now bounds the rest: body_total_timeout_s + grace
+        raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
+    assert raw == b"" and elapsed <= BODY_TOTAL_S + 5.0 + SLACK_S
+
+
 def test_normal_requests_and_keep_alive_still_work(server: tuple[int, str]) -> None:
     port, key = server
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth(key), timeout=30) as client:
