@@ -160,5 +160,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented errors every authenticated operation can return, plus ``statuses``."""
-    wanted = {401, 403, 413, 422, 429, *statuses}
+    # 408: `tagsmith serve` answers it to any request whose body does not arrive in time
+    wanted = {401, 403, 408, 413, 422, 429, *statuses}
     return {s: ERRORS[s] for s in sorted(wanted)}

@@ -95,12 +95,14 @@ def test_the_last_admin_key_is_refused_over_the_api_even_to_a_configured_admin(s
         assert client.get("/v1/keys", headers=auth(keys["admin"])).status_code == 200
 
 
+@pytest.mark.usefixtures("umask_022")
 def test_cli_refuses_the_last_admin_key_unless_forced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
     made = runner.invoke(keys_app, ["create", "--scopes", "admin"])
     assert made.exit_code == 0, made.output
     admin_id = key_id(made.stdout.strip().splitlines()[-1])
+    assert mode(tmp_path / "data") == 0o700 and mode(tmp_path / "data" / "keys.db") == 0o600
     refused = runner.invoke(keys_app, ["revoke", admin_id])
     message = " ".join(refused.output.split())
     assert refused.exit_code == 1 and "last active admin key" in message and "--force" in message

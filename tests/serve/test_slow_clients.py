@@ -100,17 +100,23 @@ def test_a_silent_connection_is_closed_at_the_header_deadline(server: tuple[int,
     assert raw == b"" and elapsed <= HEADER_S + SLACK_S
 
 
-def post_head(length: int, key: str) -> bytes:
+def post_head(length: int, key: str, path: str = "/v1/tags", media: str = "application/json") -> bytes:
     return (
-        f"POST /v1/tags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: {media}\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
 
-def test_an_incomplete_body_gets_408_at_the_body_deadline(server: tuple[int, str]) -> None:
+@pytest.mark.parametrize(("path", "media", "start"), [
+    ("/v1/tags", "application/json", b'{"title": '),
+    ("/v1/jobs", "application/jsonl", b'{"custom_id": "1", "product": {"title": "tee"}}\n{"cus'),
+])
+def test_an_incomplete_body_gets_408_at_the_body_deadline(
+    server: tuple[int, str], path: str, media: str, start: bytes,
+) -> None:
     port, key = server
     with connect(port) as sock:
-        sock.sendall(post_head(100, key) + b'{"title": ')
+        sock.sendall(post_head(1000, key, path, media) + start)
         raw, elapsed = read_until_closed(sock, 30)
     assert elapsed <= BODY_IDLE_S + SLACK_S
     status, headers, error = error_of(raw)
