@@ -52,7 +52,7 @@ class TimeoutH11Protocol(H11Protocol):
     """Configured by :func:`protocol_class` (uvicorn instantiates the class itself)."""
 
     header_timeout_s = 10.0
-    body_timeout_s = 300.0
+    body_total_timeout_s = 300.0
     max_connections: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,7 +97,7 @@ class TimeoutH11Protocol(H11Protocol):
         self._cancel()
         self._phase = phase
         if phase is not None:
-            seconds = self.header_timeout_s if phase == "head" else self.body_timeout_s + BODY_GRACE_S
+            seconds = self.header_timeout_s if phase == "head" else self.body_total_timeout_s + BODY_GRACE_S
             self._deadline = self.loop.call_later(seconds, self._expired, phase)
 
     def _expired(self, phase: str) -> None:
@@ -137,10 +137,10 @@ class TimeoutH11Protocol(H11Protocol):
 
 
 def protocol_class(
-    *, header_timeout_s: float, body_timeout_s: float, max_connections: int | None,
+    *, header_timeout_s: float, body_total_timeout_s: float, max_connections: int | None,
 ) -> type[TimeoutH11Protocol]:
     """A :class:`TimeoutH11Protocol` with these limits, for ``uvicorn.run(http=...)``."""
     return type("ConfiguredH11Protocol", (TimeoutH11Protocol,), {
-        "header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s,
+        "header_timeout_s": header_timeout_s, "body_total_timeout_s": body_total_timeout_s,
         "max_connections": max_connections,
     })

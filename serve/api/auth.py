@@ -4,8 +4,8 @@ Authentication runs before routing and body parsing, so an anonymous client lear
 nothing from a 422 or a 404: every non-open path answers 401 without a valid key. The
 per-key rate limit is applied right after (429). Failed authentications are limited per
 client address (``auth_failures.py``): an address over its budget gets 429 before its key
-is verified. The scope check is a dependency of each
-route (``require("tags")``), which also documents the bearer scheme in the OpenAPI schema.
+is verified. The scope check is a dependency of each route (``require("tags")``), which
+also documents the bearer scheme in the OpenAPI schema.
 """
 
 from __future__ import annotations

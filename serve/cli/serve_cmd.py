@@ -45,7 +45,7 @@ def serve(
     uvicorn.run(
         app, host=server.host, port=server.port, log_level=s.log_level, log_config=None, access_log=False,
         http=protocol_class(
-            header_timeout_s=server.header_timeout_s, body_timeout_s=server.body_total_timeout_s,
+            header_timeout_s=server.header_timeout_s, body_total_timeout_s=server.body_total_timeout_s,
             max_connections=server.max_connections,
         ),
         # X-Forwarded-For is believed from the configured proxies only: it decides the

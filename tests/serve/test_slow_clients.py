@@ -93,6 +93,33 @@ def test_a_trickled_request_head_is_cut_at_the_header_deadline(server: tuple[int
     assert status == 408 and headers["connection"] == "close" and error["code"] == "request_timeout"
 
 
+def test_many_trickling_connections_are_all_cut(server: tuple[int, str]) -> None:
+    port, _ = server
+    socks = [connect(port) for _ in range(50)]
+    for sock in socks:
+        sock.setblocking(False)
+    open_ = set(range(len(socks)))
+    start = time.monotonic()
+    try:
+        while open_ and time.monotonic() - start < 20:  # bounded: the deadline is 1.5 s
+            for i in list(open_):
+                try:
+                    socks[i].send(b"X")  # a byte of an endless request line, every 0.2 s
+                    if socks[i].recv(65536) == b"":
+                        open_.discard(i)
+                except BlockingIOError:
+                    pass
+                except OSError:  # reset / broken pipe: closed by the server
+                    open_.discard(i)
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+    finally:
+        for sock in socks:
+            sock.close()
+    assert not open_, f"{len(open_)} of {len(socks)} trickling connections still open"
+    assert elapsed <= HEADER_S + SLACK_S
+
+
 def test_a_silent_connection_is_closed_at_the_header_deadline(server: tuple[int, str]) -> None:
     port, _ = server
     with connect(port) as sock:
