@@ -79,6 +79,10 @@ def parse_scopes(text: str | list[str]) -> frozenset[str]:
     return scopes
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave no active admin key."""
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -124,17 +128,29 @@ class KeyStore:
             row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
         return None if row is None else _record(row)
 
-    def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key (idempotent); KeyError when there is no such key."""
-        with self._engine.begin() as conn:
+    def revoke(self, key_id: str, *, keep_an_admin: bool = True) -> ApiKey:
+        """Revoke a key (idempotent); KeyError when there is no such key, LastAdminKey when
+        ``keep_an_admin`` and it is the last active admin key."""
+        # IMMEDIATE: the count and the update under one write lock, so two concurrent
+        # revocations of the last two admin keys cannot both pass the check
+        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
+            if row is None:
+                raise KeyError(key_id)
+            target = _record(row)
+            if keep_an_admin and target.active and "admin" in target.scopes:
+                active = conn.execute(
+                    select(keys_table.c.scopes).where(keys_table.c.revoked_at.is_(None))
+                ).scalars().all()
+                if sum("admin" in s.split(",") for s in active) <= 1:
+                    raise LastAdminKey(key_id)
             conn.execute(
                 update(keys_table)
                 .where(keys_table.c.id == key_id, keys_table.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
         record = self.get(key_id)
-        if record is None:
-            raise KeyError(key_id)
+        assert record is not None  # keys are never deleted
         return record
 
     def has_active_keys(self) -> bool:

@@ -47,6 +47,10 @@ class Metrics:
         )
         self.engine_queue = Gauge("tagsmith_engine_queued_products", "products waiting", registry=r)
         self.rate_limited = Counter("tagsmith_rate_limited", "requests refused with 429", registry=r)
+        self.auth_failures = Counter(
+            "tagsmith_auth_failures", "requests with credentials refused: invalid (401) or "
+            "from an address over its failed-authentication budget (limited, 429)", ["outcome"], registry=r,
+        )
         self.job_items = Counter("tagsmith_job_items", "job items written", ["outcome"], registry=r)
 
     def observe_results(self, results: Iterable[TagResult], *, source: str) -> None:

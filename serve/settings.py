@@ -98,6 +98,28 @@ class ServerSettings(BaseModel):
         description="how often to pick up taxonomy versions and index generations published "
         "by other processes (the CLI); 0 disables",
     )
+    # slow clients (serve/http_protocol.py, serve/body_timeout.py)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest wait for a complete request head, from the "
+        "connection or the previous response; trickled bytes do not extend it (408 / closed)",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest wait for the next part of a request body (408)",
+    )
+    body_total_timeout_s: float = Field(
+        default=300.0, gt=0, description="longest a whole request body may take to arrive (408)",
+    )
+    max_connections: int | None = Field(
+        default=1000, ge=1, description="connections (or requests in progress) at once; beyond, "
+        "503 with Retry-After; unset: no cap",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto "
+        "are believed (uvicorn's forwarded_allow_ips; '*' trusts any). Empty: none, the client "
+        "address is the peer's; behind a proxy, name it, or every client shares the proxy's "
+        "address (and its failed-authentication budget)",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -121,6 +143,15 @@ class LimitSettings(BaseModel):
     rate_burst: int = Field(default=100, ge=1, description="requests a key may send at once")
     max_queue_items: int = Field(
         default=4096, ge=1, description="products waiting for the tagging engine (503 above)"
+    )
+    # failed authentications per client address (serve/api/auth_failures.py)
+    auth_failures_per_min: float = Field(
+        default=10.0, gt=0, description="failed authentications a client address may make a minute, "
+        "sustained; beyond that and the burst, its requests with a key get 429 until the budget refills",
+    )
+    auth_failure_burst: int = Field(default=20, ge=1, description="failed authentications at once per address")
+    auth_failure_clients: int = Field(
+        default=100_000, ge=1, description="addresses tracked (memory bound); the oldest is forgotten first",
     )
 
 

@@ -8,11 +8,15 @@ from typing import overload
 
 from sqlalchemy import Engine
 
+from serve.filemodes import private_file
 from taxonomy.schema import make_engine
 
 
 def sqlite_engine(path: Path) -> Engine:
-    """WAL, synchronous=FULL, a busy timeout (the taxonomy store's settings)."""
+    """WAL, synchronous=FULL, a busy timeout (the taxonomy store's settings); the file is
+    created 0600 first, so SQLite (which copies the database's mode to its -wal and -shm
+    files) never makes it world-readable under a umask of 022."""
+    private_file(path)
     return make_engine(f"sqlite:///{path}")
 
 

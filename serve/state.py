@@ -25,6 +25,7 @@ from serve.api.taxonomy.service import TaxonomyService
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.feedback import FeedbackStore
+from serve.filemodes import private_dir, private_file
 from serve.jobs import JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
 from serve.llm_health import LLMHealth, track
@@ -59,7 +60,9 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    # the taxonomy store (taxonomy/, which knows nothing of file modes) opens it later
+    private_file(settings.data_dir / "taxonomy.db")
     keys = KeyStore(key_store_path(settings.data_dir))
     problem = auth_problem(settings, keys)
     if problem is not None:

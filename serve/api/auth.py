@@ -2,13 +2,16 @@
 
 Authentication runs before routing and body parsing, so an anonymous client learns
 nothing from a 422 or a 404: every non-open path answers 401 without a valid key. The
-per-key rate limit is applied right after (429). The scope check is a dependency of each
-route (``require("tags")``), which also documents the bearer scheme in the OpenAPI schema.
+per-key rate limit is applied right after (429). Failed authentications are limited per
+client address (``auth_failures.py``): an address over its budget gets 429 before its key
+is verified. The scope check is a dependency of each route (``require("tags")``), which
+also documents the bearer scheme in the OpenAPI schema.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,9 +20,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serve.api.auth_failures import AuthFailureLimiter, client_key
 from serve.api.errors import ApiError, error_body, retry_after
 from serve.keys import SCOPES, KeyStore
 from serve.settings import Settings
+
+log = logging.getLogger("tagsmith.api")
 
 #: paths anyone may call (health, metrics, the documentation)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -69,6 +75,16 @@ async def _reply(send: Send, status: int, code: str, message: str, headers: dict
 class AuthMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # made on the first request: the settings live in the app state, not here
+        self._failures: AuthFailureLimiter | None = None
+
+    def _failure_limiter(self, settings: Settings) -> AuthFailureLimiter:
+        if self._failures is None:
+            limits = settings.limits
+            self._failures = AuthFailureLimiter(
+                limits.auth_failures_per_min, limits.auth_failure_burst, limits.auth_failure_clients,
+            )
+        return self._failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -78,8 +94,30 @@ class AuthMiddleware:
         authorization = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
         )
+        # only requests presenting credentials are guesses; one without any learns nothing
+        guarded = authorization is not None and not state.settings.auth.dev_mode
+        failures = self._failure_limiter(state.settings)
+        client = client_key((scope.get("client") or (None,))[0])
+        if guarded and (blocked := failures.blocked_for(client)) > 0:
+            # before verifying the key: while limited, a right key and a wrong one look alike
+            state.metrics.auth_failures.labels("limited").inc()
+            await _reply(
+                send, 429, "rate_limited",
+                "too many failed authentications from this address "
+                f"({state.settings.limits.auth_failures_per_min:g} a minute, burst "
+                f"{state.settings.limits.auth_failure_burst}); retry after the Retry-After seconds",
+                retry_after(blocked),
+            )
+            return
         principal = authenticate(state.settings, state.keys, authorization)
         if principal is None:
+            if guarded:
+                state.metrics.auth_failures.labels("invalid").inc()
+                if failures.failed(client):  # once per exhaustion, not per request: no log flood
+                    log.warning(
+                        "client %s spent its failed-authentication budget: its requests get 429 "
+                        "until it refills", client,
+                    )
             await _reply(
                 send, 401, "unauthorized",
                 "a valid API key is required: send `Authorization: Bearer <key>` "

@@ -86,7 +86,7 @@ def error_response(
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 412: "precondition_failed",
+    405: "method_not_allowed", 406: "not_acceptable", 408: "request_timeout", 409: "conflict", 412: "precondition_failed",
     413: "request_too_large", 415: "unsupported_media_type", 428: "precondition_required",
     429: "rate_limited", 503: "unavailable",
 }
@@ -146,6 +146,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: _doc("missing, malformed, unknown or revoked API key"),
     403: _doc("the key lacks the scope this operation needs"),
     404: _doc("no such resource"),
+    408: _doc("the request body did not arrive in time (server.body_timeout_s / body_total_timeout_s)"),
     409: _doc("the resource is in a state that does not allow this"),
     412: _doc("If-Match names a version that is no longer current"),
     413: _doc("request body larger than the configured limit"),
@@ -159,5 +160,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented errors every authenticated operation can return, plus ``statuses``."""
-    wanted = {401, 403, 413, 422, 429, *statuses}
+    # 408: `tagsmith serve` answers it to any request whose body does not arrive in time
+    wanted = {401, 403, 408, 413, 422, 429, *statuses}
     return {s: ERRORS[s] for s in sorted(wanted)}

@@ -16,10 +16,11 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _store() -> KeyStore:
+    from serve.filemodes import private_dir
     from serve.keys import KeyStore, key_store_path
 
     s = settings()
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(s.data_dir)
     return KeyStore(key_store_path(s.data_dir))
 
 
@@ -63,13 +64,26 @@ def list_keys() -> None:
 
 
 @app.command("revoke")
-def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (first column of `keys list`)")]) -> None:
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (first column of `keys list`)")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="revoke even the last active admin key (this CLI can still create keys)",
+    )] = False,
+) -> None:
     """Revoke a key: requests with it get 401 from then on."""
+    from serve.keys import LastAdminKey
+
     store = _store()
     try:
-        record = store.revoke(key_id)
+        record = store.revoke(key_id, keep_an_admin=not force)
     except KeyError:
         fail(f"no key {key_id!r} (see `tagsmith keys list`)")
+    except LastAdminKey:
+        fail(
+            f"key {key_id} is the last active admin key: without it nobody can manage keys over the "
+            "API. Create another first (`tagsmith keys create --scopes admin`), or pass --force: "
+            "`tagsmith keys create` on this host, which needs no key, stays the way back in"
+        )
     finally:
         store.close()
     console.print(f"revoked key {record.id} ({record.name})")

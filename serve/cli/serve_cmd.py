@@ -16,6 +16,9 @@ def serve(
     import uvicorn
 
     from serve.app import create_app
+    from serve.body_timeout import BodyTimeoutMiddleware
+    from serve.filemodes import private_dir
+    from serve.http_protocol import protocol_class
     from serve.jsonlog import configure_logging
     from serve.keys import KeyStore, key_store_path
     from serve.state import auth_problem
@@ -25,7 +28,7 @@ def serve(
         s.server.host = host
     if port is not None:
         s.server.port = port
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(s.data_dir)
     keys = KeyStore(key_store_path(s.data_dir))
     problem = auth_problem(s, keys)
     keys.close()
@@ -37,7 +40,16 @@ def serve(
         soft_wrap=True, highlight=False,
     )
     configure_logging(s.log_level)
+    server = s.server
+    app = BodyTimeoutMiddleware(create_app(s), idle_s=server.body_timeout_s, total_s=server.body_total_timeout_s)
     uvicorn.run(
-        create_app(s), host=s.server.host, port=s.server.port, log_level=s.log_level,
-        log_config=None, access_log=False,
+        app, host=server.host, port=server.port, log_level=s.log_level, log_config=None, access_log=False,
+        http=protocol_class(
+            header_timeout_s=server.header_timeout_s, body_total_timeout_s=server.body_total_timeout_s,
+            max_connections=server.max_connections,
+        ),
+        # X-Forwarded-For is believed from the configured proxies only: it decides the
+        # address the failed-authentication limit counts against
+        proxy_headers=bool(server.trusted_proxies.strip()),
+        forwarded_allow_ips=server.trusted_proxies.strip() or None,
     )

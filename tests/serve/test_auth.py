@@ -216,3 +216,44 @@ def test_configured_admin_key_works(shop_dir: Path) -> None:
         assert client.get("/v1/keys", headers=auth(secret)).status_code == 200
         assert client.get("/v1/keys", headers=auth(secret + "x")).status_code == 401
     assert not KeyStore(key_store_path(shop_dir)).has_active_keys()
+
+
+# ---- failed authentications per client address (issue 18, finding 4) -------------------
+WRONG = auth("tsk_000000000000_" + "A" * 43)  # well-formed: each one costs a key lookup
+
+
+@pytest.mark.parametrize("attempts", [100, pytest.param(1000, marks=pytest.mark.slow)])
+def test_failed_authentications_end_in_429_for_that_address_only(shop_dir: Path, attempts: int) -> None:
+    keys = make_keys(shop_dir)
+    burst = 20
+    # one failure a minute back: no token refills during the loop on a slow machine
+    limits = {"auth_failure_burst": burst, "auth_failures_per_min": 1}
+    with running_app(service_settings(shop_dir, limits=limits)) as client:
+        app = client.app
+        attacker = TestClient(app, client=("203.0.113.7", 40000))
+        other = TestClient(app, client=("198.51.100.2", 40000))
+        statuses = [attacker.get("/v1/taxonomy", headers=WRONG).status_code for _ in range(attempts)]
+        assert statuses[:burst] == [401] * burst and set(statuses[burst:]) == {429}, statuses[:40]
+        limited = attacker.get("/v1/taxonomy", headers=WRONG)
+        assert_error(limited, 429, "rate_limited")
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        # while limited, a valid key from that address is refused too (nothing to learn) …
+        assert_error(attacker.get("/v1/taxonomy", headers=auth(keys["tags"])), 429, "rate_limited")
+        # … and another address is unaffected, right key or wrong
+        assert other.get("/v1/taxonomy", headers=auth(keys["tags"])).status_code == 200
+        assert_error(other.get("/v1/taxonomy", headers=WRONG), 401, "unauthorized")
+        metrics = client.get("/metrics").text
+        assert f'tagsmith_auth_failures_total{{outcome="invalid"}} {burst + 1}.0' in metrics
+        assert f'tagsmith_auth_failures_total{{outcome="limited"}} {attempts - burst + 2}.0' in metrics
+
+
+def test_a_successful_authentication_does_not_reset_the_failure_budget(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    settings = service_settings(shop_dir, limits={"auth_failure_burst": 3, "auth_failures_per_min": 0.1})
+    with running_app(settings) as client:
+        good = auth(keys["tags"])
+        assert [client.get("/v1/taxonomy", headers=h).status_code for h in (WRONG, WRONG, good)] == [401, 401, 200]
+        assert client.get("/v1/taxonomy", headers=WRONG).status_code == 401  # the third failure: spent
+        assert_error(client.get("/v1/taxonomy", headers=good), 429, "rate_limited")
+        # a request without credentials guesses nothing: it still gets the plain 401
+        assert_error(client.get("/v1/taxonomy"), 401, "unauthorized")

@@ -10,7 +10,7 @@ from serve.api.auth import AdminScope
 from serve.api.deps import StateDep
 from serve.api.errors import ApiError, errors
 from serve.api.keys.protocol import KeyCreate, KeyCreated, KeyList, KeyOut
-from serve.keys import ApiKey
+from serve.keys import ApiKey, LastAdminKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="the key's public id")]
@@ -34,9 +34,27 @@ def list_keys(state: StateDep, _: AdminScope) -> KeyList:
     return KeyList(items=[_out(r) for r in state.keys.all()])
 
 
-@router.delete("/{key_id}", response_model=KeyOut, responses=errors(404), summary="Revoke an API key.")
-def revoke_key(key_id: KeyId, state: StateDep, _: AdminScope) -> KeyOut:
+@router.delete(
+    "/{key_id}", response_model=KeyOut, responses=errors(404, 409),
+    summary="Revoke an API key (not the caller's own, nor the last active admin key: 409).",
+)
+def revoke_key(key_id: KeyId, state: StateDep, caller: AdminScope) -> KeyOut:
+    # a key revoking itself is almost always a mistake (the wrong id pasted) that locks the
+    # caller out mid-session; another admin key or `tagsmith keys revoke` can do it
+    if key_id == caller.key_id:
+        raise ApiError(
+            409, "conflict",
+            f"key {key_id} is the key making this request: revoke it with another admin key "
+            "or `tagsmith keys revoke` on the server",
+        )
     try:
         return _out(state.keys.revoke(key_id))
     except KeyError as exc:
         raise ApiError(404, "not_found", f"no API key {key_id!r}") from exc
+    except LastAdminKey as exc:
+        raise ApiError(
+            409, "conflict",
+            f"key {key_id} is the last active admin key: create another admin key first "
+            "(POST /v1/keys with scopes [\"admin\"]); the server's operator can force it with "
+            "`tagsmith keys revoke --force`",
+        ) from exc

@@ -1,0 +1,71 @@
+"""Owner-only modes for the service's state: the data directory 0700, its databases 0600.
+
+The data directory holds the API keys' hashes, reviewers' feedback and customers' job
+inputs: nothing there is for other local users. The process umask (often 022) would make
+them world-readable, so modes are set explicitly instead of trusting it.
+
+An existing data directory or database with looser modes is *tightened* (and logged), not
+merely warned about: a warning in a service log is easily missed, the directory is the
+service's own ("one directory for all state"), and an operator who wants to share a
+file can still copy it out. Files owned by another user are left alone (a warning): we
+cannot chmod them, and failing the start over it would be worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("tagsmith.service")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+#: the files SQLite keeps next to a database in WAL mode (it gives them the database's mode
+#: when it creates them, but ones left by an older version keep theirs)
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _tighten(path: Path, mode: int, fd: int | None = None) -> None:
+    current = stat.S_IMODE(os.fstat(fd).st_mode if fd is not None else path.stat().st_mode)
+    if current & 0o077 == 0:
+        return
+    try:
+        if fd is not None:
+            os.fchmod(fd, mode)
+        else:
+            path.chmod(mode)
+    except PermissionError:
+        log.warning("%s is readable by others (mode %o) and not ours to change: chmod %o it", path, current, mode)
+        return
+    log.warning("%s was readable by others (mode %o): tightened to %o", path, current, mode)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700, or tighten an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=DIR_MODE)
+        path.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask: say it exactly
+    except FileExistsError:
+        _tighten(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Make sure ``path`` exists with mode 0600 *before* a library (SQLite) opens it.
+
+    Created empty when missing (an empty file is a valid, empty SQLite database), never
+    truncated; an existing file and its SQLite sidecars with looser modes are tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        _tighten(path, FILE_MODE, fd)
+    finally:
+        os.close(fd)
+    for suffix in SQLITE_SIDECARS:
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            _tighten(sidecar, FILE_MODE)
+    return path

@@ -1,0 +1,198 @@
+"""Slow clients (issue 18, finding 6) against a real `tagsmith serve` on loopback: a
+trickled request head is cut at the header deadline, an incomplete or trickled body gets
+408, a connection cap answers 503; normal requests are unaffected. Small timeouts, bounded
+loops: every wait below ends by itself."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
+
+pytestmark = pytest.mark.process  # a real server process, seconds of deliberate waiting
+
+HEADER_S, BODY_IDLE_S, BODY_TOTAL_S, CAP = 1.5, 1.0, 3.0, 4
+SLACK_S = 3.0  # a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    from tests.serve.helpers import copy_data_dir
+
+    data = copy_data_dir(shop_template, tmp_path_factory.mktemp("slow") / "data")
+    key = make_keys(data)["tags"]
+    env = {
+        **HASHING_ENV, "TAGSMITH_DATA_DIR": str(data), "TAGSMITH_TAGGING__PIPELINE": "knn",
+        "TAGSMITH_SERVER__HEADER_TIMEOUT_S": str(HEADER_S),
+        "TAGSMITH_SERVER__BODY_TIMEOUT_S": str(BODY_IDLE_S),
+        "TAGSMITH_SERVER__BODY_TOTAL_TIMEOUT_S": str(BODY_TOTAL_S),
+        "TAGSMITH_SERVER__MAX_CONNECTIONS": str(CAP),
+    }
+    port = free_port()
+    proc = start_server(port, env)
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}", env)
+        yield port, key
+    finally:
+        stop_server(proc)
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.settimeout(0.1)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, seconds: float, drip: bytes = b"", every: float = 0.2) -> tuple[bytes, float]:
+    """What the server sends until it closes (sending ``drip`` a byte at a time meanwhile);
+    the elapsed seconds. Gives up after ``seconds`` (the connection still open: ``inf``)."""
+    start = time.monotonic()
+    got, sent = b"", 0
+    while time.monotonic() - start < seconds:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            chunk = None
+        except ConnectionError:
+            return got, time.monotonic() - start
+        if chunk == b"":
+            return got, time.monotonic() - start
+        got += chunk or b""
+        if sent < len(drip) and not got:
+            try:
+                sock.sendall(drip[sent:sent + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return got, time.monotonic() - start
+            sent += 1
+            time.sleep(every)
+    return got, float("inf")
+
+
+def error_of(raw: bytes) -> tuple[int, dict[str, str], dict[str, object]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)["error"]
+
+
+def test_a_trickled_request_head_is_cut_at_the_header_deadline(server: tuple[int, str]) -> None:
+    port, _ = server
+    drip = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200  # never finished
+    with connect(port) as sock:
+        raw, elapsed = read_until_closed(sock, 30, drip=drip, every=0.1)
+    assert elapsed <= HEADER_S + SLACK_S
+    status, headers, error = error_of(raw)
+    assert status == 408 and headers["connection"] == "close" and error["code"] == "request_timeout"
+
+
+def test_many_trickling_connections_are_all_cut(server: tuple[int, str]) -> None:
+    port, _ = server
+    socks = [connect(port) for _ in range(50)]
+    for sock in socks:
+        sock.setblocking(False)
+    open_ = set(range(len(socks)))
+    start = time.monotonic()
+    try:
+        while open_ and time.monotonic() - start < 20:  # bounded: the deadline is 1.5 s
+            for i in list(open_):
+                try:
+                    socks[i].send(b"X")  # a byte of an endless request line, every 0.2 s
+                    if socks[i].recv(65536) == b"":
+                        open_.discard(i)
+                except BlockingIOError:
+                    pass
+                except OSError:  # reset / broken pipe: closed by the server
+                    open_.discard(i)
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+    finally:
+        for sock in socks:
+            sock.close()
+    assert not open_, f"{len(open_)} of {len(socks)} trickling connections still open"
+    assert elapsed <= HEADER_S + SLACK_S
+
+
+def test_a_silent_connection_is_closed_at_the_header_deadline(server: tuple[int, str]) -> None:
+    port, _ = server
+    with connect(port) as sock:
+        raw, elapsed = read_until_closed(sock, 30)
+    assert raw == b"" and elapsed <= HEADER_S + SLACK_S
+
+
+def post_head(length: int, key: str, path: str = "/v1/tags", media: str = "application/json") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: {media}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(("path", "media", "start"), [
+    ("/v1/tags", "application/json", b'{"title": '),
+    ("/v1/jobs", "application/jsonl", b'{"custom_id": "1", "product": {"title": "tee"}}\n{"cus'),
+])
+def test_an_incomplete_body_gets_408_at_the_body_deadline(
+    server: tuple[int, str], path: str, media: str, start: bytes,
+) -> None:
+    port, key = server
+    with connect(port) as sock:
+        sock.sendall(post_head(1000, key, path, media) + start)
+        raw, elapsed = read_until_closed(sock, 30)
+    assert elapsed <= BODY_IDLE_S + SLACK_S
+    status, headers, error = error_of(raw)
+    assert status == 408 and headers["connection"] == "close" and error["code"] == "request_timeout"
+    assert error["request_id"] == headers["x-request-id"]
+
+
+def test_a_trickled_body_gets_408_at_the_whole_body_deadline(server: tuple[int, str]) -> None:
+    port, key = server
+    with connect(port) as sock:
+        sock.sendall(post_head(1000, key))
+        # a byte every 0.3 s beats the 1 s between parts, not the 3 s in all
+        raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
+    assert BODY_TOTAL_S - 0.5 <= elapsed <= BODY_TOTAL_S + SLACK_S
+    status, _, error = error_of(raw)
+    assert status == 408 and "in all" in str(error["message"])
+
+
+def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, str]) -> None:
+    port, _ = server
+    with connect(port) as sock:
+        sock.sendall(post_head(1000, "wrong"))  # answered 401 at once; the body is never read
+        answered, _ = read_until_closed(sock, 2)
+        assert answered.startswith(b"HTTP/1.1 401")
+        # the server's protocol, not the app, now bounds the rest: body_total_timeout_s + grace
+        raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
+    assert raw == b"" and elapsed <= BODY_TOTAL_S + 5.0 + SLACK_S
+
+
+def test_normal_requests_and_keep_alive_still_work(server: tuple[int, str]) -> None:
+    port, key = server
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth(key), timeout=30) as client:
+        for _ in range(3):
+            assert client.post("/v1/tags", json={"title": "Cast iron skillet"}).status_code == 200
+            time.sleep(0.5)  # within keep-alive; the header deadline restarts after each response
+
+
+def test_connections_beyond_the_cap_get_503(server: tuple[int, str]) -> None:
+    port, key = server
+    idle = [connect(port) for _ in range(CAP)]
+    try:
+        time.sleep(0.3)  # accepted by the server; closed by it after HEADER_S
+        over = httpx.get(f"http://127.0.0.1:{port}/v1/taxonomy", headers=auth(key), timeout=10)
+        assert over.status_code == 503 and over.json()["error"]["code"] == "unavailable"
+        assert int(over.headers["retry-after"]) >= 1
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (status := httpx.get(f"http://127.0.0.1:{port}/v1/taxonomy", headers=auth(key), timeout=10).status_code) != 200:
+        assert status == 503 and time.monotonic() < deadline
+        time.sleep(0.2)
