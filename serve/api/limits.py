@@ -38,18 +38,25 @@ PINNED_VERSION_COST = 5.0
 _NODES = "/v1/taxonomy/nodes"
 
 
-def request_cost(scope: Scope) -> float:
-    """Tokens the request takes from its key's bucket (see :data:`ROUTE_COSTS`)."""
-    method, path = scope["method"], scope["path"]
+def route_cost(method: str, path: str, query: bytes = b"") -> float:
+    """Tokens a request takes from its key's bucket (see :data:`ROUTE_COSTS`)."""
     method = "GET" if method == "HEAD" else method  # a HEAD does a GET's work
     for route_method, route, cost in ROUTE_COSTS:
         if method == route_method and (path == route or path.startswith(route + "/")):
             return cost
-    if method == "GET" and (path == _NODES or path.startswith(_NODES + "/")):
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        if "version" in query:
-            return PINNED_VERSION_COST
+    nodes = method == "GET" and (path == _NODES or path.startswith(_NODES + "/"))
+    if nodes and "version" in parse_qs(query.decode("latin-1"), keep_blank_values=True):
+        return PINNED_VERSION_COST
     return 1.0
+
+
+def request_cost(scope: Scope) -> float:
+    return route_cost(scope["method"], scope["path"], scope.get("query_string", b""))
+
+
+def cost_note(path: str, query: bytes = b"") -> str:
+    """For the API documentation of a costly route."""
+    return f"Counts as {route_cost('GET', path, query):g} requests against the key's rate limit."
 
 
 class RateLimiter:

@@ -177,6 +177,9 @@ def test_a_search_heavy_key_is_limited_sooner_than_a_cheap_one(shop_dir: Path) -
         cheap_limited = client.get("/v1/taxonomy", headers=cheap)
         assert "counts as" not in assert_error(cheap_limited, 429, "rate_limited")["message"]
         assert int(cheap_limited.headers["retry-after"]) <= 10
+        paths = client.get("/openapi.json").json()["paths"]  # the costs are documented
+        assert "Counts as 2 requests" in paths["/v1/taxonomy/search"]["get"]["description"]
+        assert "Counts as 10 requests" in paths["/v1/taxonomy/diff"]["get"]["description"]
 
 
 def test_old_version_rebuilds_are_bounded_across_keys(shop_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
