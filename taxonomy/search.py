@@ -8,8 +8,9 @@ synonyms contain each character bigram and trigram. A word found in a node's pat
 inside the name of the node or of an ancestor (words hold no spaces, and the separator
 does), so a query scores only the subtrees under the names that hold its rarest gram: a
 superset of the matches, ranked exactly as a full scan would. That keeps a query on the
-~10k-node default taxonomy well under a millisecond instead of ~100 ms; recent results are
-cached per snapshot too.
+~10k-node default taxonomy well under a millisecond instead of ~100 ms (queries made only of
+one-letter words have no gram and scan every node: 1-3 ms); recent results are cached per
+snapshot too. Building the index costs ~0.25 s of CPU and ~13 MB on that taxonomy.
 """
 
 from __future__ import annotations
