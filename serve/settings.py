@@ -153,6 +153,12 @@ class LimitSettings(BaseModel):
     auth_failure_clients: int = Field(
         default=100_000, ge=1, description="addresses tracked (memory bound); the oldest is forgotten first",
     )
+    history_reads_at_once: int = Field(
+        default=1, ge=1, le=64,
+        description="old taxonomy versions rebuilt, and diffs / migration maps computed, at once "
+        "across all keys (CPU-heavy; cached results do not count); others wait history_wait_s, then 503",
+    )
+    history_wait_s: float = Field(default=1.0, ge=0.0, le=30.0, description="see history_reads_at_once")
 
 
 class JobSettings(BaseModel):

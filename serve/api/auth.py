@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.api.auth_failures import AuthFailureLimiter, client_key
 from serve.api.errors import ApiError, error_body, retry_after
+from serve.api.limits import request_cost
 from serve.keys import SCOPES, KeyStore
 from serve.settings import Settings
 
@@ -125,13 +126,14 @@ class AuthMiddleware:
                 {"WWW-Authenticate": 'Bearer realm="tagsmith"'},
             )
             return
-        wait = state.limiter.acquire(principal.key_id)
+        cost = request_cost(scope)  # expensive reads take several tokens (serve/api/limits.py)
+        wait = state.limiter.acquire(principal.key_id, cost)
         if wait > 0:
             state.metrics.rate_limited.inc()
             await _reply(
                 send, 429, "rate_limited",
                 f"rate limit of key {principal.key_id} exceeded "
-                f"({state.settings.limits.rate_per_s:g} requests/s, burst {state.settings.limits.rate_burst}); "
+                f"({state.limiter.describe(cost)}); "
                 "retry after the Retry-After seconds",
                 retry_after(wait),
             )

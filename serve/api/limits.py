@@ -3,6 +3,11 @@
 The body limit is checked twice: against ``Content-Length`` before anything is read, and
 while reading (a chunked upload has no length), so no handler ever buffers more than the
 limit. Job uploads (JSONL) get their own, larger limit.
+
+The rate limit counts cost, not requests: most requests take one token, the reads that can
+cost much more CPU take several (:data:`ROUTE_COSTS`), so the CPU one key can spend stays
+bounded whichever routes it calls. (Old-version rebuilds are also bounded across all keys:
+``limits.history_reads_at_once``, in the taxonomy service.)
 """
 
 from __future__ import annotations
@@ -10,11 +15,48 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.api.errors import error_body
+
+#: (method, path, tokens; the path's sub-paths too): reads whose worst case costs several
+#: times a typical request. Search scans the taxonomy when its index has no short cut (queries
+#: of one-letter words, a fresh version's index build); the version log reads the database;
+#: diff and migration-map may rebuild two old versions (~0.3 s each on the 10k-node default
+#: taxonomy) before comparing them. Everything else costs 1.
+ROUTE_COSTS: tuple[tuple[str, str, float], ...] = (
+    ("GET", "/v1/taxonomy/search", 2.0),
+    ("GET", "/v1/taxonomy/versions", 2.0),
+    ("GET", "/v1/taxonomy/diff", 10.0),
+    ("GET", "/v1/taxonomy/migration-map", 10.0),
+)
+#: node reads pinned to a version (``?version=``): an old version may have to be rebuilt
+PINNED_VERSION_COST = 5.0
+_NODES = "/v1/taxonomy/nodes"
+
+
+def route_cost(method: str, path: str, query: bytes = b"") -> float:
+    """Tokens a request takes from its key's bucket (see :data:`ROUTE_COSTS`)."""
+    method = "GET" if method == "HEAD" else method  # a HEAD does a GET's work
+    for route_method, route, cost in ROUTE_COSTS:
+        if method == route_method and (path == route or path.startswith(route + "/")):
+            return cost
+    nodes = method == "GET" and (path == _NODES or path.startswith(_NODES + "/"))
+    if nodes and "version" in parse_qs(query.decode("latin-1"), keep_blank_values=True):
+        return PINNED_VERSION_COST
+    return 1.0
+
+
+def request_cost(scope: Scope) -> float:
+    return route_cost(scope["method"], scope["path"], scope.get("query_string", b""))
+
+
+def cost_note(path: str, query: bytes = b"") -> str:
+    """For the API documentation of a costly route."""
+    return f"Counts as {route_cost('GET', path, query):g} requests against the key's rate limit."
 
 
 class RateLimiter:
@@ -26,17 +68,26 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self._lock = threading.Lock()
 
-    def acquire(self, key: str) -> float:
-        """Take a token: 0.0 when allowed, else the seconds until one is available."""
+    def acquire(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens: 0.0 when allowed, else the seconds until they are available.
+        A cost above the burst is capped at it, so every request can eventually pass."""
+        cost = min(cost, self.burst)
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            if tokens >= cost:
+                self._buckets[key] = (tokens - cost, now)
                 return 0.0
             self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            return (cost - tokens) / self.rate
+
+    def describe(self, cost: float = 1.0) -> str:
+        """The limit in words, for the 429 message."""
+        limit = f"{self.rate:g} requests/s, burst {self.burst:g}"
+        if cost == 1.0:
+            return limit
+        return f"{limit}; this request counts as {min(cost, self.burst):g} (search and history reads cost more)"
 
 
 def _too_large(limit: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,8 @@ import pytest
 
 from agent.llm import ChatMessage, Generation, LLMUnavailableError
 from agent.llm.fake import FaultInjectingBackend, FixedLatencyBackend
+from serve.api.limits import PINNED_VERSION_COST, RateLimiter, request_cost
+from taxonomy import Snapshot, TaxonomyStore
 from tests.serve.helpers import assert_error, auth, make_keys, running_app, service_settings
 
 
@@ -121,3 +124,113 @@ def test_concurrent_batches_each_get_their_own_degraded_flags(shop_dir: Path, on
             assert result["degraded"] is True and llm["degraded"] is True and result["needs_review"] is True
             assert llm["degraded_reason"] == "injected: connection refused" and llm["fallback_used"] is True
         assert "tagsmith_degraded_results_total 2.0" in client.get("/metrics").text
+
+
+# ---- request cost: expensive reads take several tokens; history rebuilds are bounded ----
+def test_request_cost_table() -> None:
+    def cost(method: str, path: str, query: bytes = b"") -> float:
+        return request_cost({"type": "http", "method": method, "path": path, "query_string": query})
+
+    assert cost("GET", "/v1/taxonomy/search", b"q=tee") == 2.0
+    assert cost("HEAD", "/v1/taxonomy/search", b"q=tee") == 2.0
+    assert cost("GET", "/v1/taxonomy/versions") == cost("GET", "/v1/taxonomy/versions/3") == 2.0
+    assert cost("GET", "/v1/taxonomy/diff", b"from=1&to=2") == 10.0
+    assert cost("GET", "/v1/taxonomy/migration-map", b"from=1&to=2") == 10.0
+    assert cost("GET", "/v1/taxonomy/nodes", b"version=1") == PINNED_VERSION_COST
+    assert cost("GET", "/v1/taxonomy/nodes/apparel/socks", b"version=") == PINNED_VERSION_COST
+    for method, path in [("GET", "/v1/taxonomy/nodes"), ("GET", "/v1/taxonomy/nodes/apparel"),
+                         ("GET", "/v1/taxonomy"), ("POST", "/v1/tags"), ("POST", "/v1/taxonomy/edits"),
+                         ("GET", "/v1/taxonomy/searching")]:
+        assert cost(method, path) == 1.0, path
+
+
+def test_a_cost_above_the_burst_is_capped_so_it_can_still_pass() -> None:
+    limiter = RateLimiter(rate=1000.0, burst=3)
+    assert limiter.acquire("k", 10.0) == 0.0  # takes the whole burst, not more
+    assert 0 < limiter.acquire("k", 10.0) <= 3 / 1000 + 0.01
+    assert "counts as 3" in limiter.describe(10.0) and "counts" not in limiter.describe()
+
+
+def test_a_search_heavy_key_is_limited_sooner_than_a_cheap_one(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    # one token every 10 s: nothing refills while the test runs, however slow the machine
+    settings = service_settings(shop_dir, limits={"rate_per_s": 0.1, "rate_burst": 10})
+    with running_app(settings) as client:
+        cheap, searcher, historian = auth(keys["tags"]), auth(keys["tags+feedback"]), auth(keys["feedback"])
+
+        def served(path: str, headers: dict[str, str]) -> int:
+            """Requests answered before the first 429 (bounded)."""
+            for n in range(20):
+                r = client.get(path, headers=headers)
+                if r.status_code == 429:
+                    return n
+                assert r.status_code == 200, r.text
+            return 20
+
+        assert served("/v1/taxonomy", cheap) == 10
+        assert served("/v1/taxonomy/search?q=tee", searcher) == 5
+        assert served("/v1/taxonomy/migration-map?from=1&to=1", historian) == 1
+        limited = client.get("/v1/taxonomy/search?q=tee", headers=searcher)
+        error = assert_error(limited, 429, "rate_limited")
+        assert "0.1 requests/s, burst 10; this request counts as 2" in error["message"]
+        assert int(limited.headers["retry-after"]) >= 19  # two tokens at one per 10 s
+        cheap_limited = client.get("/v1/taxonomy", headers=cheap)
+        assert "counts as" not in assert_error(cheap_limited, 429, "rate_limited")["message"]
+        assert int(cheap_limited.headers["retry-after"]) <= 10
+        paths = client.get("/openapi.json").json()["paths"]  # the costs are documented
+        assert "Counts as 2 requests" in paths["/v1/taxonomy/search"]["get"]["description"]
+        assert "Counts as 10 requests" in paths["/v1/taxonomy/diff"]["get"]["description"]
+
+
+def test_old_version_rebuilds_are_bounded_across_keys(shop_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = make_keys(shop_dir)
+    settings = service_settings(shop_dir, limits={"history_reads_at_once": 1, "history_wait_s": 0.2})
+    with TaxonomyStore(settings.taxonomy_db_url) as store:  # versions 2 and 3 on top of the seed
+        for v in (1, 2):
+            store.apply([{"op": "rename", "id": "toys", "name": f"Toys {v}"}], expected_version=v)
+    building: list[int] = []
+    release = threading.Event()
+    original = TaxonomyStore._build
+
+    def slow_build(self: TaxonomyStore, conn: Any, version: int, base: Snapshot | None) -> Snapshot:
+        if version < 3:  # old versions only (start-up loads the current one)
+            building.append(version)
+            release.wait(10)
+        return original(self, conn, version, base)
+
+    monkeypatch.setattr(TaxonomyStore, "_build", slow_build)
+    with running_app(settings) as client, ThreadPoolExecutor(1) as pool:
+        a, b = auth(keys["tags"]), auth(keys["tags+feedback"])
+        stuck = pool.submit(client.get, "/v1/taxonomy/nodes?version=1", headers=a)
+        for _ in range(1000):  # bounded: until that read is inside its rebuild
+            if building:
+                break
+            time.sleep(0.01)
+        assert building == [1]
+        # another key's old-version reads wait briefly, then 503 with Retry-After
+        for path in ("/v1/taxonomy/diff?from=2&to=3", "/v1/taxonomy/nodes/toys?version=2",
+                     "/v1/taxonomy/migration-map?from=2&to=3"):
+            busy = client.get(path, headers=b)
+            error = assert_error(busy, 503, "overloaded")
+            assert "history_reads_at_once" in error["message"] and busy.headers["retry-after"] == "1"
+        # reads of the current version are not held up
+        assert client.get("/v1/taxonomy/search?q=toys", headers=b).status_code == 200
+        assert client.get("/v1/taxonomy/nodes?version=3", headers=b).status_code == 200
+        release.set()
+        assert stuck.result(timeout=30).status_code == 200
+        assert building == [1]
+        diff = client.get("/v1/taxonomy/diff?from=1&to=3", headers=b)  # v1 is cached now
+        assert diff.status_code == 200 and diff.json()["renamed"][0]["new_name"] == "Toys 2"
+        assert building == [1]
+        # and a cached result skips the bound: hold the slot with another rebuild, then ask again
+        release.clear()
+        stuck = pool.submit(client.get, "/v1/taxonomy/nodes?version=2", headers=a)
+        for _ in range(1000):
+            if building[-1] == 2:
+                break
+            time.sleep(0.01)
+        assert building == [1, 2]
+        assert client.get("/v1/taxonomy/diff?from=1&to=3", headers=b).json() == diff.json()
+        assert client.get("/v1/taxonomy/nodes?version=1", headers=b).status_code == 200
+        release.set()
+        assert stuck.result(timeout=30).status_code == 200

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from serve.api.auth import AnyKey, TaxonomyWriteScope
 from serve.api.deps import TaxonomyServiceDep
 from serve.api.errors import errors
+from serve.api.limits import cost_note
 from serve.api.taxonomy.protocol import (
     EditRequest,
     EditResult,
@@ -27,6 +28,10 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PinnedVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="read this version (default: current)")]
 FromVersion = Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)]
 ToVersion = Annotated[int, Query(alias="to", ge=1, le=2**31 - 1)]
+_OLD = (
+    "Old versions are rebuilt from the edit log and comparisons computed a few at a time across "
+    "all keys (cached afterwards): 503 with Retry-After while the server is busy with others."
+)
 _ETAG = {"ETag": {"description": 'the taxonomy version, e.g. "3": send it back as If-Match to edit', "schema": {"type": "string"}}}
 
 
@@ -40,7 +45,10 @@ def taxonomy_info(response: Response, service: TaxonomyServiceDep, _: AnyKey) ->
     return info
 
 
-@router.get("/nodes", response_model=NodePage, responses=errors(404, 503), summary="Nodes, paginated (document order).")
+@router.get(
+    "/nodes", response_model=NodePage, responses=errors(404, 503), summary="Nodes, paginated (document order).",
+    description=f"With `version`: {cost_note('/v1/taxonomy/nodes', b'version=1')} {_OLD}",
+)
 def list_nodes(
     service: TaxonomyServiceDep, _: AnyKey,
     parent: Annotated[str | None, Query(min_length=1, max_length=512, description="only the children of this node")] = None,
@@ -57,6 +65,7 @@ def list_nodes(
 @router.get(
     "/nodes/{node_id:path}", response_model=NodeDetail, responses=errors(404, 503),
     summary="One node with its children, ancestors and attributes (ids may contain '/').",
+    description=f"With `version`: {cost_note('/v1/taxonomy/nodes/x', b'version=1')} {_OLD}",
 )
 def get_node(
     node_id: Annotated[str, Path(min_length=1, max_length=512)], service: TaxonomyServiceDep, _: AnyKey,
@@ -65,7 +74,10 @@ def get_node(
     return service.node(node_id, version)
 
 
-@router.get("/search", response_model=SearchResults, responses=errors(503), summary="Search names, synonyms and paths.")
+@router.get(
+    "/search", response_model=SearchResults, responses=errors(503), summary="Search names, synonyms and paths.",
+    description=cost_note("/v1/taxonomy/search"),
+)
 def search_nodes(
     service: TaxonomyServiceDep, _: AnyKey,
     q: Annotated[str, Query(min_length=1, max_length=200)],
@@ -75,17 +87,26 @@ def search_nodes(
     return service.search(q, limit, include_deprecated)
 
 
-@router.get("/versions", response_model=VersionList, responses=errors(503), summary="Every version, oldest first.")
+@router.get(
+    "/versions", response_model=VersionList, responses=errors(503), summary="Every version, oldest first.",
+    description=cost_note("/v1/taxonomy/versions"),
+)
 def list_versions(service: TaxonomyServiceDep, _: AnyKey) -> VersionList:
     return service.versions()
 
 
-@router.get("/versions/{version}", response_model=VersionDetail, responses=errors(404, 503), summary="One version and its edits.")
+@router.get(
+    "/versions/{version}", response_model=VersionDetail, responses=errors(404, 503),
+    summary="One version and its edits.", description=cost_note("/v1/taxonomy/versions/1"),
+)
 def get_version(version: Version, service: TaxonomyServiceDep, _: AnyKey) -> VersionDetail:
     return service.version(version)
 
 
-@router.get("/diff", response_model=TaxonomyDiff, responses=errors(404, 503), summary="What changed between two versions.")
+@router.get(
+    "/diff", response_model=TaxonomyDiff, responses=errors(404, 503), summary="What changed between two versions.",
+    description=f"{cost_note('/v1/taxonomy/diff')} {_OLD}",
+)
 def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> TaxonomyDiff:
     return service.diff(v1, v2)
 
@@ -93,6 +114,7 @@ def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _
 @router.get(
     "/migration-map", response_model=MigrationMap, responses=errors(404, 503),
     summary="Where tags stored under one version move to in another.",
+    description=f"{cost_note('/v1/taxonomy/migration-map')} {_OLD}",
 )
 def migration_map(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> MigrationMap:
     return service.migration_map(v1, v2)

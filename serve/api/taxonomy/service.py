@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
 from serve.api.auth import Principal
-from serve.api.errors import ApiError, ErrorDetail
+from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.taxonomy.protocol import (
     EditRequest,
     EditResult,
@@ -16,6 +21,7 @@ from serve.api.taxonomy.protocol import (
     VersionDetail,
     VersionList,
 )
+from serve.settings import LimitSettings
 from serve.sqlite import utc
 from serve.tagging_state import TaggingState
 from taxonomy import (
@@ -29,6 +35,8 @@ from taxonomy import (
     diff_snapshots,
     search,
 )
+
+T = TypeVar("T")
 
 
 def parse_if_match(value: str | None) -> int | None:
@@ -63,16 +71,42 @@ def _utc_info(info: VersionInfo) -> VersionInfo:
 
 
 class TaxonomyService:
-    def __init__(self, store: TaxonomyStore, tagging: TaggingState) -> None:
+    def __init__(self, store: TaxonomyStore, tagging: TaggingState, limits: LimitSettings | None = None) -> None:
         self.store = store
         self.tagging = tagging
+        limits = limits or LimitSettings()
+        # Rebuilding an old version or comparing two costs ~0.3 s of CPU on the default
+        # taxonomy: bounded across all keys, so such reads cannot occupy the cores (and the
+        # threads) that everything else needs. Reads answered from the store's caches skip it.
+        self._heavy_slots = threading.BoundedSemaphore(limits.history_reads_at_once)
+        self._heavy_at_once = limits.history_reads_at_once
+        self._heavy_wait_s = limits.history_wait_s
+
+    @contextmanager
+    def _heavy(self) -> Iterator[None]:
+        if not self._heavy_slots.acquire(timeout=self._heavy_wait_s):
+            raise ApiError(
+                503, "overloaded",
+                f"{self._heavy_at_once} old-version rebuild(s) or comparison(s) already running "
+                "(limits.history_reads_at_once); retry shortly. Reads of the current version are "
+                "not affected",
+                headers=retry_after(1),
+            )
+        try:
+            yield
+        finally:
+            self._heavy_slots.release()
 
     def _snapshot(self, version: int | None) -> Snapshot:
         if version is None:
             self.store.refresh()  # another process (the CLI) may have published a version
             return self.store.current()
+        cached = self.store.cached_snapshot(version)
+        if cached is not None:
+            return cached
         try:
-            return self.store.snapshot(version)
+            with self._heavy():
+                return self.store.snapshot(version)
         except UnknownVersion as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
 
@@ -128,17 +162,20 @@ class TaxonomyService:
             raise ApiError(404, "not_found", str(exc)) from exc
         return VersionDetail(**info.model_dump(), edits=edits)
 
-    def diff(self, v1: int, v2: int) -> TaxonomyDiff:
+    def _compare(self, kind: str, v1: int, v2: int, compute: Callable[[int, int], T]) -> T:
         try:
-            return self.store.diff(v1, v2)
+            if self.store.cached_comparison(kind, v1, v2):
+                return compute(v1, v2)
+            with self._heavy():
+                return compute(v1, v2)
         except UnknownVersion as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
 
+    def diff(self, v1: int, v2: int) -> TaxonomyDiff:
+        return self._compare("diff", v1, v2, self.store.diff)
+
     def migration_map(self, v1: int, v2: int) -> MigrationMap:
-        try:
-            mapping = self.store.migration_map(v1, v2)
-        except UnknownVersion as exc:
-            raise ApiError(404, "not_found", str(exc)) from exc
+        mapping = self._compare("migration_map", v1, v2, self.store.migration_map)
         return MigrationMap(from_version=v1, to_version=v2, mapping=mapping)
 
     def apply(self, principal: Principal, if_match: str | None, request: EditRequest) -> EditResult:
