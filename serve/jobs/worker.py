@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,7 +103,8 @@ class JobWorker:
 
     def _lock(self) -> IO[str] | None:
         """The worker lock, waiting while another process holds it; None when stopping."""
-        fh = (self.store.root / ".worker.lock").open("a+")
+        fd = os.open(self.store.root / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fh = os.fdopen(fd, "a+")
         while not self._stop.is_set():
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
