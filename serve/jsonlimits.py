@@ -37,8 +37,9 @@ class JsonTooDeep(ValueError):
 
 def too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the arrays and objects of ``data`` (UTF-8 JSON, valid or not) nest deeper
-    than ``limit``. Brackets inside strings do not count; an invalid document may be
-    over-counted (it is refused either way), never under-counted."""
+    than ``limit``. Brackets inside strings do not count (nor after a string that is never
+    closed: the parser stops there). An invalid document may be over-counted (it is
+    refused either way), never under the depth ``json.loads`` would reach."""
     if data.count(b"[") + data.count(b"{") <= limit:
         return False  # the common case: too few brackets to nest that deep, no scan
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
