@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -88,10 +88,7 @@ class JobInputParser:
             start = end + 1
         self._pending += chunk[start:]
         if len(self._pending) > self.max_line_bytes:
-            self._stop_at(Problem(
-                self._lineno + 1, (),
-                f"line longer than {self.max_line_bytes} bytes (limits.max_body_bytes)",
-            ))
+            self._too_long(self._lineno + 1)
         return items
 
     def finish(self) -> list[JobItem]:
@@ -108,6 +105,8 @@ class JobInputParser:
 
     def _line(self, line: bytes, items: list[JobItem]) -> None:
         self._lineno += 1
+        if len(line) > self.max_line_bytes:
+            self._too_long(self._lineno)
         if not line.strip():
             return
         self.count += 1
@@ -151,8 +150,11 @@ class JobInputParser:
         if len(self.problems) >= MAX_PROBLEMS:
             raise self._error()
 
-    def _stop_at(self, problem: Problem) -> None:
-        self.problems.append(problem)
+    def _too_long(self, lineno: int) -> NoReturn:
+        # as long as a whole JSON request may be: a product line has no reason to be longer
+        self.problems.append(Problem(
+            lineno, (), f"line longer than {self.max_line_bytes} bytes (limits.max_body_bytes)"
+        ))
         raise self._error()
 
     def _error(self) -> JobInputError:

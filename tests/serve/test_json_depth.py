@@ -11,7 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.jsonlimits import MAX_JSON_DEPTH, JsonTooDeep, loads, too_deep
-from tests.serve.helpers import assert_error, auth, copy_data_dir, make_keys, running_app, service_settings
+from tests.serve.helpers import (
+    assert_error,
+    auth,
+    copy_data_dir,
+    make_keys,
+    running_app,
+    service_settings,
+)
 
 
 def nested(depth: int, kind: str) -> str:

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
-from serve.api.errors import errors
+from serve.api.errors import ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -54,7 +55,11 @@ async def create_job(
     ] = None,
 ) -> Job:
     with service.upload_slot():
-        job, created = await service.create(principal, request.stream(), idempotency_key)
+        try:
+            job, created = await service.create(principal, request.stream(), idempotency_key)
+        except ClientDisconnect:
+            # nobody reads this answer; a 4xx keeps an abandoned upload out of the 5xx counts
+            raise ApiError(422, "upload_incomplete", "the client left before the end of the upload") from None
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

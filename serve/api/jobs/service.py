@@ -80,6 +80,7 @@ class JobService:
                 await run_in_threadpool(upload.feed, chunk)
             digest = await run_in_threadpool(upload.finish)
         except JobInputError as exc:
+            upload.discard()
             details = [
                 ErrorDetail(loc=["line", p.line, *p.loc], message=p.message) for p in exc.problems
             ]
