@@ -36,7 +36,8 @@ from tests.serve.helpers import (
 from tests.serve.test_jobs import jsonl
 
 MAX_ITEMS = 5000
-CHUNK = 300 << 10  # above the service's feed size: each chunk is checked when it arrives
+MAX_JOB_BYTES = 4 << 20
+CHUNK = 300 << 10
 
 
 @dataclass
@@ -128,6 +129,7 @@ def env(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     keys = make_keys(data)
     settings = service_settings(data, limits={
         "max_job_items": MAX_ITEMS, "max_body_bytes": 4096, "max_concurrent_uploads": 2,
+        "max_job_bytes": MAX_JOB_BYTES,
     })
     with running_app(settings) as client:
         yield client, keys, data
@@ -176,6 +178,19 @@ def test_reading_stops_at_the_first_problems(env: tuple[TestClient, dict[str, st
     assert too_long.status == 422, too_long.body
     assert "line longer than 4096 bytes" in too_long.json()["error"]["message"] and too_long.pulled <= 300
     assert job_count(client, keys["tags"]) == before and leftovers(data) == []
+
+
+def test_a_chunked_upload_over_the_size_limit_is_a_413(env: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, keys, data = env
+    before = job_count(client, keys["tags"])
+
+    def lines() -> Iterator[bytes]:  # valid, 3 KB each, 1,500 (< MAX_ITEMS) make 4.5 MB
+        for n in range(1500):
+            yield json.dumps({"custom_id": f"big{n}", "product": {"title": "Mug", "description": "d" * 3000}}).encode() + b"\n"
+
+    upload = post(client, Upload(lines(), keys["tags"]))
+    assert upload.status == 413 and upload.json()["error"]["code"] == "request_too_large"
+    assert upload.pulled < 1500 and job_count(client, keys["tags"]) == before and leftovers(data) == []
 
 
 def test_an_abandoned_upload_leaves_nothing(env: tuple[TestClient, dict[str, str], Path]) -> None:

@@ -16,9 +16,6 @@ from serve.api.jobs.protocol import Job, JobCounts, JobList
 from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
 from serve.settings import Settings
 
-#: bytes of the body handed to a worker thread at once: the parsing and writing are CPU and
-#: blocking I/O, kept off the event loop, and a thread hop per 64 KiB read would cost more
-FEED_BYTES = 256 << 10
 #: what a refused upload is told to wait: uploads take seconds
 UPLOAD_RETRY_S = 5
 
@@ -76,7 +73,8 @@ class JobService:
             max_line_bytes=limits.max_body_bytes, max_depth=limits.max_json_depth,
         )
         try:
-            async for chunk in _batched(body, FEED_BYTES):
+            async for chunk in body:  # each chunk as it arrives (up to 64 KiB from the server)
+                # parsing and writing are CPU and blocking I/O: off the event loop
                 await run_in_threadpool(upload.feed, chunk)
             digest = await run_in_threadpool(upload.finish)
         except JobInputError as exc:
@@ -137,18 +135,6 @@ class JobService:
         if record.state not in TERMINAL:
             raise ApiError(409, "conflict", f"job {job_id} is {record.state}: cancel it before deleting it")
         self.store.delete(record.id)
-
-
-async def _batched(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """The stream regrouped into pieces of about ``size`` bytes (the last one shorter)."""
-    buffer = bytearray()
-    async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
 
 
 async def _sha256(chunks: AsyncIterator[bytes]) -> str:
