@@ -1,7 +1,7 @@
 """Batch jobs for large catalogs: persistent, resumable, each custom_id exactly once."""
 
 from serve.jobs.ingest import JobUpload
-from serve.jobs.input import JobInputError, JobInputParser, JobItem, parse_job_input
+from serve.jobs.input import JobInputError, JobInputParser, JobItem
 from serve.jobs.store import JobRecord, JobState, JobStore, StagedJob, read_results
 from serve.jobs.worker import JobWorker, scan_results
 
@@ -15,7 +15,6 @@ __all__ = [
     "JobUpload",
     "JobWorker",
     "StagedJob",
-    "parse_job_input",
     "read_results",
     "scan_results",
 ]

@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.contract import Product
-from serve.jsonlimits import MAX_JSON_DEPTH, JsonTooDeep, loads
+from serve.jsonlimits import JsonTooDeep, loads
 
 MAX_PROBLEMS = 20
 
@@ -165,9 +165,3 @@ class JobInputParser:
             problems,
         )
 
-
-def parse_job_input(data: bytes, *, max_items: int, max_line_bytes: int = 1 << 20,
-                    max_depth: int = MAX_JSON_DEPTH) -> list[JobItem]:
-    """Every line of a whole input as a :class:`JobItem` (raises :class:`JobInputError`)."""
-    parser = JobInputParser(max_items=max_items, max_line_bytes=max_line_bytes, max_depth=max_depth)
-    return parser.feed(data) + parser.finish()

@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect
 
 from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
-from serve.api.errors import ApiError, errors
+from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -34,9 +34,14 @@ _RESULTS: dict[int | str, dict[str, Any]] = {
     **errors(404),
 }
 
+_CREATE_ERRORS = {**errors(503), 503: {
+    **ERRORS[503], "description": "not ready yet, or `uploads_busy`: limits.max_concurrent_uploads "
+    "uploads are being received (the bound is the server's, not a key's rate: not 429); see Retry-After",
+}}
+
 
 @router.post(
-    "", status_code=202, response_model=Job, responses=errors(503), openapi_extra=_JOB_INPUT,
+    "", status_code=202, response_model=Job, responses=_CREATE_ERRORS, openapi_extra=_JOB_INPUT,
     summary="Create a tagging job from JSONL; returns at once (202) with the job id.",
     description="Send `Idempotency-Key` to make retries safe: the same key with the same body "
     "returns the job created first (header `Idempotent-Replayed: true`); with another body, 422.\n\n"
