@@ -11,7 +11,8 @@ the clients' catalogs)::
 An upload streams into its own staging directory, which is renamed to ``job_<id>`` once
 the whole input is valid and fsynced; the row is the commit point of a creation. A crash
 before it leaves an orphan directory, removed at the next start (:meth:`JobStore.remove_orphans`;
-a directory still locked by a live upload is not an orphan). ``results.jsonl`` is the truth
+a directory still locked by a live upload, or changed in the last :data:`FRESH_S`
+seconds, is not an orphan). ``results.jsonl`` is the truth
 about progress (the counts in the row follow it); see :mod:`serve.jobs.worker` for exactly-once.
 """
 
@@ -22,6 +23,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +57,8 @@ ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 INPUT, RESULTS = "input.jsonl", "results.jsonl"
 UPLOAD_PREFIX = ".upload_"
 DIR_MODE, FILE_MODE = 0o700, 0o600
+#: a directory changed this recently is never taken for an orphan (see _remove_unless_locked)
+FRESH_S = 10.0
 
 metadata = MetaData()
 jobs_table = Table(
@@ -283,6 +287,8 @@ def _remove_unless_locked(path: Path) -> bool:
     except OSError:
         return False
     try:
+        if time.time() - os.fstat(fd).st_mtime < FRESH_S:
+            return False  # maybe an upload between its mkdir and its lock: next start's
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ what the app reads, chunk by chunk."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import threading
 import time
@@ -275,8 +276,15 @@ def test_a_staged_upload_is_published_whole_or_not_at_all(tmp_path: Path) -> Non
         assert leftovers(tmp_path) == []
 
         live = store.stage()  # an upload in progress, here or in another process
-        (tmp_path / "jobs" / f"{UPLOAD_PREFIX}crashed").mkdir()  # a crashed one: nobody holds it
-        (tmp_path / "jobs" / "job_crashed").mkdir()  # renamed, crashed before its row
+        crashed = [tmp_path / "jobs" / f"{UPLOAD_PREFIX}crashed",  # nobody holds it
+                   tmp_path / "jobs" / "job_crashed"]  # renamed, crashed before its row
+        for path in crashed:
+            path.mkdir()
+        assert store.remove_orphans() == 0  # just made: maybe an upload about to lock it
+        old = time.time() - 120
+        assert live.path is not None
+        for path in [*crashed, live.path]:
+            os.utime(path, (old, old))
         assert store.remove_orphans() == 2
         assert live.path is not None and live.path.is_dir() and (store.root / job.id).is_dir()
         live.discard()
