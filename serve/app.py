@@ -21,6 +21,7 @@ from serve.api.auth import AuthMiddleware
 from serve.api.errors import install_error_handlers
 from serve.api.feedback.router import router as feedback_router
 from serve.api.jobs.router import router as jobs_router
+from serve.api.jsonbody import install_json_depth_limit
 from serve.api.keys.router import router as keys_router
 from serve.api.limits import BodyLimitMiddleware
 from serve.api.observe import RequestContextMiddleware
@@ -111,12 +112,17 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
     for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, keys_router):
         app.include_router(router)
 
+    def job_upload(scope: Scope) -> bool:
+        return bool(scope["path"] == "/v1/jobs")
+
     def body_limit(scope: Scope) -> int:
-        if scope["path"] == "/v1/jobs":
+        if job_upload(scope):
             return settings.limits.max_job_bytes
         return settings.limits.max_body_bytes
 
-    # added innermost first: a request meets RequestContext, then Auth, then BodyLimit
+    # added innermost first: a request meets RequestContext, Auth, BodyLimit, then the JSON
+    # depth check (job uploads check each line themselves, as they stream)
+    install_json_depth_limit(app, settings.limits.max_json_depth, skip=job_upload)
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestContextMiddleware)

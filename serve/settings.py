@@ -139,6 +139,12 @@ class LimitSettings(BaseModel):
     max_job_bytes: int = Field(default=64 << 20, ge=1024, description="JSONL job uploads (413 above)")
     max_batch_items: int = Field(default=64, ge=1, le=4096, description="products per POST /v1/tags:batch")
     max_job_items: int = Field(default=100_000, ge=1, description="lines per job")
+    max_concurrent_uploads: int = Field(
+        default=4, ge=1, le=64, description="job uploads read at once (503 with Retry-After above)"
+    )
+    max_json_depth: int = Field(
+        default=64, ge=2, le=256, description="nesting of JSON bodies and job lines (422 above)"
+    )
     rate_per_s: float = Field(default=50.0, gt=0, description="requests per second per API key")
     rate_burst: int = Field(default=100, ge=1, description="requests a key may send at once")
     max_queue_items: int = Field(

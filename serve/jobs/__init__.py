@@ -1,17 +1,20 @@
 """Batch jobs for large catalogs: persistent, resumable, each custom_id exactly once."""
 
-from serve.jobs.input import JobInputError, JobItem, parse_job_input
-from serve.jobs.store import JobRecord, JobState, JobStore, read_results
+from serve.jobs.ingest import JobUpload
+from serve.jobs.input import JobInputError, JobInputParser, JobItem
+from serve.jobs.store import JobRecord, JobState, JobStore, StagedJob, read_results
 from serve.jobs.worker import JobWorker, scan_results
 
 __all__ = [
     "JobInputError",
+    "JobInputParser",
     "JobItem",
     "JobRecord",
     "JobState",
     "JobStore",
+    "JobUpload",
     "JobWorker",
-    "parse_job_input",
+    "StagedJob",
     "read_results",
     "scan_results",
 ]

@@ -1,7 +1,10 @@
-"""A job's input: JSONL, one ``{"custom_id": "…", "product": {…}}`` per line, checked whole.
+"""A job's input: JSONL, one ``{"custom_id": "…", "product": {…}}`` per line, checked line by line.
 
-The whole upload is validated before the job is accepted, so a job never stops halfway on
-a bad line: the client gets every problem (up to :data:`MAX_PROBLEMS`) with its line number.
+The upload is validated as it streams in (:class:`JobInputParser`), and a job is accepted
+only when every line is valid, so a job never stops halfway on a bad line: the client gets
+the problems (up to :data:`MAX_PROBLEMS`) with their line numbers. Reading stops at the
+first :data:`MAX_PROBLEMS` problems, at a line past ``max_items`` or at a line longer than
+``max_line_bytes``: the rest of the upload would not change the answer.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.contract import Product
+from serve.jsonlimits import JsonTooDeep, loads
 
 MAX_PROBLEMS = 20
 
@@ -52,52 +56,112 @@ class JobInputError(ValueError):
         self.code = code
 
 
-def parse_job_input(data: bytes, *, max_items: int) -> list[JobItem]:
-    """Every line as a :class:`JobItem`; raises :class:`JobInputError` listing the problems
-    (invalid UTF-8 or JSON, invalid fields, duplicate custom_id, too many or no lines)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JobInputError(f"the body is not UTF-8 (byte {exc.start})", []) from exc
-    items: list[JobItem] = []
-    problems: list[Problem] = []
-    first_line: dict[str, int] = {}
-    count = 0
-    for lineno, line in enumerate(text.split("\n"), 1):
+class JobInputParser:
+    """Checks JSONL as it arrives: :meth:`feed` chunks split anywhere, then :meth:`finish`.
+
+    Memory is one chunk plus one line plus the set of custom_ids seen (for duplicates).
+    Both raise :class:`JobInputError` to stop reading; :meth:`finish` also raises it for the
+    problems collected on the way, or when there was no line at all."""
+
+    def __init__(self, *, max_items: int, max_line_bytes: int, max_depth: int) -> None:
+        self.max_items = max_items
+        self.max_line_bytes = max_line_bytes
+        self.max_depth = max_depth
+        self.count = 0  # non-blank lines
+        self.problems: list[Problem] = []
+        self._first_line: dict[str, int] = {}
+        self._lineno = 0
+        self._pending = bytearray()  # the line being received, without its newline
+
+    def feed(self, chunk: bytes) -> list[JobItem]:
+        """The items of the lines that ``chunk`` completes (none once a problem is found:
+        the job will be refused, its items are not needed)."""
+        items: list[JobItem] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if self._pending:
+                self._pending += chunk[start:end]
+                self._line(bytes(self._pending), items)
+                self._pending.clear()
+            else:
+                self._line(chunk[start:end], items)
+            start = end + 1
+        self._pending += chunk[start:]
+        if len(self._pending) > self.max_line_bytes:
+            self._too_long(self._lineno + 1)
+        return items
+
+    def finish(self) -> list[JobItem]:
+        """The items of a last line without a newline; raises for any problem collected."""
+        items: list[JobItem] = []
+        if self._pending:
+            self._line(bytes(self._pending), items)
+            self._pending.clear()
+        if self.problems:
+            raise self._error()
+        if not self.count:
+            raise JobInputError('the job has no lines: send JSONL, one {"custom_id", "product"} per line', [])
+        return items
+
+    def _line(self, line: bytes, items: list[JobItem]) -> None:
+        self._lineno += 1
+        if len(line) > self.max_line_bytes:
+            self._too_long(self._lineno)
         if not line.strip():
-            continue
-        count += 1
-        if count > max_items:
+            return
+        self.count += 1
+        if self.count > self.max_items:
             raise JobInputError(
-                f"a job holds at most {max_items} lines (limits.max_job_items); split the input",
+                f"a job holds at most {self.max_items} lines (limits.max_job_items); split the input",
                 [], "batch_too_large",
             )
-        if len(problems) >= MAX_PROBLEMS:
-            continue  # keep counting lines for the size check, stop collecting problems
+        item = self._item(line)
+        if item is None:
+            if len(self.problems) >= MAX_PROBLEMS:
+                raise self._error()  # enough to act on: stop reading
+            return
+        first = self._first_line.setdefault(item.custom_id, self._lineno)
+        if first != self._lineno:
+            self._problem(Problem(
+                self._lineno, ("custom_id",), f"duplicate custom_id {item.custom_id!r} (first on line {first})",
+            ))
+        elif not self.problems:
+            items.append(item)
+
+    def _item(self, line: bytes) -> JobItem | None:
+        """The line's item, or None after recording its problem(s)."""
+        lineno = self._lineno
         try:
-            item = JobItem.model_validate(json.loads(line))
+            return JobItem.model_validate(loads(line, max_depth=self.max_depth))
+        except UnicodeDecodeError as exc:
+            self.problems.append(Problem(lineno, (), f"the line is not UTF-8 (byte {exc.start + 1})"))
+        except JsonTooDeep as exc:
+            self.problems.append(Problem(lineno, (), f"invalid JSON: {exc}"))
         except json.JSONDecodeError as exc:
-            problems.append(Problem(lineno, (), f"invalid JSON: {exc.msg}"))
-            continue
+            self.problems.append(Problem(lineno, (), f"invalid JSON: {exc.msg}"))
         except ValidationError as exc:
             for err in exc.errors()[:3]:
                 loc = tuple(p if isinstance(p, int) else str(p) for p in err["loc"])
-                problems.append(Problem(lineno, loc, err["msg"]))
-            continue
-        if item.custom_id in first_line:
-            problems.append(Problem(
-                lineno, ("custom_id",),
-                f"duplicate custom_id {item.custom_id!r} (first on line {first_line[item.custom_id]})",
-            ))
-            continue
-        first_line[item.custom_id] = lineno
-        items.append(item)
-    if problems:
-        raise JobInputError(
-            f"{len(problems)}{'+' if len(problems) >= MAX_PROBLEMS else ''} invalid line(s); "
-            f"first on line {problems[0].line}: {problems[0].message}",
+                self.problems.append(Problem(lineno, loc, err["msg"]))
+        return None
+
+    def _problem(self, problem: Problem) -> None:
+        self.problems.append(problem)
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise self._error()
+
+    def _too_long(self, lineno: int) -> NoReturn:
+        # as long as a whole JSON request may be: a product line has no reason to be longer
+        self.problems.append(Problem(
+            lineno, (), f"line longer than {self.max_line_bytes} bytes (limits.max_body_bytes)"
+        ))
+        raise self._error()
+
+    def _error(self) -> JobInputError:
+        problems = self.problems[:MAX_PROBLEMS]
+        more = "+" if len(self.problems) >= MAX_PROBLEMS else ""
+        return JobInputError(
+            f"{len(problems)}{more} invalid line(s); first on line {problems[0].line}: {problems[0].message}",
             problems,
         )
-    if not items:
-        raise JobInputError('the job has no lines: send JSONL, one {"custom_id", "product"} per line', [])
-    return items
+

@@ -1,21 +1,29 @@
 """Jobs on disk: a SQLite table of jobs, and per job a directory with its input and results.
 
-Layout under ``root`` (``<data_dir>/jobs``)::
+Layout under ``root`` (``<data_dir>/jobs``, 0700; every file in it 0600: job inputs are
+the clients' catalogs)::
 
     jobs.db                 one row per job: owner, state, counts, idempotency key
+    .upload_<token>/        an upload being received (:class:`StagedJob`), locked by its writer
     job_<id>/input.jsonl    the validated input, written (fsynced) before the row exists
     job_<id>/results.jsonl  one line per custom_id, appended in fsynced batches
 
-The row is the commit point of a creation: a crash before it leaves an orphan directory,
-removed at the next start. ``results.jsonl`` is the truth about progress (the counts in
-the row follow it); see :mod:`serve.jobs.worker` for exactly-once.
+An upload streams into its own staging directory, which is renamed to ``job_<id>`` once
+the whole input is valid and fsynced; the row is the commit point of a creation. A crash
+before it leaves an orphan directory, removed at the next start (:meth:`JobStore.remove_orphans`;
+a directory still locked by a live upload, or changed in the last :data:`FRESH_S`
+seconds, is not an orphan). ``results.jsonl`` is the truth
+about progress (the counts in the row follow it); see :mod:`serve.jobs.worker` for exactly-once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,13 +48,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from retrieval.durable import append_lines, fsync_dir
+from retrieval.durable import fsync_dir
 from serve.jobs.input import JobItem
 from serve.sqlite import sqlite_engine, utc
 
 JobState = Literal["queued", "running", "completed", "cancelled", "failed"]
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 INPUT, RESULTS = "input.jsonl", "results.jsonl"
+UPLOAD_PREFIX = ".upload_"
+DIR_MODE, FILE_MODE = 0o700, 0o600
+#: a directory changed this recently is never taken for an orphan (see _remove_unless_locked)
+FRESH_S = 10.0
 
 metadata = MetaData()
 jobs_table = Table(
@@ -87,7 +99,8 @@ class JobRecord:
 class JobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        root.chmod(DIR_MODE)  # also when an older version created it world-readable
         self._engine = sqlite_engine(root / "jobs.db")
         metadata.create_all(self._engine)
 
@@ -98,40 +111,45 @@ class JobStore:
         return self.job_dir(job_id) / RESULTS
 
     # ---- creating ----------------------------------------------------------------------
-    def create(
-        self, owner: str, items: Sequence[JobItem], *, request_sha256: str,
-        idempotency_key: str | None = None,
+    def stage(self) -> StagedJob:
+        """A new staging directory for an upload (see :class:`StagedJob`)."""
+        return StagedJob(self.root / f"{UPLOAD_PREFIX}{secrets.token_hex(12)}")
+
+    def commit(
+        self, staged: StagedJob, owner: str, *, request_sha256: str, idempotency_key: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """(the job, True) — or (the job created earlier under the same idempotency key,
-        False), whatever its payload: the caller compares ``request_sha256``."""
-        if idempotency_key is not None:
-            earlier = self.find_idempotent(owner, idempotency_key)
-            if earlier is not None:
-                return earlier, False
-        job_id = f"job_{secrets.token_hex(12)}"
-        directory = self.job_dir(job_id)
-        directory.mkdir()
-        append_lines(directory / INPUT, [item.model_dump_json(exclude_defaults=True) + "\n" for item in items])
-        (directory / RESULTS).touch()
-        fsync_dir(directory)
-        fsync_dir(self.root)
+        """Publish a sealed upload as a queued job: (the job, True) — or (the job created
+        earlier under the same idempotency key, False), whatever its payload: the caller
+        compares ``request_sha256``. The staging directory is gone afterwards either way."""
         try:
-            with self._engine.begin() as conn:  # the commit point
-                conn.execute(insert(jobs_table).values(
-                    id=job_id, owner=owner, state="queued", created_at=datetime.now(UTC),
-                    total=len(items), succeeded=0, failed=0, idempotency_key=idempotency_key,
-                    request_sha256=request_sha256,
-                ))
-        except IntegrityError:
-            # a concurrent retry with the same idempotency key won the race
-            shutil.rmtree(directory, ignore_errors=True)
-            assert idempotency_key is not None
-            earlier = self.find_idempotent(owner, idempotency_key)
-            assert earlier is not None
-            return earlier, False
-        job = self.get(job_id)
-        assert job is not None
-        return job, True
+            if idempotency_key is not None:
+                earlier = self.find_idempotent(owner, idempotency_key)
+                if earlier is not None:
+                    return earlier, False
+            job_id = f"job_{secrets.token_hex(12)}"
+            directory = self.job_dir(job_id)
+            assert staged.path is not None, "commit() takes a staged job once"
+            staged.path = staged.path.rename(directory)  # still locked: not an orphan yet
+            fsync_dir(self.root)
+            try:
+                with self._engine.begin() as conn:  # the commit point
+                    conn.execute(insert(jobs_table).values(
+                        id=job_id, owner=owner, state="queued", created_at=datetime.now(UTC),
+                        total=staged.total, succeeded=0, failed=0, idempotency_key=idempotency_key,
+                        request_sha256=request_sha256,
+                    ))
+            except IntegrityError:
+                # a concurrent upload with the same idempotency key won the race
+                assert idempotency_key is not None
+                earlier = self.find_idempotent(owner, idempotency_key)
+                assert earlier is not None
+                return earlier, False
+            staged.path = None  # committed: the directory belongs to the job now
+            job = self.get(job_id)
+            assert job is not None
+            return job, True
+        finally:
+            staged.discard()
 
     def find_idempotent(self, owner: str, key: str) -> JobRecord | None:
         with self._engine.connect() as conn:
@@ -202,16 +220,83 @@ class JobStore:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def remove_orphans(self) -> int:
-        """Directories without a row: creations that crashed before their commit point."""
+        """Directories without a row: uploads and creations that crashed before their commit
+        point. One still locked belongs to an upload in progress (here or in another
+        process) and is left alone."""
         with self._engine.connect() as conn:
             known = set(conn.execute(select(jobs_table.c.id)).scalars())
-        orphans = [p for p in self.root.glob("job_*") if p.is_dir() and p.name not in known]
-        for path in orphans:
-            shutil.rmtree(path, ignore_errors=True)
-        return len(orphans)
+        candidates = [p for p in self.root.glob("job_*") if p.is_dir() and p.name not in known]
+        candidates += [p for p in self.root.glob(f"{UPLOAD_PREFIX}*") if p.is_dir()]
+        return sum(_remove_unless_locked(path) for path in candidates)
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+class StagedJob:
+    """A job's directory while its upload streams in: ``input.jsonl`` grows with each
+    :meth:`write`; :meth:`seal` makes it durable; :meth:`JobStore.commit` publishes it.
+
+    The directory is ``flock``-ed for as long as this object owns it, so that
+    :meth:`JobStore.remove_orphans` (of this process or another) never takes a live
+    upload for a crashed one; the kernel drops the lock when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(mode=DIR_MODE)
+        self.path: Path | None = path
+        self.total = 0
+        self._lock = os.open(path, os.O_RDONLY)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._input = open(_create_private(path / INPUT), "wb")  # noqa: SIM115 (closed by seal or discard)
+
+    def write(self, items: Sequence[JobItem]) -> None:
+        if items:
+            self._input.write(b"".join(
+                item.model_dump_json(exclude_defaults=True).encode("utf-8") + b"\n" for item in items
+            ))
+            self.total += len(items)
+
+    def seal(self) -> None:
+        """Flush and fsync the input, create the empty results file, fsync the directory."""
+        assert self.path is not None
+        self._input.flush()
+        os.fsync(self._input.fileno())
+        self._input.close()
+        os.close(_create_private(self.path / RESULTS))
+        fsync_dir(self.path)
+
+    def discard(self) -> None:
+        """Remove the directory unless committed, and release the lock; idempotent."""
+        self._input.close()
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def _create_private(path: Path) -> int:
+    """A new file only its owner may read (a descriptor open for writing)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+
+
+def _remove_unless_locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        if time.time() - os.fstat(fd).st_mtime < FRESH_S:
+            return False  # maybe an upload between its mkdir and its lock: next start's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # an upload still writing it
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def read_results(path: Path, *, offset: int = 0) -> Iterator[bytes]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -102,7 +103,8 @@ class JobWorker:
 
     def _lock(self) -> IO[str] | None:
         """The worker lock, waiting while another process holds it; None when stopping."""
-        fh = (self.store.root / ".worker.lock").open("a+")
+        fd = os.open(self.store.root / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fh = os.fdopen(fd, "a+")
         while not self._stop.is_set():
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -119,22 +121,20 @@ class JobWorker:
         path = store.results_path(job.id)
         try:
             done, succeeded, failed = scan_results(path)
-            todo = [item for item in store.items(job.id) if item.custom_id not in done]
+            todo = self._batches(job.id, done)  # read as the job goes: never the whole input at once
+            chunk = next(todo, None)
         except (OSError, ValueError, KeyError) as exc:
-            store.transition(job.id, "failed", only_from=frozenset({"running"}), message=f"job files unreadable: {exc}")
-            log.error("job files unreadable", extra={"job": job.id, "error": str(exc)})
+            self._unreadable(job, exc)
             return
         store.set_progress(job.id, succeeded, failed)
-        log.info("job running", extra={"job": job.id, "todo": len(todo), "done": len(done)})
+        log.info("job running", extra={"job": job.id, "todo": job.total - len(done), "done": len(done)})
         backoff = 1.0
-        start = 0
-        while start < len(todo):
+        while chunk is not None:
             if self._stop.is_set():
                 return
             current = store.get(job.id)
             if current is None or current.state != "running":
                 return  # cancelled or deleted
-            chunk = todo[start : start + self.batch_size]
             lines = self._tag_lines(chunk)
             if lines is None:  # the LLM is down and degraded answers are not wanted: wait
                 store.set_progress(job.id, succeeded, failed, "waiting: the LLM backend is unavailable")
@@ -148,9 +148,29 @@ class JobWorker:
             self.metrics.job_items.labels("ok").inc(len(lines) - errors)
             self.metrics.job_items.labels("error").inc(errors)
             store.set_progress(job.id, succeeded, failed)
-            start += len(chunk)
+            try:
+                chunk = next(todo, None)
+            except (OSError, ValueError) as exc:
+                self._unreadable(job, exc)
+                return
         if store.transition(job.id, "completed", only_from=frozenset({"running"})):
             log.info("job completed", extra={"job": job.id, "succeeded": succeeded, "failed": failed})
+
+    def _batches(self, job_id: str, done: set[str]) -> Iterator[list[JobItem]]:
+        """The items not done yet, ``batch_size`` at a time, read from the input as needed."""
+        batch: list[JobItem] = []
+        for item in self.store.items(job_id):
+            if item.custom_id not in done:
+                batch.append(item)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def _unreadable(self, job: JobRecord, exc: Exception) -> None:
+        self.store.transition(job.id, "failed", only_from=frozenset({"running"}), message=f"job files unreadable: {exc}")
+        log.error("job files unreadable", extra={"job": job.id, "error": str(exc)})
 
     def _tag_lines(self, chunk: Sequence[JobItem]) -> list[tuple[str, bool]] | None:
         """(result line, ok) per item; None when the batch should wait for the LLM. An item

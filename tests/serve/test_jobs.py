@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from agent.contract import TagResult
 from agent.llm.fake import FixedLatencyBackend
+from serve.jobs import JobInputParser, JobItem, JobStore, JobWorker
+from serve.metrics import Metrics
 from tests.serve.helpers import (
     assert_error,
     auth,
@@ -156,3 +159,33 @@ def test_cancel_a_running_and_a_queued_job(shop_dir: Path) -> None:
         assert len({json.loads(x)["custom_id"] for x in lines}) == len(lines)
         assert client.get(f"/v1/jobs/{queued['id']}/results", headers=t).text == ""
         assert client.delete(f"/v1/jobs/{queued['id']}", headers=t).status_code == 204
+
+
+def test_the_worker_reads_the_input_as_it_goes_and_fails_a_job_on_a_corrupt_line(tmp_path: Path) -> None:
+    """The input is read batch by batch (never listed whole): a line corrupted on disk after
+    acceptance fails the job when its batch comes, after the batches before it."""
+    store = JobStore(tmp_path / "jobs")
+    staged = store.stage()
+    staged.write(JobInputParser(max_items=10, max_line_bytes=4096, max_depth=64).feed(jsonl(5)))
+    staged.seal()
+    job, _ = store.commit(staged, "owner", request_sha256="0" * 64)
+    path = store.job_dir(job.id) / "input.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3]) + b"{broken\n" + lines[4])
+
+    def refuse(items: Sequence[JobItem]) -> list[TagResult]:
+        raise RuntimeError("no tagger here")  # every item gets an error line: enough to count
+
+    worker = JobWorker(store, refuse, Metrics(), batch_size=2, poll_s=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (record := store.get(job.id)) is not None and record.state in ("queued", "running"):
+            assert time.monotonic() < deadline, record
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        store.close()
+    assert record is not None and record.state == "failed" and "job files unreadable" in (record.message or "")
+    results = [json.loads(x) for x in store.results_path(job.id).read_text().splitlines()]
+    assert [r["custom_id"] for r in results] == ["c0", "c1"]  # the first batch, before the bad line

@@ -1,11 +1,16 @@
 """A 2,000-item job survives three SIGKILLs of the real service process: after restarts it
-completes with exactly 2,000 results, each custom_id once."""
+completes with exactly 2,000 results, each custom_id once. An upload killed midway leaves
+nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -69,3 +74,58 @@ def test_job_survives_sigkill_three_times(shop_dir: Path) -> None:
     raw = (shop_dir / "jobs" / job_id / "results.jsonl").read_bytes()
     assert raw.endswith(b"\n") and raw.count(b"\n") == N
     print(f"killed at {kills} of {N} done; {N} results, each custom_id once")
+
+
+def test_an_upload_killed_midway_leaves_no_job_and_no_files(shop_dir: Path) -> None:
+    """SIGKILL while a chunked upload streams in: after the restart there is no job, and the
+    staging directory it left is removed (an upload is visible only once committed)."""
+    keys = make_keys(shop_dir)
+    t = {**auth(keys["tags"]), "content-type": "application/jsonl"}
+    env = {"TAGSMITH_DATA_DIR": str(shop_dir), "TAGSMITH_TAGGING__PIPELINE": "knn", **HASHING_ENV}
+    stop = threading.Event()
+
+    def trickle() -> Iterator[bytes]:  # a line every 10 ms until the server is gone (bounded)
+        for i in range(6000):
+            if stop.is_set():
+                return
+            yield (json.dumps({"custom_id": f"k{i}", "product": {"title": TITLES[i % len(TITLES)]}}) + "\n").encode()
+            time.sleep(0.01)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(port, env)
+    uploader = None
+    try:
+        wait_ready(proc, base, env)
+        uploader = threading.Thread(target=_post_quietly, args=(f"{base}/v1/jobs", trickle(), t), daemon=True)
+        uploader.start()
+        jobs = shop_dir / "jobs"
+        deadline = time.monotonic() + 60
+        while not any(p.is_dir() and (p / "input.jsonl").stat().st_size > 0 for p in jobs.glob(".upload_*")):
+            assert time.monotonic() < deadline, "the upload never reached the disk"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        stop.set()
+        uploader.join(30)
+        left = list(jobs.glob(".upload_*"))
+        assert left, "the killed upload should have left its staging directory"
+        for path in left:  # as if the restart came later: a fresh directory is never removed
+            os.utime(path, (time.time() - 60, time.time() - 60))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(port, env)
+        wait_ready(proc, base, env)
+        assert httpx.get(f"{base}/v1/jobs", headers=t, timeout=30).json()["total"] == 0
+        deadline = time.monotonic() + 60
+        while list(jobs.glob(".upload_*")) or list(jobs.glob("job_*")):  # the worker's start cleans up
+            assert time.monotonic() < deadline, "the staging directory was not removed"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        stop_server(proc)
+
+
+def _post_quietly(url: str, body: Iterator[bytes], headers: dict[str, str]) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the server is killed under it
+        httpx.post(url, content=body, headers=headers, timeout=120)

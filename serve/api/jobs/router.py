@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
-from serve.api.errors import errors
+from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -34,12 +34,21 @@ _RESULTS: dict[int | str, dict[str, Any]] = {
     **errors(404),
 }
 
+_CREATE_ERRORS = {**errors(503), 503: {
+    **ERRORS[503], "description": "not ready yet, or `uploads_busy`: limits.max_concurrent_uploads "
+    "uploads are being received (the bound is the server's, not a key's rate: not 429); see Retry-After",
+}}
+
 
 @router.post(
-    "", status_code=202, response_model=Job, responses=errors(503), openapi_extra=_JOB_INPUT,
+    "", status_code=202, response_model=Job, responses=_CREATE_ERRORS, openapi_extra=_JOB_INPUT,
     summary="Create a tagging job from JSONL; returns at once (202) with the job id.",
     description="Send `Idempotency-Key` to make retries safe: the same key with the same body "
-    "returns the job created first (header `Idempotent-Replayed: true`); with another body, 422.",
+    "returns the job created first (header `Idempotent-Replayed: true`); with another body, 422.\n\n"
+    "The body is checked line by line as it arrives; reading stops at the first 20 invalid lines "
+    "or past `limits.max_job_items` lines (422, nothing created). The server receives at most "
+    "`limits.max_concurrent_uploads` uploads at once: beyond, `503 uploads_busy` with `Retry-After`, "
+    "before the body is read.",
 )
 async def create_job(
     request: Request,
@@ -50,8 +59,12 @@ async def create_job(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
     ] = None,
 ) -> Job:
-    body = await request.body()
-    job, created = await run_in_threadpool(service.create, principal, body, idempotency_key)
+    with service.upload_slot():
+        try:
+            job, created = await service.create(principal, request.stream(), idempotency_key)
+        except ClientDisconnect:
+            # nobody reads this answer; a 4xx keeps an abandoned upload out of the 5xx counts
+            raise ApiError(422, "upload_incomplete", "the client left before the end of the upload") from None
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

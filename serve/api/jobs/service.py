@@ -1,15 +1,23 @@
-"""Batch jobs: create (validated whole, idempotent), inspect, stream results, cancel, delete."""
+"""Batch jobs: create (streamed, validated line by line, idempotent), inspect, stream results,
+cancel, delete."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+from starlette.concurrency import run_in_threadpool
 
 from serve.api.auth import Principal
-from serve.api.errors import ApiError, ErrorDetail
+from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.jobs.protocol import Job, JobCounts, JobList
-from serve.jobs import JobInputError, JobRecord, JobStore, JobWorker, parse_job_input, read_results
+from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
 from serve.settings import Settings
+
+#: what a refused upload is told to wait: uploads take seconds
+UPLOAD_RETRY_S = 5
 
 TERMINAL = frozenset({"completed", "cancelled", "failed"})
 
@@ -30,23 +38,56 @@ class JobService:
         self.store = store
         self.worker = worker
         self.settings = settings
+        self._uploads = threading.BoundedSemaphore(settings.limits.max_concurrent_uploads)
 
-    def create(self, principal: Principal, body: bytes, idempotency_key: str | None) -> tuple[Job, bool]:
-        """(the job, True when created now; False: a retry of an earlier creation)."""
-        digest = hashlib.sha256(body).hexdigest()
-        if idempotency_key is not None:
-            earlier = self.store.find_idempotent(principal.key_id, idempotency_key)
-            if earlier is not None:
-                return self._replay(earlier, digest), False
+    @contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """One of the ``limits.max_concurrent_uploads`` uploads received at once; beyond, 503
+        before the body is read: the bound is the server's, shared by every key (not one
+        key's rate, which is 429's), and the client may retry in a few seconds."""
+        if not self._uploads.acquire(blocking=False):
+            raise ApiError(
+                503, "uploads_busy",
+                f"the server is receiving {self.settings.limits.max_concurrent_uploads} job uploads "
+                "(limits.max_concurrent_uploads); retry shortly",
+                headers=retry_after(UPLOAD_RETRY_S),
+            )
         try:
-            items = parse_job_input(body, max_items=self.settings.limits.max_job_items)
+            yield
+        finally:
+            self._uploads.release()
+
+    async def create(
+        self, principal: Principal, body: AsyncIterator[bytes], idempotency_key: str | None
+    ) -> tuple[Job, bool]:
+        """(the job, True when created now; False: a retry of an earlier creation). The body
+        is checked and staged as it streams; a problem stops reading it (422)."""
+        owner = principal.key_id
+        if idempotency_key is not None:
+            earlier = await run_in_threadpool(self.store.find_idempotent, owner, idempotency_key)
+            if earlier is not None:  # a retry: only its fingerprint matters, not its lines
+                return self._replay(earlier, await _sha256(body)), False
+        limits = self.settings.limits
+        upload = await run_in_threadpool(
+            JobUpload, self.store, max_items=limits.max_job_items,
+            max_line_bytes=limits.max_body_bytes, max_depth=limits.max_json_depth,
+        )
+        try:
+            async for chunk in body:  # each chunk as it arrives (up to 64 KiB from the server)
+                # parsing and writing are CPU and blocking I/O: off the event loop
+                await run_in_threadpool(upload.feed, chunk)
+            digest = await run_in_threadpool(upload.finish)
         except JobInputError as exc:
+            upload.discard()
             details = [
                 ErrorDetail(loc=["line", p.line, *p.loc], message=p.message) for p in exc.problems
             ]
             raise ApiError(422, exc.code, exc.message, details=details) from exc
-        record, created = self.store.create(
-            principal.key_id, items, request_sha256=digest, idempotency_key=idempotency_key
+        except BaseException:  # a too-large or abandoned upload, a full disk, a cancellation
+            upload.discard()
+            raise
+        record, created = await run_in_threadpool(
+            self.store.commit, upload.staged, owner, request_sha256=digest, idempotency_key=idempotency_key
         )
         if not created:
             return self._replay(record, digest), False
@@ -94,3 +135,10 @@ class JobService:
         if record.state not in TERMINAL:
             raise ApiError(409, "conflict", f"job {job_id} is {record.state}: cancel it before deleting it")
         self.store.delete(record.id)
+
+
+async def _sha256(chunks: AsyncIterator[bytes]) -> str:
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
