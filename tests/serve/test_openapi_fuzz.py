@@ -27,7 +27,8 @@ from schemathesis.python import asgi
 from serve.app import create_app
 from tests.serve.helpers import copy_data_dir, make_keys, service_settings
 
-SCOPES = ("admin", "tags", "feedback", "taxonomy:write")
+#: admin last: its run may revoke keys it finds in GET /v1/keys (each run gets fresh keys)
+SCOPES = ("tags", "feedback", "taxonomy:write", "admin")
 
 #: deliberate disagreements between a schema-valid request and the server (see
 #: docs/api-conformance.md): (operation, check) -> the error codes that answer them
@@ -64,6 +65,7 @@ class Run:
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     phases: Counter[str] = field(default_factory=Counter)  # requests by "scope phase"
+    unauthorized: Counter[str] = field(default_factory=Counter)  # 401s by scope
     operations: set[str] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)
     excused: Counter[str] = field(default_factory=Counter)
@@ -71,16 +73,16 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, dict[str, str]]]:
+def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Path]]:
     data = copy_data_dir(shop_template, tmp_path_factory.mktemp("fuzz") / "data")
-    keys = make_keys(data)
+    make_keys(data)  # the service refuses to start without a key
     # generous rate limit: the fuzzer is one client sending as fast as it can
     application = create_app(service_settings(data, limits={"rate_per_s": 1e6, "rate_burst": 1_000_000}))
     with asgi.get_client(application) as client:  # starts the lifespan in schemathesis' event loop
         assert client.get(f"http://{asgi.HOST}/healthz").status_code == 200
     state = application.state.tagsmith
     assert state.loaded.wait(180) and state.services is not None, state.load_error
-    yield application, keys
+    yield application, data
     asgi.shutdown_lifespans()
 
 
@@ -111,6 +113,9 @@ def run_schemathesis(
             before = into.requests
             _collect(event.recorder, into)
             into.phases[f"{scope} {event.phase.value}"] += into.requests - before
+            into.unauthorized[scope] += sum(
+                1 for i in event.recorder.interactions.values() if i.response is not None and i.response.status_code == 401
+            )
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
             into.errors.append(f"{getattr(event, 'label', '')}: {str(getattr(event, 'info', event))[:400]}")
 
@@ -145,21 +150,25 @@ def _collect(recorder: Any, into: Run) -> None:
 
 
 @pytest.mark.parametrize("name", ["quick", pytest.param("full", marks=pytest.mark.slow)])
-def test_fuzz_every_operation_with_every_scope(app: tuple[FastAPI, dict[str, str]], name: str) -> None:
+def test_fuzz_every_operation_with_every_scope(app: tuple[FastAPI, Path], name: str) -> None:
     profile = PROFILES[name]
-    application, keys = app
+    application, data = app
     run = Run()
     for scope in SCOPES:
-        run_schemathesis(application, scope, keys[scope], profile, stateful_only=scope not in profile.scopes, into=run)
+        key = make_keys(data)[scope]  # fresh: an earlier run may have revoked the last ones
+        run_schemathesis(application, scope, key, profile, stateful_only=scope not in profile.scopes, into=run)
     operations = {f"{m.upper()} {p}" for p, ms in application.openapi()["paths"].items() for m in ms}
     print(f"{name}: {run.requests} requests over {len(run.operations)} operations, statuses "
           f"{dict(sorted(run.statuses.items()))}; {len(run.failures)} failures, excused "
-          f"(docs/api-conformance.md) {dict(run.excused)}; requests by scope and phase {dict(run.phases)}")
+          f"(docs/api-conformance.md) {dict(run.excused)}; requests by scope and phase {dict(run.phases)}, 401s by scope {dict(run.unauthorized)}")
     assert not run.errors, "\n".join(run.errors[:10])
     assert not run.failures, "\n".join(run.failures[:20])
     assert run.requests >= profile.min_requests, run.requests
     assert run.operations == operations, operations - run.operations  # POST /v1/jobs included
     assert sum(n for code, n in run.statuses.items() if code < 300) >= profile.min_requests // 10, run.statuses
     assert all(run.phases[f"{scope} stateful"] > 0 for scope in SCOPES), run.phases  # links followed, every key
+    # 401s are the deliberate missing/wrong-key cases, not a key revoked under the fuzzer's feet
+    assert all(run.unauthorized[s] * 4 <= sum(n for p, n in run.phases.items() if p.startswith(f"{s} "))
+               for s in SCOPES), (run.unauthorized, run.phases)
     assert run.statuses[403] > 0  # the narrower scopes met operations they may not use
     assert not any(code >= 500 for code in run.statuses), run.statuses
