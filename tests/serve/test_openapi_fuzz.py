@@ -43,6 +43,9 @@ DOCUMENTED: dict[tuple[str, str], frozenset[str]] = {
     # the body is JSONL text whose lines are validated as JobLine: a text/plain string schema
     # cannot express that
     ("POST /v1/jobs", "positive_data_acceptance"): frozenset({"invalid_job_input"}),
+    # the body-size limit is checked before the body is parsed: an oversized invalid body is a
+    # 413 (documented on every operation with a body), not a 422
+    ("*", "negative_data_rejection"): frozenset({"request_too_large"}),
 }
 
 
@@ -65,7 +68,7 @@ class Run:
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     phases: Counter[str] = field(default_factory=Counter)  # requests by "scope phase"
-    unauthorized: Counter[str] = field(default_factory=Counter)  # 401s by scope
+    unauthorized: Counter[str] = field(default_factory=Counter)  # 401s by "scope phase"
     operations: set[str] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)
     excused: Counter[str] = field(default_factory=Counter)
@@ -106,6 +109,10 @@ def run_schemathesis(
         "phases": phases,
         "seed": 18,  # reproducible
         "suppress-health-check": ["all"],
+        # the stateful phase finds key ids in GET /v1/keys and revokes them, the fuzzer's own
+        # admin key included, and the rest of the run would be 401s; revoking is fuzzed in the
+        # other phases (and keys created by POST /v1/keys are still revoked by their link)
+        "operations": [{"include-name": "DELETE /v1/keys/{key_id}", "phases": {"stateful": {"enabled": False}}}],
     })
     schema = schemathesis.openapi.from_asgi("/openapi.json", application, config=config)
     for event in engine.from_schema(schema).execute():
@@ -113,7 +120,7 @@ def run_schemathesis(
             before = into.requests
             _collect(event.recorder, into)
             into.phases[f"{scope} {event.phase.value}"] += into.requests - before
-            into.unauthorized[scope] += sum(
+            into.unauthorized[f"{scope} {event.phase.value}"] += sum(
                 1 for i in event.recorder.interactions.values() if i.response is not None and i.response.status_code == 401
             )
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
@@ -136,7 +143,7 @@ def _collect(recorder: Any, into: Run) -> None:
             response = interaction.response if interaction is not None else None
             label = recorder.cases[case_id].value.operation.label if case_id in recorder.cases else recorder.label
             code = _error_code(response.content if response is not None else None)
-            if code in DOCUMENTED.get((label, check.name), frozenset()):
+            if code in DOCUMENTED.get((label, check.name), frozenset()) | DOCUMENTED.get(("*", check.name), frozenset()):
                 into.excused[f"{label} {check.name} {code}"] += 1
                 continue
             info = check.failure_info
@@ -160,7 +167,7 @@ def test_fuzz_every_operation_with_every_scope(app: tuple[FastAPI, Path], name: 
     operations = {f"{m.upper()} {p}" for p, ms in application.openapi()["paths"].items() for m in ms}
     print(f"{name}: {run.requests} requests over {len(run.operations)} operations, statuses "
           f"{dict(sorted(run.statuses.items()))}; {len(run.failures)} failures, excused "
-          f"(docs/api-conformance.md) {dict(run.excused)}; requests by scope and phase {dict(run.phases)}, 401s by scope {dict(run.unauthorized)}")
+          f"(docs/api-conformance.md) {dict(run.excused)}; requests by scope and phase {dict(run.phases)}, 401s {dict(run.unauthorized)}")
     assert not run.errors, "\n".join(run.errors[:10])
     assert not run.failures, "\n".join(run.failures[:20])
     assert run.requests >= profile.min_requests, run.requests
@@ -168,7 +175,7 @@ def test_fuzz_every_operation_with_every_scope(app: tuple[FastAPI, Path], name: 
     assert sum(n for code, n in run.statuses.items() if code < 300) >= profile.min_requests // 10, run.statuses
     assert all(run.phases[f"{scope} stateful"] > 0 for scope in SCOPES), run.phases  # links followed, every key
     # 401s are the deliberate missing/wrong-key cases, not a key revoked under the fuzzer's feet
-    assert all(run.unauthorized[s] * 4 <= sum(n for p, n in run.phases.items() if p.startswith(f"{s} "))
-               for s in SCOPES), (run.unauthorized, run.phases)
+    # (deliberate ones: coverage sends no key, a wrong one, … a few per operation)
+    assert all(run.unauthorized[p] * 4 <= n for p, n in run.phases.items() if n >= 50), (run.unauthorized, run.phases)
     assert run.statuses[403] > 0  # the narrower scopes met operations they may not use
     assert not any(code >= 500 for code in run.statuses), run.statuses
