@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PipelineName = Literal["hybrid", "knn", "zero-shot", "rag", "cascade"]
 
+#: the one definition of a blank character: exactly the ones Python's ``str.isspace`` knows
+#: (which include U+0085 and U+001C-U+001F, unlike the ``\s`` of JSON Schema's ECMA regexes)
+BLANK = "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + (
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+#: "contains a non-blank character", spelled with explicit code points (no ``\s``) so that
+#: the JSON Schema (ECMA), Python's ``re`` and pydantic's Rust regex read it identically
+NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
 
 class Product(BaseModel):
-    """One product to tag. Text fields are untrusted: they are data, never instructions."""
+    """One product to tag. Text fields are untrusted: they are data, never instructions.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    Lengths are checked on the values as sent (what the schema says); blank characters
+    (:data:`BLANK`) at either end are stripped afterwards.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=256, description="client id, echoed back")
-    title: str = Field(min_length=1, max_length=1000)
+    title: str = Field(
+        min_length=1, max_length=1000, pattern=NOT_BLANK,
+        description="must contain a non-blank character (blank: the code points of the pattern)",
+    )
     description: str = Field(default="", max_length=20000)
     attributes: dict[str, str] = Field(
         default_factory=dict, max_length=100, description="optional key/values (brand, color…)"
@@ -23,6 +39,16 @@ class Product(BaseModel):
     category_text: str = Field(
         default="", max_length=1000, description="the shop's own breadcrumb, if any"
     )
+
+    @field_validator("id", "title", "description", "category_text")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip(BLANK)
+
+    @field_validator("attributes")
+    @classmethod
+    def _strip_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.strip(BLANK): v.strip(BLANK) for k, v in value.items()}
 
 
 class Tag(BaseModel):

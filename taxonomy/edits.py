@@ -6,13 +6,22 @@ and replays them to rebuild a version. Semantics live in :mod:`taxonomy.editor`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from taxonomy.model import Cardinality, Name, NodeId, ValueId, ValueName
 
-_EDIT = ConfigDict(frozen=True, extra="forbid")
+
+def _op_required(schema: dict[str, Any]) -> None:
+    """``op`` has a default so that Python code can write ``AddNode(id=…)``, but a request must
+    send it (it picks the union member): the schema says so, as the validator enforces."""
+    if "op" in schema.get("properties", {}):
+        schema["required"] = ["op", *(name for name in schema.get("required", []) if name != "op")]
+        schema["properties"]["op"].pop("default", None)
+
+
+_EDIT = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_op_required)
 
 
 class AddNode(BaseModel):

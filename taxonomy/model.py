@@ -8,7 +8,7 @@ Derived facts (level, path, is_leaf) are computed by the snapshot, never trusted
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
@@ -32,11 +32,40 @@ def _check_name(value: str) -> str:
     return value
 
 
-NodeId = Annotated[str, Field(max_length=512), AfterValidator(_check_id)]
-Name = Annotated[str, Field(max_length=1000), AfterValidator(_check_name)]
+def _char_class(*categories: str, blank: bool = False) -> str:
+    """The BMP code points of ``categories`` (plus Python's whitespace when ``blank``) as regex
+    class ranges, with explicit escapes that ECMA (JSON Schema), Python and Rust read alike."""
+    def wanted(c: int) -> bool:
+        return unicodedata.category(chr(c)) in categories or (blank and chr(c).isspace())
+
+    ranges, c = [], 0
+    while c < 0x10000:
+        if wanted(c):
+            start = c
+            while c + 1 < 0x10000 and wanted(c + 1):
+                c += 1
+            ranges.append(f"\\u{start:04x}" + (f"-\\u{c:04x}" if c > start else ""))
+        c += 1
+    return "".join(ranges)
+
+
+# The same rules as _check_id / _check_name, for the JSON Schema only (the validators enforce
+# them with clearer messages). A portable pattern cannot name code points above U+FFFF, so
+# the few supplementary-plane format characters are refused by _check_id alone (see
+# docs/api-conformance.md).
+ID_PATTERN = f"^[^{_char_class('Cc', 'Cf', blank=True)}]([^{_char_class('Cc', 'Cf')}]*[^{_char_class('Cc', 'Cf', blank=True)}])?$"
+NAME_PATTERN = f"^[^{_char_class('Cc')}]*[^{_char_class('Cc', blank=True)}][^{_char_class('Cc')}]*$"
+
+
+def _documented(pattern: str, max_length: int) -> Any:
+    return Field(max_length=max_length, json_schema_extra={"pattern": pattern})
+
+
+NodeId = Annotated[str, _documented(ID_PATTERN, 512), AfterValidator(_check_id)]
+Name = Annotated[str, _documented(NAME_PATTERN, 1000), AfterValidator(_check_name)]
 #: attribute values of open-vocabulary sources are free text, sometimes long
-ValueId = Annotated[str, Field(max_length=10_000), AfterValidator(_check_id)]
-ValueName = Annotated[str, Field(max_length=10_000), AfterValidator(_check_name)]
+ValueId = Annotated[str, _documented(ID_PATTERN, 10_000), AfterValidator(_check_id)]
+ValueName = Annotated[str, _documented(NAME_PATTERN, 10_000), AfterValidator(_check_name)]
 Cardinality = Literal["single", "multi"]
 Meta = dict[str, JsonValue]
 

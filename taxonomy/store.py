@@ -41,6 +41,9 @@ from taxonomy.schema import (
 )
 from taxonomy.snapshot import Snapshot
 
+#: how often an ``expected_version=None`` batch re-applies when other processes keep committing
+_ANY_VERSION_ATTEMPTS = 20
+
 
 class VersionInfo(BaseModel):
     version: int
@@ -199,25 +202,38 @@ class TaxonomyStore:
         self,
         edits: Iterable[Edit | Mapping[str, Any]],
         *,
-        expected_version: int,
+        expected_version: int | None,
         author: str | None = None,
         message: str | None = None,
     ) -> Snapshot:
         """Apply an edit batch made against ``expected_version``; all or nothing.
 
-        Raises :class:`StaleVersion` when the store has moved on, :class:`EditRejected` when
-        an edit is invalid. Returns the new snapshot once the batch is committed.
+        ``expected_version=None`` (HTTP ``If-Match: *``) applies the batch to whatever version
+        is current when it commits: concurrent such batches are serialised, never refused as
+        stale. Raises :class:`StaleVersion` when a named version is no longer current,
+        :class:`EditRejected` when an edit is invalid against the version it is applied to.
+        Returns the new snapshot (its base is ``version - 1``) once the batch is committed.
         """
         batch = coerce_edits(edits)
+        payload = [e.model_dump_json() for e in batch]
         with self._lock:
-            self.refresh()
-            current = self.current()
-            if expected_version != current.version:
-                raise StaleVersion(expected_version, current.version)
-            snapshot = apply_edits(current, batch, current.version + 1)
-            payload = [e.model_dump_json() for e in batch]
-            self._commit(snapshot, "edit", expected_version, payload, author, message)
-            return snapshot
+            # the lock serialises this process's writers; another process (the CLI, a
+            # replica) can still commit between our refresh and our commit: a named version
+            # is then stale, while "any version" just re-applies on the newer head
+            for _ in range(_ANY_VERSION_ATTEMPTS):
+                self.refresh()
+                current = self.current()
+                if expected_version is not None and expected_version != current.version:
+                    raise StaleVersion(expected_version, current.version)
+                snapshot = apply_edits(current, batch, current.version + 1)
+                try:
+                    self._commit(snapshot, "edit", current.version, payload, author, message)
+                except StaleVersion:
+                    if expected_version is not None:
+                        raise
+                    continue
+                return snapshot
+            raise StaleVersion(current.version, self.head_version())
 
     def import_document(
         self,

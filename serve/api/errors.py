@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from serve.jsonlog import request_id_var
 
@@ -109,6 +110,23 @@ def _summary(details: list[ErrorDetail]) -> str:
     return f"{where}: {first.message}{more}"
 
 
+#: the methods a 405's ``Allow`` may list (the ones routes can declare)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (RFC 9110 ``Allow``).
+
+    The router answers 405 with the methods of the first route whose path matched only, but
+    one path is often served by several routes (``GET`` and ``POST /v1/jobs``); so each method
+    is tried against every route, through the routes' own (public) matching."""
+    routes = request.app.router.routes
+    return [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -119,13 +137,16 @@ def install_error_handlers(app: FastAPI) -> None:
         details = _validation_details(exc)
         return error_response(422, "validation_error", _summary(details), details=details)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:  # FastAPI: a body it could not decode (not UTF-8, …)
             return error_response(422, "validation_error", "the request body could not be read: send UTF-8 JSON")
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, message, headers=headers)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

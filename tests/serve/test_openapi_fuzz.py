@@ -1,104 +1,181 @@
-"""Schemathesis against the app in-process: every operation of the OpenAPI schema, valid and
-invalid generated requests, no 5xx and no response outside the documented schema. A quick
-profile (a few requests per operation) runs in the default tier, the full one (>= 1,500
-requests) in the slow tier."""
+"""Schemathesis against the app in-process, run by its own engine as its CLI would: every check
+it has, on every operation (``POST /v1/jobs`` included, with no custom serializer), in every
+phase (examples, coverage, fuzzing, and the stateful phase that follows the OpenAPI links),
+once with a key of each scope. A 403 for a missing scope is documented, so it passes.
+
+A quick profile runs in the default tier, the full one in the slow tier. Failures that are
+deliberate design choices are listed, with their reasons, in docs/api-conformance.md; they
+are excused here by (operation, check, error code) and nothing broader."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis import engine
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from serve.app import create_app
-from tests.serve.helpers import auth, copy_data_dir, make_keys, service_settings
+from tests.serve.helpers import copy_data_dir, make_keys, service_settings
 
-CHECKS = [
-    not_a_server_error, status_code_conformance, content_type_conformance,
-    response_schema_conformance, response_headers_conformance,
-]
-#: per profile: generated requests per operation and mode, and the least total sent
-PROFILES: dict[str, tuple[dict[GenerationMode, int], int]] = {
-    "quick": ({GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4}, 150),
-    "full": ({GenerationMode.POSITIVE: 50, GenerationMode.NEGATIVE: 30}, 1500),
+#: admin last: its run may revoke keys it finds in GET /v1/keys (each run gets fresh keys)
+SCOPES = ("tags", "feedback", "taxonomy:write", "admin")
+
+#: deliberate disagreements between a schema-valid request and the server (see
+#: docs/api-conformance.md): (operation, check) -> the error codes that answer them
+DOCUMENTED: dict[tuple[str, str], frozenset[str]] = {
+    # validity depends on the taxonomy's current state (tags must be active leaves; edits must
+    # name existing nodes, new ids must be unused): no static schema can say that
+    ("POST /v1/feedback", "positive_data_acceptance"): frozenset({"invalid_tags"}),
+    # ... and If-Match must name the current version (412), or be sent at all (428, RFC 6585)
+    ("POST /v1/taxonomy/edits", "positive_data_acceptance"): frozenset(
+        {"edit_rejected", "precondition_failed", "precondition_required"}
+    ),
+    # the body is JSONL text whose lines are validated as JobLine: a text/plain string schema
+    # cannot express that
+    ("POST /v1/jobs", "positive_data_acceptance"): frozenset({"invalid_job_input"}),
+    # the body-size limit is checked before the body is parsed: an oversized invalid body is a
+    # 413 (documented on every operation with a body), not a 422
+    ("*", "negative_data_rejection"): frozenset({"request_too_large"}),
 }
 
 
-@schemathesis.serializer("application/jsonl")
-def _jsonl(ctx: Any, value: Any) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else str(value).encode("utf-8")
+@dataclass(frozen=True)
+class Profile:
+    max_examples: int  # per operation and phase
+    stateful_steps: int  # per stateful scenario
+    scopes: tuple[str, ...]  # keys of these scopes run every phase; the others the stateful one only
+    min_requests: int
+
+
+PROFILES = {
+    "quick": Profile(max_examples=2, stateful_steps=4, scopes=("admin",), min_requests=400),
+    "full": Profile(max_examples=40, stateful_steps=20, scopes=SCOPES, min_requests=5000),
+}
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    phases: Counter[str] = field(default_factory=Counter)  # requests by "scope phase"
+    unauthorized: Counter[str] = field(default_factory=Counter)  # 401s by "scope phase"
+    operations: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    excused: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
-def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, dict[str, str]]]:
+def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Path]]:
     data = copy_data_dir(shop_template, tmp_path_factory.mktemp("fuzz") / "data")
-    keys = make_keys(data)
+    make_keys(data)  # the service refuses to start without a key
     # generous rate limit: the fuzzer is one client sending as fast as it can
     application = create_app(service_settings(data, limits={"rate_per_s": 1e6, "rate_burst": 1_000_000}))
     with asgi.get_client(application) as client:  # starts the lifespan in schemathesis' event loop
         assert client.get(f"http://{asgi.HOST}/healthz").status_code == 200
     state = application.state.tagsmith
     assert state.loaded.wait(180) and state.services is not None, state.load_error
-    yield application, keys
+    yield application, data
     asgi.shutdown_lifespans()
 
 
-def fuzz(operation: Any, mode: GenerationMode, examples: int, headers: dict[str, str], statuses: dict[int, int],
-         failures: list[str]) -> int:
-    """Send ``examples`` generated requests to one operation; returns how many were sent."""
-    sent = 0
-
-    @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    def run(case: Any) -> None:
-        nonlocal sent
-        response = case.call(headers=headers)
-        sent += 1
-        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
-        except Exception as exc:  # collected, so one run reports every kind of failure
-            failures.append(f"{operation.label} [{mode.value}] -> {response.status_code}: {str(exc)[:400]}")
-
+def _error_code(content: bytes | None) -> str | None:
     try:
-        run()
-    except Unsatisfiable:
-        assert mode is GenerationMode.NEGATIVE, operation.label  # nothing to make invalid
-    return sent
+        return str(json.loads(content or b"")["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
-@pytest.mark.parametrize("profile", ["quick", pytest.param("full", marks=pytest.mark.slow)])
-def test_fuzz_every_operation(app: tuple[FastAPI, dict[str, str]], profile: str) -> None:
-    examples, min_requests = PROFILES[profile]
-    application, keys = app
-    schema = schemathesis.openapi.from_asgi("/openapi.json", application)
-    headers = auth(keys["admin"])
-    sent: dict[str, int] = {}
-    statuses: dict[int, int] = {}
-    failures: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode, n in examples.items():
-            sent[operation.label] = sent.get(operation.label, 0) + fuzz(operation, mode, n, headers, statuses, failures)
-    total = sum(sent.values())
-    print(f"{total} requests over {len(sent)} operations, statuses {dict(sorted(statuses.items()))}; "
-          f"{len(failures)} failures")
-    assert not failures, "\n".join(failures[:20])
-    assert total >= min_requests, sent
-    assert sum(n for code, n in statuses.items() if code < 300) >= min_requests // 5, statuses  # not all refused
-    assert len(sent) == len(list(schema.get_all_operations()))
+def run_schemathesis(
+    application: FastAPI, scope: str, key: str, profile: Profile, *, stateful_only: bool, into: Run
+) -> None:
+    phases: dict[str, Any] = {"stateful": {"max-steps": profile.stateful_steps}}
+    if stateful_only:
+        phases |= {name: {"enabled": False} for name in ("examples", "coverage", "fuzzing")}
+    config = SchemathesisConfig.from_dict({
+        "headers": {"Authorization": f"Bearer {key}"},
+        "checks": {"enabled": True},  # every check schemathesis has
+        "generation": {"max-examples": profile.max_examples, "mode": "all"},
+        "phases": phases,
+        "seed": 18,  # reproducible
+        "suppress-health-check": ["all"],
+        # the stateful phase finds key ids in GET /v1/keys and revokes them, the fuzzer's own
+        # admin key included, and the rest of the run would be 401s; revoking is fuzzed in the
+        # other phases (and keys created by POST /v1/keys are still revoked by their link)
+        "operations": [{"include-name": "DELETE /v1/keys/{key_id}", "phases": {"stateful": {"enabled": False}}}],
+    })
+    schema = schemathesis.openapi.from_asgi("/openapi.json", application, config=config)
+    for event in engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            before = into.requests
+            _collect(event.recorder, into)
+            into.phases[f"{scope} {event.phase.value}"] += into.requests - before
+            into.unauthorized[f"{scope} {event.phase.value}"] += sum(
+                1 for i in event.recorder.interactions.values() if i.response is not None and i.response.status_code == 401
+            )
+        elif isinstance(event, (events.NonFatalError, events.FatalError)):
+            into.errors.append(f"{getattr(event, 'label', '')}: {str(getattr(event, 'info', event))[:400]}")
+
+
+def _collect(recorder: Any, into: Run) -> None:
+    for case_id, interaction in recorder.interactions.items():
+        into.requests += 1
+        if interaction.response is not None:
+            into.statuses[interaction.response.status_code] += 1
+        node = recorder.cases.get(case_id)
+        if node is not None:
+            into.operations.add(node.value.operation.label)
+    for case_id, checks in recorder.checks.items():
+        for check in checks:
+            if check.status.name != "FAILURE":
+                continue
+            interaction = recorder.interactions.get(case_id)
+            response = interaction.response if interaction is not None else None
+            label = recorder.cases[case_id].value.operation.label if case_id in recorder.cases else recorder.label
+            code = _error_code(response.content if response is not None else None)
+            if code in DOCUMENTED.get((label, check.name), frozenset()) | DOCUMENTED.get(("*", check.name), frozenset()):
+                into.excused[f"{label} {check.name} {code}"] += 1
+                continue
+            info = check.failure_info
+            request = interaction.request if interaction is not None else None
+            into.failures.append(
+                f"{label} {check.name} -> {response.status_code if response is not None else None} {code}: "
+                f"{info.failure.title if info else ''} {info.failure.message[:300] if info else ''}\n"
+                f"  {request.method if request else ''} {request.uri if request else ''} "
+                f"{(request.body or b'')[:300]!r}" if request else ""
+            )
+
+
+@pytest.mark.parametrize("name", ["quick", pytest.param("full", marks=pytest.mark.slow)])
+def test_fuzz_every_operation_with_every_scope(app: tuple[FastAPI, Path], name: str) -> None:
+    profile = PROFILES[name]
+    application, data = app
+    run = Run()
+    for scope in SCOPES:
+        key = make_keys(data)[scope]  # fresh: an earlier run may have revoked the last ones
+        run_schemathesis(application, scope, key, profile, stateful_only=scope not in profile.scopes, into=run)
+    operations = {f"{m.upper()} {p}" for p, ms in application.openapi()["paths"].items() for m in ms}
+    print(f"{name}: {run.requests} requests over {len(run.operations)} operations, statuses "
+          f"{dict(sorted(run.statuses.items()))}; {len(run.failures)} failures, excused "
+          f"(docs/api-conformance.md) {dict(run.excused)}; requests by scope and phase {dict(run.phases)}, 401s {dict(run.unauthorized)}")
+    assert not run.errors, "\n".join(run.errors[:10])
+    assert not run.failures, "\n".join(run.failures[:20])
+    assert run.requests >= profile.min_requests, run.requests
+    assert run.operations == operations, operations - run.operations  # POST /v1/jobs included
+    assert sum(n for code, n in run.statuses.items() if code < 300) >= profile.min_requests // 10, run.statuses
+    assert all(run.phases[f"{scope} stateful"] > 0 for scope in SCOPES), run.phases  # links followed, every key
+    # 401s are the deliberate missing/wrong-key cases, not a key revoked under the fuzzer's feet
+    # (deliberate ones: coverage sends no key, a wrong one, … a few per operation)
+    assert all(run.unauthorized[p] * 4 <= n for p, n in run.phases.items() if n >= 50), (run.unauthorized, run.phases)
+    assert run.statuses[403] > 0  # the narrower scopes met operations they may not use
+    assert not any(code >= 500 for code in run.statuses), run.statuses

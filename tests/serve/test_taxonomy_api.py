@@ -136,3 +136,64 @@ def test_in_flight_requests_finish_on_their_snapshot(shop_dir: Path) -> None:
         first_result = slow["response"].json()
         assert first_result["taxonomy_version"] == 1 and first_result["tags"][0]["name"] == "Frying Pans"
         assert second["taxonomy_version"] == 2 and second["tags"][0]["name"] == "Skillets & Frying Pans"
+
+
+def _edit_concurrently(client: Any, headers: dict[str, str], bodies: list[dict[str, Any]]) -> list[Any]:
+    """POST every body at once from its own thread (released together by a barrier)."""
+    barrier = threading.Barrier(len(bodies))
+    responses: list[Any] = [None] * len(bodies)
+
+    def send(i: int) -> None:
+        barrier.wait(timeout=30)
+        responses[i] = client.post("/v1/taxonomy/edits", json=bodies[i], headers=headers)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return responses
+
+
+def test_if_match_star_serialises_concurrent_edits(shop_dir: Path) -> None:
+    """RFC 9110: ``If-Match: *`` matches whatever version is current, so 20 concurrent edits
+    all apply, one after another; none is refused as stale, none is lost."""
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        w = {**auth(keys["taxonomy:write"]), "If-Match": "*"}
+        bodies = [{"edits": [{"op": "add_synonym", "id": "kitchen/cookware/pans", "synonym": f"pan {i}"}]}
+                  for i in range(20)]
+        responses = _edit_concurrently(client, w, bodies)
+        assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses if r.status_code != 201]
+        results = [r.json() for r in responses]
+        assert sorted(r["version"] for r in results) == list(range(2, 22))  # consecutive, none lost
+        assert all(r["previous_version"] == r["version"] - 1 for r in results)  # the version actually edited
+        assert all(r["changes"] == {"synonyms_changed": 1} for r in results)
+        assert all(r.headers["etag"] == f'"{r.json()["version"]}"' for r in responses)
+        h = auth(keys["admin"])
+        assert [v["version"] for v in client.get("/v1/taxonomy/versions", headers=h).json()["items"]] == list(range(1, 22))
+        synonyms = client.get("/v1/taxonomy/nodes/kitchen/cookware/pans", headers=h).json()["synonyms"]
+        assert sorted(synonyms) == sorted(["skillet", *(f"pan {i}" for i in range(20))])
+
+        # a real version mismatch is still 412, and the message names only what the client sent
+        stale = client.post("/v1/taxonomy/edits", json=RENAME, headers={**w, "If-Match": '"7"'})
+        message = assert_error(stale, 412, "precondition_failed")["message"]
+        assert "If-Match names version 7," in message and "current version is 21" in message
+        assert stale.headers["etag"] == '"21"'
+
+
+def test_if_match_star_still_rejects_invalid_edits(shop_dir: Path) -> None:
+    """``*`` waives the version check, not validation: of 8 concurrent batches adding the same
+    node, one applies and the others are invalid against the version they meet (422, not 412)."""
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        w = {**auth(keys["taxonomy:write"]), "If-Match": "*"}
+        body = {"edits": [{"op": "add_node", "id": "toys/kites", "name": "Kites", "parent": "toys"}]}
+        responses = _edit_concurrently(client, w, [body] * 8)
+        assert sorted(r.status_code for r in responses) == [201] + [422] * 7
+        for r in responses:
+            if r.status_code == 422:
+                assert assert_error(r, 422, "edit_rejected")["details"][0]["type"] == "duplicate_id"
+            else:
+                assert r.json() == {"version": 2, "previous_version": 1, "changes": {"added": 1}}

@@ -21,9 +21,24 @@ _JOB_INPUT: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": 'JSONL: one {"custom_id": "…", "product": {…}} per line (at most '
-        "limits.max_job_items lines, limits.max_job_bytes bytes); validated whole before the job is accepted",
-        "content": {JSONL: {"schema": {"type": "string"}, "example": JOB_LINE_EXAMPLE}},
-    }
+        "limits.max_job_items lines, limits.max_job_bytes bytes); validated whole before the job is accepted. "
+        "Declared as text/plain, UTF-8; sent as application/jsonl or application/x-ndjson it reads the same",
+        # only text/plain is declared: fuzzers and generated clients cannot serialize a media
+        # type they do not know (schemathesis refuses the whole operation), and every one of
+        # them can send a string as text/plain
+        "content": {"text/plain": {"schema": {"type": "string"}, "example": JOB_LINE_EXAMPLE}},
+    },
+    # OpenAPI links (merged into the 202 response): what a client, or a stateful fuzzer, can
+    # do next with the job it created
+    "responses": {"202": {"links": {
+        name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}, "description": text}
+        for name, operation, text in (
+            ("GetJob", "get_job_v1_jobs__job_id__get", "its state and progress"),
+            ("GetJobResults", "job_results_v1_jobs__job_id__results_get", "its results so far"),
+            ("CancelJob", "cancel_job_v1_jobs__job_id__cancel_post", "stop it"),
+            ("DeleteJob", "delete_job_v1_jobs__job_id__delete", "delete it and its files"),
+        )
+    }}},
 }
 _RESULTS: dict[int | str, dict[str, Any]] = {
     200: {

@@ -179,18 +179,18 @@ class TaxonomyService:
         return MigrationMap(from_version=v1, to_version=v2, mapping=mapping)
 
     def apply(self, principal: Principal, if_match: str | None, request: EditRequest) -> EditResult:
+        # None (``*``): RFC 9110 "any current representation", resolved by the store under
+        # its write lock, so concurrent ``*`` edits are serialised instead of refused
         expected = parse_if_match(if_match)
-        if expected is None:
-            expected = self.store.refresh()
-        before = self.tagging.snapshot
         try:
             snap = self.store.apply(
                 request.edits, expected_version=expected, author=principal.name, message=request.message
             )
         except StaleVersion as exc:
+            named = f"version {expected}" if expected is not None else "any version"
             raise ApiError(
                 412, "precondition_failed",
-                f"If-Match names version {exc.expected}, but the current version is {exc.current}: "
+                f"If-Match names {named}, but the current version is {exc.current}: "
                 "reload, re-apply your edits, and send them with the new ETag",
                 headers={"ETag": f'"{exc.current}"'},
             ) from exc
@@ -199,12 +199,14 @@ class TaxonomyService:
             raise ApiError(
                 422, "edit_rejected", str(exc), details=[ErrorDetail(loc=loc, message=exc.message, type=exc.code)]
             ) from exc
+        previous = snap.version - 1  # the version the batch was actually applied to
+        before = self.tagging.snapshot
         # new requests tag against the new version from now on; in-flight ones keep theirs
         self.tagging.use_snapshot(snap)
-        if before.version != expected:
-            before = self.store.snapshot(expected)
+        if before.version != previous:
+            before = self.store.snapshot(previous)
         diff = diff_snapshots(before, snap)
         return EditResult(
-            version=snap.version, previous_version=expected,
+            version=snap.version, previous_version=previous,
             changes={k: v for k, v in diff.summary().items() if v},
         )
