@@ -142,7 +142,7 @@ def _flood(server: Server, key: str, rate: float, seconds: float, path_for: Call
     return statuses
 
 
-def probe_flood(server: Server) -> None:
+def probe_flood(server: Server, only: str = "") -> None:
     victim, attacker = server.key("tags"), server.key("tags")
     with server.client() as c:  # 61 versions so that old versions and long migration maps exist
         leaves = [h["id"] for h in c.get("/v1/taxonomy/search", params={"q": "socks", "limit": 5}).json()["hits"]]
@@ -160,18 +160,19 @@ def probe_flood(server: Server) -> None:
         "migration maps 45/s": lambda i: f"/v1/taxonomy/migration-map?from={1 + i % 30}&to={31 + i % 30}",
     }
     for name, path_for in scenarios.items():
+        if only and only not in name:
+            continue
         stop = threading.Event()
-        result: dict[str, Counter[int]] = {}
-        flood = threading.Thread(target=lambda: result.setdefault("s", _flood(server, attacker, 45, 17, path_for, stop)))
-        flood.start()
-        time.sleep(1)
-        loaded = _tags_latency(server, victim, 15)
-        stop.set()
-        flood.join()
+        with ThreadPoolExecutor(1) as runner:
+            flood = runner.submit(_flood, server, attacker, 45, 17, path_for, stop)
+            time.sleep(1)
+            loaded = _tags_latency(server, victim, 15)
+            stop.set()
+            attacker_statuses = flood.result()
         p50 = statistics.median(loaded)
         print(f"flood: victim POST /v1/tags during {name}: n={len(loaded)} p50 {p50:.1f} ms "
               f"({p50 / statistics.median(alone):.2f}x), p95 {pct(loaded, 0.95):.1f} ms, max {max(loaded):.1f} ms; "
-              f"attacker statuses {dict(sorted(result['s'].items()))}")
+              f"attacker statuses {dict(sorted(attacker_statuses.items()))}")
         time.sleep(3)  # let the attacker's bucket refill between scenarios
 
 
@@ -277,7 +278,7 @@ def probe_slow(server: Server, limit: float = 40.0) -> None:
 
     for name, start, n in (("header trickle", header_start, 50), ("incomplete body", body_start, 20)):
         with ThreadPoolExecutor(n) as pool:
-            held = list(pool.map(lambda _: _held_for(server.port, start, limit), range(n)))
+            held = list(pool.map(_held_for, [server.port] * n, [start] * n, [limit] * n))
         cut = sum(h < limit - 0.5 for h in held)
         print(f"slow clients: {n} x {name}: {cut} cut by the server, held median {statistics.median(held):.1f} s, "
               f"max {max(held):.1f} s (cap {limit:.0f} s)")
