@@ -165,6 +165,12 @@ class LimitSettings(BaseModel):
         "across all keys (CPU-heavy; cached results do not count); others wait history_wait_s, then 503",
     )
     history_wait_s: float = Field(default=1.0, ge=0.0, le=30.0, description="see history_reads_at_once")
+    history_cpu_share: float = Field(
+        default=0.05, gt=0.0, le=1.0,
+        description="share of one core a key may spend on old-version rebuilds and comparisons, "
+        "sustained: their measured CPU time is charged to the key's rate-limit bucket (at 0.05 and "
+        "50 requests/s, 0.2 s of CPU costs 200 tokens, i.e. 4 s of that key's requests)",
+    )
 
 
 class JobSettings(BaseModel):

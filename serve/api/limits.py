@@ -82,6 +82,18 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (cost - tokens) / self.rate
 
+    def charge(self, key: str, tokens: float) -> None:
+        """Take ``tokens`` after the fact, for work whose cost is known only once done (a
+        history rebuild's CPU time): the bucket may go into debt, down to one minute of
+        refill, and the key's next requests wait until it is paid back."""
+        if tokens <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            have, last = self._buckets.get(key, (self.burst, now))
+            have = min(self.burst, have + (now - last) * self.rate)
+            self._buckets[key] = (max(-60.0 * self.rate, have - tokens), now)
+
     def describe(self, cost: float = 1.0) -> str:
         """The limit in words, for the 429 message."""
         limit = f"{self.rate:g} requests/s, burst {self.burst:g}"

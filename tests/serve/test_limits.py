@@ -234,3 +234,37 @@ def test_old_version_rebuilds_are_bounded_across_keys(shop_dir: Path, monkeypatc
         assert client.get("/v1/taxonomy/nodes?version=1", headers=b).status_code == 200
         release.set()
         assert stuck.result(timeout=30).status_code == 200
+
+
+def test_charge_puts_a_bucket_into_bounded_debt() -> None:
+    limiter = RateLimiter(rate=10.0, burst=5)
+    limiter.charge("k", 25.0)  # 5 saved, 20 owed: two seconds of refill before one token
+    assert 2.0 <= limiter.acquire("k") <= 2.2
+    assert limiter.acquire("other") == 0.0
+    limiter.charge("k", 1e9)  # debt is capped at one minute of refill
+    assert limiter.acquire("k") <= 60.2
+
+
+def test_the_cpu_of_an_old_version_rebuild_is_charged_to_the_key(shop_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = make_keys(shop_dir)
+    # 0.2 s of CPU at 5% of a core and 50 requests/s: 200 tokens, twice the burst
+    settings = service_settings(shop_dir, limits={"rate_per_s": 50, "rate_burst": 100, "history_cpu_share": 0.05})
+    with TaxonomyStore(settings.taxonomy_db_url) as store:
+        store.apply([{"op": "rename", "id": "toys", "name": "Toys 2"}], expected_version=1)
+    original = TaxonomyStore._build
+
+    def cpu_heavy_build(self: TaxonomyStore, conn: Any, version: int, base: Snapshot | None) -> Snapshot:
+        if version == 1:  # the old version only (start-up loads the current one)
+            start = time.thread_time()
+            while time.thread_time() - start < 0.2:
+                pass
+        return original(self, conn, version, base)
+
+    monkeypatch.setattr(TaxonomyStore, "_build", cpu_heavy_build)
+    with running_app(settings) as client:
+        historian, other = auth(keys["tags"]), auth(keys["feedback"])
+        assert client.get("/v1/taxonomy/nodes?version=1", headers=historian).status_code == 200
+        limited = client.get("/v1/taxonomy", headers=historian)
+        assert_error(limited, 429, "rate_limited")
+        assert int(limited.headers["retry-after"]) >= 2  # ~100 tokens owed at 50/s
+        assert client.get("/v1/taxonomy", headers=other).status_code == 200

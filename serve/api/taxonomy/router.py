@@ -30,7 +30,8 @@ FromVersion = Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)]
 ToVersion = Annotated[int, Query(alias="to", ge=1, le=2**31 - 1)]
 _OLD = (
     "Old versions are rebuilt from the edit log and comparisons computed a few at a time across "
-    "all keys (cached afterwards): 503 with Retry-After while the server is busy with others."
+    "all keys (cached afterwards): 503 with Retry-After while the server is busy with others. "
+    "The CPU such a rebuild takes is charged to the key's rate limit (limits.history_cpu_share)."
 )
 _ETAG = {"ETag": {"description": 'the taxonomy version, e.g. "3": send it back as If-Match to edit', "schema": {"type": "string"}}}
 
@@ -50,7 +51,7 @@ def taxonomy_info(response: Response, service: TaxonomyServiceDep, _: AnyKey) ->
     description=f"With `version`: {cost_note('/v1/taxonomy/nodes', b'version=1')} {_OLD}",
 )
 def list_nodes(
-    service: TaxonomyServiceDep, _: AnyKey,
+    service: TaxonomyServiceDep, principal: AnyKey,
     parent: Annotated[str | None, Query(min_length=1, max_length=512, description="only the children of this node")] = None,
     include_deprecated: bool = False,
     version: PinnedVersion = None,
@@ -58,7 +59,8 @@ def list_nodes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> NodePage:
     return service.nodes(
-        parent=parent, include_deprecated=include_deprecated, version=version, offset=offset, limit=limit
+        parent=parent, include_deprecated=include_deprecated, version=version, offset=offset, limit=limit,
+        key_id=principal.key_id,
     )
 
 
@@ -68,10 +70,10 @@ def list_nodes(
     description=f"With `version`: {cost_note('/v1/taxonomy/nodes/x', b'version=1')} {_OLD}",
 )
 def get_node(
-    node_id: Annotated[str, Path(min_length=1, max_length=512)], service: TaxonomyServiceDep, _: AnyKey,
+    node_id: Annotated[str, Path(min_length=1, max_length=512)], service: TaxonomyServiceDep, principal: AnyKey,
     version: PinnedVersion = None,
 ) -> NodeDetail:
-    return service.node(node_id, version)
+    return service.node(node_id, version, principal.key_id)
 
 
 @router.get(
@@ -107,8 +109,8 @@ def get_version(version: Version, service: TaxonomyServiceDep, _: AnyKey) -> Ver
     "/diff", response_model=TaxonomyDiff, responses=errors(404, 503), summary="What changed between two versions.",
     description=f"{cost_note('/v1/taxonomy/diff')} {_OLD}",
 )
-def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> TaxonomyDiff:
-    return service.diff(v1, v2)
+def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, principal: AnyKey) -> TaxonomyDiff:
+    return service.diff(v1, v2, principal.key_id)
 
 
 @router.get(
@@ -116,8 +118,8 @@ def diff_versions(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _
     summary="Where tags stored under one version move to in another.",
     description=f"{cost_note('/v1/taxonomy/migration-map')} {_OLD}",
 )
-def migration_map(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, _: AnyKey) -> MigrationMap:
-    return service.migration_map(v1, v2)
+def migration_map(v1: FromVersion, v2: ToVersion, service: TaxonomyServiceDep, principal: AnyKey) -> MigrationMap:
+    return service.migration_map(v1, v2, principal.key_id)
 
 
 @router.post(

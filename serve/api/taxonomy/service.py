@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -71,10 +72,18 @@ def _utc_info(info: VersionInfo) -> VersionInfo:
 
 
 class TaxonomyService:
-    def __init__(self, store: TaxonomyStore, tagging: TaggingState, limits: LimitSettings | None = None) -> None:
+    def __init__(
+        self, store: TaxonomyStore, tagging: TaggingState, limits: LimitSettings | None = None,
+        charge: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.store = store
         self.tagging = tagging
         limits = limits or LimitSettings()
+        # the CPU a rebuild or comparison took is charged to the caller's rate-limit bucket
+        # (``charge``: RateLimiter.charge), so one key's share of the cores stays bounded
+        # (limits.history_cpu_share) however cheap its requests look up front
+        self._charge = charge
+        self._tokens_per_cpu_s = limits.rate_per_s / limits.history_cpu_share
         # Rebuilding an old version or comparing two costs ~0.3 s of CPU on the default
         # taxonomy: bounded across all keys, so such reads cannot occupy the cores (and the
         # threads) that everything else needs. Reads answered from the store's caches skip it.
@@ -83,7 +92,7 @@ class TaxonomyService:
         self._heavy_wait_s = limits.history_wait_s
 
     @contextmanager
-    def _heavy(self) -> Iterator[None]:
+    def _heavy(self, key_id: str | None) -> Iterator[None]:
         if not self._heavy_slots.acquire(timeout=self._heavy_wait_s):
             raise ApiError(
                 503, "overloaded",
@@ -92,12 +101,15 @@ class TaxonomyService:
                 "not affected",
                 headers=retry_after(1),
             )
+        cpu_start = time.thread_time()  # the work runs in this thread: its CPU, not wall time
         try:
             yield
         finally:
             self._heavy_slots.release()
+            if self._charge is not None and key_id is not None:
+                self._charge(key_id, (time.thread_time() - cpu_start) * self._tokens_per_cpu_s)
 
-    def _snapshot(self, version: int | None) -> Snapshot:
+    def _snapshot(self, version: int | None, key_id: str | None = None) -> Snapshot:
         if version is None:
             self.store.refresh()  # another process (the CLI) may have published a version
             return self.store.current()
@@ -105,7 +117,7 @@ class TaxonomyService:
         if cached is not None:
             return cached
         try:
-            with self._heavy():
+            with self._heavy(key_id):
                 return self.store.snapshot(version)
         except UnknownVersion as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
@@ -120,9 +132,10 @@ class TaxonomyService:
         )
 
     def nodes(
-        self, *, parent: str | None, include_deprecated: bool, version: int | None, offset: int, limit: int
+        self, *, parent: str | None, include_deprecated: bool, version: int | None, offset: int, limit: int,
+        key_id: str | None = None,
     ) -> NodePage:
-        snap = self._snapshot(version)
+        snap = self._snapshot(version, key_id)
         if parent is not None:
             if parent not in snap:
                 raise ApiError(404, "not_found", f"no node {parent!r} in version {snap.version}")
@@ -135,8 +148,8 @@ class TaxonomyService:
             offset=offset, limit=limit,
         )
 
-    def node(self, node_id: str, version: int | None) -> NodeDetail:
-        snap = self._snapshot(version)
+    def node(self, node_id: str, version: int | None, key_id: str | None = None) -> NodeDetail:
+        snap = self._snapshot(version, key_id)
         if node_id not in snap:
             raise ApiError(404, "not_found", f"no node {node_id!r} in version {snap.version}")
         base = _node(snap, node_id)
@@ -162,20 +175,20 @@ class TaxonomyService:
             raise ApiError(404, "not_found", str(exc)) from exc
         return VersionDetail(**info.model_dump(), edits=edits)
 
-    def _compare(self, kind: str, v1: int, v2: int, compute: Callable[[int, int], T]) -> T:
+    def _compare(self, kind: str, v1: int, v2: int, compute: Callable[[int, int], T], key_id: str | None) -> T:
         try:
             if self.store.cached_comparison(kind, v1, v2):
                 return compute(v1, v2)
-            with self._heavy():
+            with self._heavy(key_id):
                 return compute(v1, v2)
         except UnknownVersion as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
 
-    def diff(self, v1: int, v2: int) -> TaxonomyDiff:
-        return self._compare("diff", v1, v2, self.store.diff)
+    def diff(self, v1: int, v2: int, key_id: str | None = None) -> TaxonomyDiff:
+        return self._compare("diff", v1, v2, self.store.diff, key_id)
 
-    def migration_map(self, v1: int, v2: int) -> MigrationMap:
-        mapping = self._compare("migration_map", v1, v2, self.store.migration_map)
+    def migration_map(self, v1: int, v2: int, key_id: str | None = None) -> MigrationMap:
+        mapping = self._compare("migration_map", v1, v2, self.store.migration_map, key_id)
         return MigrationMap(from_version=v1, to_version=v2, mapping=mapping)
 
     def apply(self, principal: Principal, if_match: str | None, request: EditRequest) -> EditResult:
