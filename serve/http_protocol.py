@@ -8,10 +8,11 @@ bytes arriving do *not* extend:
 * head: from the connection (or the end of the previous response) to a complete request
   head, ``server.header_timeout_s``. On expiry a half-received head is answered 408 (the
   one error shape) and the connection closed; an idle keep-alive connection is just closed.
-* body: from the head to the body's end, ``server.body_total_timeout_s`` plus a grace.
-  While the app reads the body, :mod:`serve.body_timeout` answers 408 first; this is the
-  backstop for a body nobody reads any more (the app answered early) and a client still
-  trickling it.
+* body: from the head to the body's end, the body must keep up ``server.body_min_rate_bytes_s``
+  after ``server.body_timeout_s`` (bytes arriving extend the deadline only in proportion),
+  plus a grace. While the app reads the body, :mod:`serve.body_timeout` answers 408 first;
+  this is the backstop for a body nobody reads any more (the app answered early) and a
+  client still trickling it.
 
 It subclasses uvicorn's own h11 protocol, which uvicorn uses anyway here (httptools is
 not installed), and leans on its internals (``conn``, ``on_response_complete``,
@@ -52,13 +53,16 @@ class TimeoutH11Protocol(H11Protocol):
     """Configured by :func:`protocol_class` (uvicorn instantiates the class itself)."""
 
     header_timeout_s = 10.0
-    body_total_timeout_s = 300.0
+    body_timeout_s = 30.0
+    body_min_rate = 1024.0
     max_connections: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: str | None = None
+        self._body_started = 0.0
+        self._body_bytes = 0
         if self.max_connections is not None:
             self.limit_concurrency = None  # ours instead: the one error shape
             self.app = self._capped(self.app)
@@ -69,6 +73,8 @@ class TimeoutH11Protocol(H11Protocol):
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "body":
+            self._body_bytes += len(data)
         super().data_received(data)
         self._watch()
 
@@ -96,13 +102,24 @@ class TimeoutH11Protocol(H11Protocol):
             return  # bytes arrived, same phase: the deadline stands
         self._cancel()
         self._phase = phase
+        if phase == "body":
+            self._body_started, self._body_bytes = self.loop.time(), 0
         if phase is not None:
-            seconds = self.header_timeout_s if phase == "head" else self.body_total_timeout_s + BODY_GRACE_S
+            seconds = self.header_timeout_s if phase == "head" else self._body_due() - self.loop.time()
             self._deadline = self.loop.call_later(seconds, self._expired, phase)
+
+    def _body_due(self) -> float:
+        """When the body phase must end, given the bytes it has brought so far."""
+        allowed = self.body_timeout_s + self._body_bytes / self.body_min_rate + BODY_GRACE_S
+        return self._body_started + allowed
 
     def _expired(self, phase: str) -> None:
         self._deadline = None
         if self.transport.is_closing():
+            return
+        if phase == "body" and self.loop.time() < self._body_due():
+            # bytes arrived since the timer was armed: re-arm for what they earned, no more
+            self._deadline = self.loop.call_later(self._body_due() - self.loop.time(), self._expired, phase)
             return
         partial_head = phase == "head" and bool(self.conn.trailing_data[0])
         if partial_head and self.conn.our_state is h11.IDLE:
@@ -137,10 +154,10 @@ class TimeoutH11Protocol(H11Protocol):
 
 
 def protocol_class(
-    *, header_timeout_s: float, body_total_timeout_s: float, max_connections: int | None,
+    *, header_timeout_s: float, body_timeout_s: float, body_min_rate: float, max_connections: int | None,
 ) -> type[TimeoutH11Protocol]:
     """A :class:`TimeoutH11Protocol` with these limits, for ``uvicorn.run(http=...)``."""
     return type("ConfiguredH11Protocol", (TimeoutH11Protocol,), {
-        "header_timeout_s": header_timeout_s, "body_total_timeout_s": body_total_timeout_s,
-        "max_connections": max_connections,
+        "header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s,
+        "body_min_rate": body_min_rate, "max_connections": max_connections,
     })

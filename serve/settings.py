@@ -106,8 +106,10 @@ class ServerSettings(BaseModel):
     body_timeout_s: float = Field(
         default=30.0, gt=0, description="longest wait for the next part of a request body (408)",
     )
-    body_total_timeout_s: float = Field(
-        default=300.0, gt=0, description="longest a whole request body may take to arrive (408)",
+    body_min_rate_bytes_s: int = Field(
+        default=1024, ge=1, description="after body_timeout_s, a request body must keep arriving at "
+        "this average rate: it may take body_timeout_s + bytes received / this rate (408 beyond), so "
+        "a byte-a-second trickle is cut while a large upload on a slow link is not",
     )
     max_connections: int | None = Field(
         default=1000, ge=1, description="connections (or requests in progress) at once; beyond, "

@@ -167,7 +167,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: _doc("missing, malformed, unknown or revoked API key"),
     403: _doc("the key lacks the scope this operation needs"),
     404: _doc("no such resource"),
-    408: _doc("the request body did not arrive in time (server.body_timeout_s / body_total_timeout_s)"),
+    408: _doc("the request body did not arrive in time (server.body_timeout_s between parts, server.body_min_rate_bytes_s on average)"),
     409: _doc("the resource is in a state that does not allow this"),
     412: _doc("If-Match names a version that is no longer current"),
     413: _doc("request body larger than the configured limit"),

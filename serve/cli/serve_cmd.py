@@ -41,12 +41,12 @@ def serve(
     )
     configure_logging(s.log_level)
     server = s.server
-    app = BodyTimeoutMiddleware(create_app(s), idle_s=server.body_timeout_s, total_s=server.body_total_timeout_s)
+    app = BodyTimeoutMiddleware(create_app(s), idle_s=server.body_timeout_s, min_rate=server.body_min_rate_bytes_s)
     uvicorn.run(
         app, host=server.host, port=server.port, log_level=s.log_level, log_config=None, access_log=False,
         http=protocol_class(
-            header_timeout_s=server.header_timeout_s, body_total_timeout_s=server.body_total_timeout_s,
-            max_connections=server.max_connections,
+            header_timeout_s=server.header_timeout_s, body_timeout_s=server.body_timeout_s,
+            body_min_rate=server.body_min_rate_bytes_s, max_connections=server.max_connections,
         ),
         # X-Forwarded-For is believed from the configured proxies only: it decides the
         # address the failed-authentication limit counts against

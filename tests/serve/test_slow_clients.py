@@ -19,7 +19,9 @@ from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop
 
 pytestmark = pytest.mark.process  # a real server process, seconds of deliberate waiting
 
-HEADER_S, BODY_IDLE_S, BODY_TOTAL_S, CAP = 1.5, 1.0, 3.0, 4
+#: the body must average BODY_MIN_RATE bytes/s after BODY_IDLE_S: the drips below send
+#: ~2.5 bytes/s, so they are cut at about BODY_IDLE_S / (1 - 2.5 / BODY_MIN_RATE) = 1.33 s
+HEADER_S, BODY_IDLE_S, BODY_MIN_RATE, CAP = 1.5, 1.0, 10, 4
 SLACK_S = 3.0  # a loaded 2-core machine
 
 
@@ -33,7 +35,7 @@ def server(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         **HASHING_ENV, "TAGSMITH_DATA_DIR": str(data), "TAGSMITH_TAGGING__PIPELINE": "knn",
         "TAGSMITH_SERVER__HEADER_TIMEOUT_S": str(HEADER_S),
         "TAGSMITH_SERVER__BODY_TIMEOUT_S": str(BODY_IDLE_S),
-        "TAGSMITH_SERVER__BODY_TOTAL_TIMEOUT_S": str(BODY_TOTAL_S),
+        "TAGSMITH_SERVER__BODY_MIN_RATE_BYTES_S": str(BODY_MIN_RATE),
         "TAGSMITH_SERVER__MAX_CONNECTIONS": str(CAP),
     }
     port = free_port()
@@ -151,15 +153,29 @@ def test_an_incomplete_body_gets_408_at_the_body_deadline(
     assert error["request_id"] == headers["x-request-id"]
 
 
-def test_a_trickled_body_gets_408_at_the_whole_body_deadline(server: tuple[int, str]) -> None:
+def test_a_body_slower_than_the_minimum_rate_gets_408(server: tuple[int, str]) -> None:
     port, key = server
     with connect(port) as sock:
         sock.sendall(post_head(1000, key))
-        # a byte every 0.3 s beats the 1 s between parts, not the 3 s in all
+        # a byte every 0.3 s beats the 1 s between parts, not the 10 bytes/s on average
         raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
-    assert BODY_TOTAL_S - 0.5 <= elapsed <= BODY_TOTAL_S + SLACK_S
+    assert BODY_IDLE_S <= elapsed <= 2 * BODY_IDLE_S + SLACK_S
     status, _, error = error_of(raw)
-    assert status == 408 and "in all" in str(error["message"])
+    assert status == 408 and "arriving too slowly" in str(error["message"])
+
+
+def test_a_body_at_the_minimum_rate_is_not_cut(server: tuple[int, str]) -> None:
+    port, key = server
+    body = b'{"title": "Cast iron skillet"' + b" " * 40 + b"}"
+    with connect(port) as sock:
+        sock.sendall(post_head(len(body), key))
+        start = time.monotonic()
+        for i in range(0, len(body), 4):  # 20 bytes/s for ~3.5 s: twice the minimum rate
+            sock.sendall(body[i:i + 4])
+            time.sleep(0.2)
+        raw, _ = read_until_closed(sock, 10)
+    assert time.monotonic() - start > 2 * BODY_IDLE_S  # longer than a fixed deadline would allow
+    assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
 
 
 def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, str]) -> None:
@@ -168,9 +184,9 @@ def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, 
         sock.sendall(post_head(1000, "wrong"))  # answered 401 at once; the body is never read
         answered, _ = read_until_closed(sock, 2)
         assert answered.startswith(b"HTTP/1.1 401")
-        # the server's protocol, not the app, now bounds the rest: body_total_timeout_s + grace
+        # the server's protocol, not the app, now bounds the rest: the minimum rate + grace
         raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
-    assert raw == b"" and elapsed <= BODY_TOTAL_S + 5.0 + SLACK_S
+    assert raw == b"" and elapsed <= 2 * BODY_IDLE_S + 5.0 + SLACK_S
 
 
 def test_normal_requests_and_keep_alive_still_work(server: tuple[int, str]) -> None:
