@@ -169,9 +169,14 @@ class LimitSettings(BaseModel):
     history_wait_s: float = Field(default=1.0, ge=0.0, le=30.0, description="see history_reads_at_once")
     history_cpu_share: float = Field(
         default=0.05, gt=0.0, le=1.0,
-        description="share of one core a key may spend on old-version rebuilds and comparisons, "
-        "sustained: their measured CPU time is charged to the key's rate-limit bucket (at 0.05 and "
-        "50 requests/s, 0.2 s of CPU costs 200 tokens, i.e. 4 s of that key's requests)",
+        description="share of one core a key may spend, sustained, on old-version rebuilds and "
+        "comparisons: their measured CPU time is taken from a per-key budget of CPU seconds that "
+        "refills at this rate; once spent, such reads get 429 until it refills (other requests "
+        "of the key are not affected)",
+    )
+    history_cpu_burst_s: float = Field(
+        default=2.0, gt=0.0, le=60.0,
+        description="CPU seconds of such reads a key may spend at once (~5 rebuilds of the 10k-node default)",
     )
 
 

@@ -109,7 +109,7 @@ def load_services(state: AppState) -> Services:
         tagging=tagging, batcher=batcher, worker=worker,
         tags=TagService(batcher, settings, metrics),
         jobs=JobService(state.job_store, worker, settings),
-        taxonomy=TaxonomyService(runtime.store, tagging, settings.limits, charge=state.limiter.charge),
+        taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
         feedback=FeedbackService(tagging, runtime.embedder, state.feedback_store),
         close=runtime.close,
     )

@@ -62,7 +62,7 @@ def cost_note(path: str, query: bytes = b"") -> str:
 class RateLimiter:
     """Token bucket per key: ``rate`` tokens a second, at most ``burst`` saved up."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
@@ -84,8 +84,9 @@ class RateLimiter:
 
     def charge(self, key: str, tokens: float) -> None:
         """Take ``tokens`` after the fact, for work whose cost is known only once done (a
-        history rebuild's CPU time): the bucket may go into debt, down to one minute of
-        refill, and the key's next requests wait until it is paid back."""
+        history rebuild's CPU seconds): the bucket may go into debt, down to one minute of
+        refill, and ``acquire`` waits until it is paid back (``acquire(key, 0)``: is the key
+        out of debt?)."""
         if tokens <= 0:
             return
         now = time.monotonic()

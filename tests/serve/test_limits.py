@@ -245,16 +245,20 @@ def test_charge_puts_a_bucket_into_bounded_debt() -> None:
     assert limiter.acquire("k") <= 60.2
 
 
-def test_the_cpu_of_an_old_version_rebuild_is_charged_to_the_key(shop_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cpu_of_old_version_rebuilds_is_charged_to_a_per_key_budget(
+    shop_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     keys = make_keys(shop_dir)
-    # 0.2 s of CPU at 5% of a core and 50 requests/s: 200 tokens, twice the burst
-    settings = service_settings(shop_dir, limits={"rate_per_s": 50, "rate_burst": 100, "history_cpu_share": 0.05})
+    # 0.2 s of CPU per rebuild against a 0.3 s budget refilling at 1% of a core: the second
+    # rebuild puts the key 0.1 s in debt, 10 s of refill
+    settings = service_settings(shop_dir, limits={"history_cpu_share": 0.01, "history_cpu_burst_s": 0.3})
     with TaxonomyStore(settings.taxonomy_db_url) as store:
-        store.apply([{"op": "rename", "id": "toys", "name": "Toys 2"}], expected_version=1)
+        for v in (1, 2):
+            store.apply([{"op": "rename", "id": "toys", "name": f"Toys {v}"}], expected_version=v)
     original = TaxonomyStore._build
 
     def cpu_heavy_build(self: TaxonomyStore, conn: Any, version: int, base: Snapshot | None) -> Snapshot:
-        if version == 1:  # the old version only (start-up loads the current one)
+        if version < 3:  # old versions only (start-up loads the current one)
             start = time.thread_time()
             while time.thread_time() - start < 0.2:
                 pass
@@ -264,7 +268,11 @@ def test_the_cpu_of_an_old_version_rebuild_is_charged_to_the_key(shop_dir: Path,
     with running_app(settings) as client:
         historian, other = auth(keys["tags"]), auth(keys["feedback"])
         assert client.get("/v1/taxonomy/nodes?version=1", headers=historian).status_code == 200
-        limited = client.get("/v1/taxonomy", headers=historian)
-        assert_error(limited, 429, "rate_limited")
-        assert int(limited.headers["retry-after"]) >= 2  # ~100 tokens owed at 50/s
-        assert client.get("/v1/taxonomy", headers=other).status_code == 200
+        assert client.get("/v1/taxonomy/nodes?version=2", headers=historian).status_code == 200
+        limited = client.get("/v1/taxonomy/diff?from=1&to=3", headers=historian)  # v1-v3 not compared yet
+        error = assert_error(limited, 429, "rate_limited")
+        assert "CPU budget" in error["message"] and int(limited.headers["retry-after"]) >= 5
+        # the key's other requests, its cached reads, and other keys are not affected
+        assert client.get("/v1/taxonomy", headers=historian).status_code == 200
+        assert client.get("/v1/taxonomy/nodes?version=1", headers=historian).status_code == 200
+        assert client.get("/v1/taxonomy/diff?from=1&to=3", headers=other).status_code == 200

@@ -31,7 +31,8 @@ ToVersion = Annotated[int, Query(alias="to", ge=1, le=2**31 - 1)]
 _OLD = (
     "Old versions are rebuilt from the edit log and comparisons computed a few at a time across "
     "all keys (cached afterwards): 503 with Retry-After while the server is busy with others. "
-    "The CPU such a rebuild takes is charged to the key's rate limit (limits.history_cpu_share)."
+    "The CPU such a rebuild takes is charged to a per-key CPU budget (limits.history_cpu_share, "
+    "history_cpu_burst_s): 429 with Retry-After once it is spent."
 )
 _ETAG = {"ETag": {"description": 'the taxonomy version, e.g. "3": send it back as If-Match to edit', "schema": {"type": "string"}}}
 

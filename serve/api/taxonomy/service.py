@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
+from serve.api.limits import RateLimiter
 from serve.api.taxonomy.protocol import (
     EditRequest,
     EditResult,
@@ -72,18 +73,15 @@ def _utc_info(info: VersionInfo) -> VersionInfo:
 
 
 class TaxonomyService:
-    def __init__(
-        self, store: TaxonomyStore, tagging: TaggingState, limits: LimitSettings | None = None,
-        charge: Callable[[str, float], None] | None = None,
-    ) -> None:
+    def __init__(self, store: TaxonomyStore, tagging: TaggingState, limits: LimitSettings | None = None) -> None:
         self.store = store
         self.tagging = tagging
         limits = limits or LimitSettings()
-        # the CPU a rebuild or comparison took is charged to the caller's rate-limit bucket
-        # (``charge``: RateLimiter.charge), so one key's share of the cores stays bounded
-        # (limits.history_cpu_share) however cheap its requests look up front
-        self._charge = charge
-        self._tokens_per_cpu_s = limits.rate_per_s / limits.history_cpu_share
+        # The CPU a rebuild or comparison took is charged, after the fact, to the caller's own
+        # budget of CPU seconds (refilling at limits.history_cpu_share of a core): a request's
+        # real cost is unknown up front (a cached version costs nothing, a cold one ~0.3 s),
+        # and a budget apart from the request-rate bucket leaves the key's tagging untouched.
+        self._cpu = RateLimiter(limits.history_cpu_share, limits.history_cpu_burst_s)
         # Rebuilding an old version or comparing two costs ~0.3 s of CPU on the default
         # taxonomy: bounded across all keys, so such reads cannot occupy the cores (and the
         # threads) that everything else needs. Reads answered from the store's caches skip it.
@@ -93,6 +91,16 @@ class TaxonomyService:
 
     @contextmanager
     def _heavy(self, key_id: str | None) -> Iterator[None]:
+        wait = 0.0 if key_id is None else self._cpu.acquire(key_id, 0.0)
+        if wait > 0:
+            raise ApiError(
+                429, "rate_limited",
+                f"key {key_id} has spent its CPU budget for old-version reads and comparisons "
+                f"({self._cpu.rate:g} of a core, burst {self._cpu.burst:g} CPU s: "
+                "limits.history_cpu_share / history_cpu_burst_s); cached and current-version reads "
+                "still work; retry after the Retry-After seconds",
+                headers=retry_after(wait),
+            )
         if not self._heavy_slots.acquire(timeout=self._heavy_wait_s):
             raise ApiError(
                 503, "overloaded",
@@ -106,8 +114,8 @@ class TaxonomyService:
             yield
         finally:
             self._heavy_slots.release()
-            if self._charge is not None and key_id is not None:
-                self._charge(key_id, (time.thread_time() - cpu_start) * self._tokens_per_cpu_s)
+            if key_id is not None:
+                self._cpu.charge(key_id, time.thread_time() - cpu_start)
 
     def _snapshot(self, version: int | None, key_id: str | None = None) -> Snapshot:
         if version is None:
