@@ -53,6 +53,15 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def private_data_dir(data_dir: Path) -> Path:
+    """The data directory 0700 and its taxonomy database 0600, before anything opens them
+    (the taxonomy store, in taxonomy/, knows nothing of file modes): for the service and
+    every CLI command that creates state."""
+    private_dir(data_dir)
+    private_file(data_dir / "taxonomy.db")
+    return data_dir
+
+
 def private_file(path: Path) -> Path:
     """Make sure ``path`` exists with mode 0600 *before* a library (SQLite) opens it.
 

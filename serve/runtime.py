@@ -26,6 +26,7 @@ from retrieval import (
 )
 from retrieval.prebuilt import PrebuiltVectors
 from serve.backends import backend_from_settings
+from serve.filemodes import private_data_dir
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
 
@@ -157,7 +158,7 @@ def build_runtime(
 ) -> Runtime:
     """``progress`` hears about the steps that do real work (a first start's seeding,
     embedding, training); a start that finds everything in place reports nothing."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings.data_dir)
     store = TaxonomyStore(settings.taxonomy_db_url)
     with _step(progress, "importing the packaged taxonomy into the store (first start)", when=store.version == 0):
         snap = seed_default_taxonomy(store)

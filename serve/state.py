@@ -25,7 +25,7 @@ from serve.api.taxonomy.service import TaxonomyService
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.feedback import FeedbackStore
-from serve.filemodes import private_dir, private_file
+from serve.filemodes import private_data_dir
 from serve.jobs import JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
 from serve.llm_health import LLMHealth, track
@@ -60,9 +60,7 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
-    private_dir(settings.data_dir)
-    # the taxonomy store (taxonomy/, which knows nothing of file modes) opens it later
-    private_file(settings.data_dir / "taxonomy.db")
+    private_data_dir(settings.data_dir)
     keys = KeyStore(key_store_path(settings.data_dir))
     problem = auth_problem(settings, keys)
     if problem is not None:

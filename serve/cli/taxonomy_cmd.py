@@ -22,10 +22,11 @@ VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="a store
 
 
 def _store() -> TaxonomyStore:
+    from serve.filemodes import private_data_dir
     from taxonomy import TaxonomyStore
 
     s = settings()
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(s.data_dir)
     return TaxonomyStore(s.taxonomy_db_url)
 
 

@@ -114,3 +114,13 @@ def test_cli_refuses_the_last_admin_key_unless_forced(tmp_path: Path, monkeypatc
         assert not store.has_active_keys()
     finally:
         store.close()
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_cli_commands_that_create_the_data_dir_make_it_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serve.cli.taxonomy_cmd import app as taxonomy_app
+
+    monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(taxonomy_app, ["versions"])  # opens (so creates) the store
+    assert result.exit_code == 1 and "store is empty" in result.output, result.output
+    assert mode(tmp_path / "data") == 0o700 and mode(tmp_path / "data" / "taxonomy.db") == 0o600
