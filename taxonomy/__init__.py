@@ -46,7 +46,7 @@ from taxonomy.formats import (
     parse_document,
     read_document,
 )
-from taxonomy.model import Attribute, AttributeValue, Node, TaxonomyDocument
+from taxonomy.model import Attribute, AttributeValue, Node, Normalization, TaxonomyDocument
 from taxonomy.search import SearchHit, search
 from taxonomy.snapshot import Snapshot
 from taxonomy.store import TaxonomyStore, VersionInfo
@@ -81,6 +81,7 @@ __all__ = [
     "MergeNodes",
     "MoveNode",
     "Node",
+    "Normalization",
     "ProposedTag",
     "RemoveAttributeValue",
     "RemoveSynonym",

@@ -256,7 +256,8 @@ class _Working:
         self.attributes[edit.id] = Attribute(
             id=edit.id, name=edit.name, cardinality=edit.cardinality, open_values=edit.open_values,
             values=tuple(AttributeValue(id=v.id, name=v.name) for v in edit.values),
-            description=edit.description,
+            description=edit.description, value_type=edit.value_type, unit=edit.unit,
+            normalization=edit.normalization,
         )
 
     def _op_add_attribute_value(self, edit: AddAttributeValue) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from taxonomy.model import Cardinality, Name, NodeId, ValueId, ValueName
+from taxonomy.model import Cardinality, Name, NodeId, Normalization, ValueId, ValueName, ValueType
 
 
 def _op_required(schema: dict[str, Any]) -> None:
@@ -119,6 +119,9 @@ class DefineAttribute(BaseModel):
     values: tuple[AttributeValueSpec, ...] = ()
     open_values: bool = False
     description: str | None = None
+    value_type: ValueType = "text"
+    unit: str | None = Field(default=None, max_length=100)
+    normalization: Normalization | None = None
 
 
 class AddAttributeValue(BaseModel):

@@ -67,6 +67,13 @@ Name = Annotated[str, _documented(NAME_PATTERN, 1000), AfterValidator(_check_nam
 ValueId = Annotated[str, _documented(ID_PATTERN, 10_000), AfterValidator(_check_id)]
 ValueName = Annotated[str, _documented(NAME_PATTERN, 10_000), AfterValidator(_check_name)]
 Cardinality = Literal["single", "multi"]
+#: what an open attribute's values are: free text, a name (brand, manufacturer), a number, a
+#: number with a unit ("2.0 GHz"), an identifier (part or model number, GTIN)
+ValueType = Literal["text", "name", "number", "number_with_unit", "identifier"]
+#: machine-usable normalization rules; ``custom`` means only the instruction text applies
+NormalizationKind = Literal[
+    "expand_names", "convert_units", "alphanumeric_only", "lowercase", "uppercase", "custom"
+]
 Meta = dict[str, JsonValue]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -98,18 +105,42 @@ class Node(BaseModel):
 
 
 class AttributeValue(BaseModel):
+    """One allowed value of a closed attribute. A ``deprecated`` value stays resolvable (stored
+    tags keep their meaning) but is no longer offered or accepted for new tags."""
+
     model_config = _FROZEN
 
     id: ValueId
     name: ValueName
     synonyms: tuple[str, ...] = ()
+    deprecated: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.deprecated
+
+
+class Normalization(BaseModel):
+    """How an extracted value is normalized: a rule code can apply (``kind``, plus
+    ``target_unit`` for ``convert_units``) and the human instruction an LLM prompt can quote
+    (``instruction``, e.g. WDC-PAVE's "Expand the Manufacturer Name ...")."""
+
+    model_config = _FROZEN
+
+    kind: NormalizationKind = "custom"
+    target_unit: str | None = Field(default=None, max_length=100)
+    instruction: str | None = Field(default=None, max_length=10_000)
 
 
 class Attribute(BaseModel):
     """An attribute such as Color: its allowed values and how many a product may take.
 
-    ``open_values`` marks open-vocabulary attributes (any value accepted; ``values`` are
-    examples), as published by retailers without an attribute schema.
+    *Closed* attributes have a value list and ``open_values=False``: a product's value must be
+    one of the (active) ``values``. *Open* ones (``open_values=True``) accept any value read
+    from the text (``values`` are then examples, as published by retailers without an
+    attribute schema); ``value_type`` says what such a value is, ``unit`` the unit numbers are
+    given in, ``normalization`` how a value read from the text is normalized.
+    ``meta`` keeps source fields we do not interpret (e.g. WDC-PAVE's raw type label).
     """
 
     model_config = _FROZEN
@@ -120,9 +151,25 @@ class Attribute(BaseModel):
     values: tuple[AttributeValue, ...] = ()
     open_values: bool = False
     description: str | None = None
+    value_type: ValueType = "text"
+    unit: str | None = Field(default=None, max_length=100)
+    normalization: Normalization | None = None
+    deprecated: bool = False
+    meta: Meta = Field(default_factory=dict)
+
+    @property
+    def closed(self) -> bool:
+        return not self.open_values and bool(self.values)
+
+    @property
+    def active(self) -> bool:
+        return not self.deprecated
 
     def value(self, value_id: str) -> AttributeValue | None:
         return next((v for v in self.values if v.id == value_id), None)
+
+    def active_values(self) -> tuple[AttributeValue, ...]:
+        return tuple(v for v in self.values if not v.deprecated)
 
 
 class TaxonomyDocument(BaseModel):

@@ -22,6 +22,8 @@ FORMAT_VERSION = 1
 
 _NODE_FIELDS = ("id", "name", "parent", "synonyms", "description", "deprecated", "replaced_by", "attributes")
 _DERIVED_NODE_FIELDS = ("level", "path", "is_leaf", "children")
+#: optional attribute fields read as they are (absent in files written before they existed)
+_ATTRIBUTE_EXTRA_FIELDS = ("value_type", "unit", "normalization", "deprecated", "meta")
 _TOP_FIELDS = ("name", "version", "source", "nodes", "attributes", "format", "format_version")
 
 
@@ -74,6 +76,7 @@ def _parse_attribute(raw: object, index: int) -> Attribute:
                 "values": [AttributeValue.model_validate(v) for v in values],
                 "open_values": raw.get("open_values", False),
                 "description": raw.get("description"),
+                **{k: raw[k] for k in _ATTRIBUTE_EXTRA_FIELDS if k in raw and raw[k] is not None},
             }
         )
     except ValidationError as exc:
