@@ -26,7 +26,7 @@ def run(
     pipeline: Annotated[str | None, typer.Option(help=PIPELINE_HELP)] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate the first N items only")] = None,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap and of any sampling")] = 0,
-    taxonomy_format: Annotated[str, typer.Option(help="json, google or shopify")] = "json",
+    taxonomy_format: Annotated[str, typer.Option(help="json, google, shopify, wdc-pave or flipkart")] = "json",
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="items tagged per batch")] = 32,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% CIs")] = 1000,
     name: Annotated[str | None, typer.Option(help="run name shown in reports (default: the directory)")] = None,

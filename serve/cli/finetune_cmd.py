@@ -52,7 +52,7 @@ def finetune(
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="optimiser steps between checkpoints")] = 25,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")] = None,
-    taxonomy_format: Annotated[str, typer.Option(help="json, google or shopify")] = "json",
+    taxonomy_format: Annotated[str, typer.Option(help="json, google, shopify, wdc-pave or flipkart")] = "json",
 ) -> None:
     """Fine-tune the LLM on leave-one-out tagging prompts; writes a model directory that
     TAGSMITH_LLM__MODEL=DIR serves. Re-run the same command to resume after an interruption."""
@@ -135,7 +135,7 @@ def finetune_blend(
     taxonomy: Annotated[Path, typer.Option(help="the taxonomy the tags belong to", exists=True, dir_okay=False)],
     items: Annotated[int, typer.Option(min=30, help="held-out products to fit on")] = 400,
     seed: Annotated[int, typer.Option()] = 0,
-    taxonomy_format: Annotated[str, typer.Option(help="json, google or shopify")] = "json",
+    taxonomy_format: Annotated[str, typer.Option(help="json, google, shopify, wdc-pave or flipkart")] = "json",
 ) -> None:
     """Fit the fine-tuned model's weight in the blend with the retrieval vote on products it
     was not trained on, and store it in its manifest (the agent uses it unless

@@ -25,7 +25,7 @@ TaxonomyOpt = Annotated[
     Path | None,
     typer.Option("--taxonomy", help="taxonomy file (default: the packaged Shopify taxonomy)", exists=True, dir_okay=False),
 ]
-TaxonomyFormatOpt = Annotated[str, typer.Option("--taxonomy-format", help="json, google or shopify")]
+TaxonomyFormatOpt = Annotated[str, typer.Option("--taxonomy-format", help="json, google, shopify, wdc-pave or flipkart")]
 
 
 def _index_dir() -> Path:

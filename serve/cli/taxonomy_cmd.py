@@ -58,7 +58,7 @@ def init() -> None:
 
 @app.command("import")
 def import_(
-    format: Annotated[str, typer.Argument(help="json, google or shopify")],
+    format: Annotated[str, typer.Argument(help="json, google, shopify, wdc-pave or flipkart")],
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the file (.gz accepted)")],
     message: Annotated[str | None, typer.Option(help="a note stored with the version")] = None,
 ) -> None:

@@ -1,4 +1,5 @@
-"""Readers and writers: ``json`` (ours), ``google`` (taxonomy-with-ids text), ``shopify``."""
+"""Readers and writers: ``json`` (ours), ``google`` (taxonomy-with-ids text), ``shopify``;
+import only: ``wdc-pave`` (WDC-PAVE's schema.json), ``flipkart`` (tree + observed attributes)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from taxonomy.errors import TaxonomyFormatError
+from taxonomy.formats.flipkart import parse_flipkart
 from taxonomy.formats.google import dump_google_text, parse_google_text
 from taxonomy.formats.json_format import dump_json, parse_json_document
 from taxonomy.formats.shopify import parse_shopify
+from taxonomy.formats.wdc_pave import parse_wdc_pave
 from taxonomy.model import TaxonomyDocument
 from taxonomy.snapshot import Snapshot
 
-ImportFormat = Literal["json", "google", "shopify"]
+ImportFormat = Literal["json", "google", "shopify", "wdc-pave", "flipkart"]
 ExportFormat = Literal["json", "google"]
 IMPORT_FORMATS: tuple[str, ...] = get_args(ImportFormat)
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -32,13 +35,15 @@ def read_text(path: str | Path) -> str:
 def parse_document(text: str, format: str) -> TaxonomyDocument:
     if format == "google":
         return parse_google_text(text)
-    if format not in ("json", "shopify"):
+    parsers = {"json": parse_json_document, "shopify": parse_shopify, "wdc-pave": parse_wdc_pave,
+               "flipkart": parse_flipkart}
+    if format not in parsers:
         raise TaxonomyFormatError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaxonomyFormatError(f"not valid JSON: {exc}") from exc
-    return parse_json_document(data) if format == "json" else parse_shopify(data)
+    return parsers[format](data)
 
 
 def read_document(path: str | Path, format: str = "json") -> TaxonomyDocument:
@@ -68,8 +73,10 @@ __all__ = [
     "dump_json",
     "load_taxonomy",
     "parse_document",
+    "parse_flipkart",
     "parse_google_text",
     "parse_json_document",
     "parse_shopify",
+    "parse_wdc_pave",
     "read_document",
 ]
