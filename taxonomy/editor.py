@@ -18,6 +18,8 @@ from taxonomy.edits import (
     AddSynonym,
     AttachAttribute,
     DefineAttribute,
+    DeprecateAttribute,
+    DeprecateAttributeValue,
     DeprecateNode,
     DetachAttribute,
     Edit,
@@ -25,8 +27,12 @@ from taxonomy.edits import (
     MoveNode,
     RemoveAttributeValue,
     RemoveSynonym,
+    RenameAttribute,
+    RenameAttributeValue,
     RenameNode,
     SetDescription,
+    UndeprecateAttribute,
+    UndeprecateAttributeValue,
     UndeprecateNode,
 )
 from taxonomy.errors import EditRejected, TaxonomyError
@@ -273,6 +279,69 @@ class _Working:
             raise EditRejected("unknown_value", f"attribute {attr.id!r} has no value {edit.id!r}")
         values = tuple(v for v in attr.values if v.id != edit.id)
         self.attributes[attr.id] = attr.model_copy(update={"values": values})
+
+    def _value_index(self, attr: Attribute, value_id: str) -> int:
+        for i, value in enumerate(attr.values):
+            if value.id == value_id:
+                return i
+        raise EditRejected("unknown_value", f"attribute {attr.id!r} has no value {value_id!r}")
+
+    def _replace_value(self, attr: Attribute, index: int, **changes: Any) -> None:
+        values = list(attr.values)
+        values[index] = values[index].model_copy(update=changes)
+        self.attributes[attr.id] = attr.model_copy(update={"values": tuple(values)})
+
+    def _op_rename_attribute(self, edit: RenameAttribute) -> None:
+        attr = self.attribute(edit.id)
+        if attr.name == edit.name:
+            raise EditRejected("no_change", f"attribute {attr.id!r} is already named {edit.name!r}")
+        self.attributes[attr.id] = attr.model_copy(update={"name": edit.name})
+
+    def _op_rename_attribute_value(self, edit: RenameAttributeValue) -> None:
+        attr = self.attribute(edit.attribute)
+        index = self._value_index(attr, edit.id)
+        old = attr.values[index]
+        if old.name == edit.name:
+            raise EditRejected("no_change", f"value {old.id!r} of {attr.id!r} is already named {edit.name!r}")
+        folded = edit.name.strip().casefold()
+        for other in attr.values:
+            if other.id != old.id and not other.deprecated and other.name.strip().casefold() == folded:
+                raise EditRejected(
+                    "duplicate_name", f"attribute {attr.id!r} already has an active value named {other.name!r}"
+                )
+        synonyms = old.synonyms
+        if edit.keep_old_name_as_synonym and old.name != edit.name:
+            synonyms = _unique((*synonyms, old.name))
+        self._replace_value(attr, index, name=edit.name, synonyms=synonyms)
+
+    def _set_attribute_deprecated(self, attr_id: str, deprecated: bool) -> None:
+        attr = self.attribute(attr_id)
+        if attr.deprecated == deprecated:
+            if deprecated:
+                raise EditRejected("no_change", f"attribute {attr_id!r} is already deprecated")
+            raise EditRejected("not_deprecated", f"attribute {attr_id!r} is not deprecated")
+        self.attributes[attr.id] = attr.model_copy(update={"deprecated": deprecated})
+
+    def _op_deprecate_attribute(self, edit: DeprecateAttribute) -> None:
+        self._set_attribute_deprecated(edit.id, True)
+
+    def _op_undeprecate_attribute(self, edit: UndeprecateAttribute) -> None:
+        self._set_attribute_deprecated(edit.id, False)
+
+    def _set_value_deprecated(self, attr_id: str, value_id: str, deprecated: bool) -> None:
+        attr = self.attribute(attr_id)
+        index = self._value_index(attr, value_id)
+        if attr.values[index].deprecated == deprecated:
+            if deprecated:
+                raise EditRejected("no_change", f"value {value_id!r} of {attr_id!r} is already deprecated")
+            raise EditRejected("not_deprecated", f"value {value_id!r} of {attr_id!r} is not deprecated")
+        self._replace_value(attr, index, deprecated=deprecated)
+
+    def _op_deprecate_attribute_value(self, edit: DeprecateAttributeValue) -> None:
+        self._set_value_deprecated(edit.attribute, edit.id, True)
+
+    def _op_undeprecate_attribute_value(self, edit: UndeprecateAttributeValue) -> None:
+        self._set_value_deprecated(edit.attribute, edit.id, False)
 
     def _op_attach_attribute(self, edit: AttachAttribute) -> None:
         node = self.active(edit.category)

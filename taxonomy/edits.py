@@ -139,6 +139,57 @@ class RemoveAttributeValue(BaseModel):
     id: ValueId
 
 
+class RenameAttribute(BaseModel):
+    """Rename an attribute (its id, and so stored tags, stay)."""
+
+    model_config = _EDIT
+    op: Literal["rename_attribute"] = "rename_attribute"
+    id: NodeId
+    name: Name
+
+
+class RenameAttributeValue(BaseModel):
+    """Rename a value (its id stays); the old name can be kept as a synonym, so text that still
+    says it is matched."""
+
+    model_config = _EDIT
+    op: Literal["rename_attribute_value"] = "rename_attribute_value"
+    attribute: NodeId
+    id: ValueId
+    name: ValueName
+    keep_old_name_as_synonym: bool = False
+
+
+class DeprecateAttribute(BaseModel):
+    """Retire an attribute: kept (stored tags stay readable) but no longer offered or accepted."""
+
+    model_config = _EDIT
+    op: Literal["deprecate_attribute"] = "deprecate_attribute"
+    id: NodeId
+
+
+class UndeprecateAttribute(BaseModel):
+    model_config = _EDIT
+    op: Literal["undeprecate_attribute"] = "undeprecate_attribute"
+    id: NodeId
+
+
+class DeprecateAttributeValue(BaseModel):
+    """Retire one value of an attribute: kept, no longer offered or accepted for new tags."""
+
+    model_config = _EDIT
+    op: Literal["deprecate_attribute_value"] = "deprecate_attribute_value"
+    attribute: NodeId
+    id: ValueId
+
+
+class UndeprecateAttributeValue(BaseModel):
+    model_config = _EDIT
+    op: Literal["undeprecate_attribute_value"] = "undeprecate_attribute_value"
+    attribute: NodeId
+    id: ValueId
+
+
 class AttachAttribute(BaseModel):
     """Attach an attribute to a category; its descendants inherit it."""
 
@@ -168,6 +219,12 @@ Edit = Annotated[
     | DefineAttribute
     | AddAttributeValue
     | RemoveAttributeValue
+    | RenameAttribute
+    | RenameAttributeValue
+    | DeprecateAttribute
+    | UndeprecateAttribute
+    | DeprecateAttributeValue
+    | UndeprecateAttributeValue
     | AttachAttribute
     | DetachAttribute,
     Field(discriminator="op"),

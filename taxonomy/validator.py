@@ -161,6 +161,10 @@ class TagValidator:
                 _err(report, index, attr_id, "attribute_not_applicable",
                      f"attribute {attr_id!r} does not apply to {tag.id!r}", attribute=attr_id)
                 continue
+            if attr.deprecated:
+                _err(report, index, attr_id, "attribute_not_applicable",
+                     f"attribute {attr_id!r} is deprecated", attribute=attr_id)
+                continue
             if attr_id in accepted:
                 _err(report, index, attr_id, "duplicate", f"attribute {attr_id!r} given twice",
                      attribute=attr_id)
@@ -174,7 +178,12 @@ class TagValidator:
             allowed = {v.id: v for v in attr.values}
             good = []
             for value in values:
-                if attr.open_values or value in allowed:
+                if value in allowed and allowed[value].deprecated and not attr.open_values:
+                    _err(report, index, value, "value_not_allowed",
+                         f"{value!r} is a deprecated value of {attr_id!r}",
+                         suggestion=_lookup({k: v for k, v in allowed.items() if not v.deprecated}, value),
+                         attribute=attr_id)
+                elif attr.open_values or value in allowed:
                     good.append(value)
                 else:
                     _err(report, index, value, "value_not_allowed",

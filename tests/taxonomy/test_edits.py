@@ -12,6 +12,8 @@ from taxonomy import (
     AttachAttribute,
     AttributeValueSpec,
     DefineAttribute,
+    DeprecateAttribute,
+    DeprecateAttributeValue,
     DeprecateNode,
     DetachAttribute,
     Edit,
@@ -21,9 +23,13 @@ from taxonomy import (
     MoveNode,
     RemoveAttributeValue,
     RemoveSynonym,
+    RenameAttribute,
+    RenameAttributeValue,
     RenameNode,
     SetDescription,
     Snapshot,
+    UndeprecateAttribute,
+    UndeprecateAttributeValue,
     UndeprecateNode,
     apply_edits,
     coerce_edits,
@@ -100,6 +106,31 @@ def test_attributes_define_attach_detach_values() -> None:
     assert [v.id for v in snap.attributes["color"].values] == ["red"]
 
 
+def test_attributes_rename_and_deprecate() -> None:
+    snap = edit(
+        RenameAttribute(id="color", name="Colour"),
+        RenameAttributeValue(attribute="color", id="red", name="Crimson", keep_old_name_as_synonym=True),
+        DeprecateAttributeValue(attribute="color", id="blue"),
+        DeprecateAttribute(id="brand"),
+        DefineAttribute(id="width", name="Width", open_values=True, value_type="number_with_unit", unit="cm",
+                        normalization={"kind": "convert_units", "target_unit": "cm"}),
+    )
+    color = snap.attributes["color"]
+    assert color.name == "Colour" and color.id == "color"
+    red = color.value("red")
+    assert red is not None and red.name == "Crimson" and red.synonyms == ("Red",)
+    assert [v.id for v in color.active_values()] == ["red"] and color.value("blue") is not None
+    assert snap.attributes["brand"].deprecated
+    width = snap.attributes["width"]
+    assert width.unit == "cm" and width.normalization is not None and width.normalization.kind == "convert_units"
+    again = apply_edits(snap, [UndeprecateAttribute(id="brand"),
+                               UndeprecateAttributeValue(attribute="color", id="blue")])
+    assert not again.attributes["brand"].deprecated and len(again.attributes["color"].active_values()) == 2
+    # edits travel as JSON (HTTP bodies, the store's edit log)
+    assert coerce_edits([{"op": "deprecate_attribute_value", "attribute": "color", "id": "blue"}]) == [
+        DeprecateAttributeValue(attribute="color", id="blue")]
+
+
 @pytest.mark.parametrize(
     ("edits", "code"),
     [
@@ -134,6 +165,15 @@ def test_attributes_define_attach_detach_values() -> None:
         ([AttachAttribute(category="shirts", attribute="color")], "already_applicable"),
         ([AttachAttribute(category="shirts", attribute="nope")], "unknown_attribute"),
         ([DetachAttribute(category="shirts", attribute="color")], "not_attached"),
+        ([RenameAttribute(id="nope", name="X")], "unknown_attribute"),
+        ([RenameAttribute(id="color", name="Color")], "no_change"),
+        ([RenameAttributeValue(attribute="color", id="green", name="Green")], "unknown_value"),
+        ([RenameAttributeValue(attribute="color", id="red", name="Red")], "no_change"),
+        ([RenameAttributeValue(attribute="color", id="red", name="BLUE")], "duplicate_name"),
+        ([DeprecateAttribute(id="color"), DeprecateAttribute(id="color")], "no_change"),
+        ([UndeprecateAttribute(id="color")], "not_deprecated"),
+        ([DeprecateAttributeValue(attribute="color", id="green")], "unknown_value"),
+        ([UndeprecateAttributeValue(attribute="color", id="red")], "not_deprecated"),
         ([{"op": "add_node", "id": " x", "name": "X", "parent": None}], "invalid_edit"),
         ([{"op": "explode", "id": "x"}], "invalid_edit"),
     ],

@@ -104,3 +104,17 @@ def test_never_raises_on_junk(junk: Any) -> None:
 
 def test_a_single_id_is_one_tag() -> None:
     assert TagValidator().validate(apparel(), "shirts").accepted == ["shirts"]
+
+
+def test_deprecated_attributes_and_values_are_refused_for_new_tags() -> None:
+    from taxonomy import DeprecateAttribute, DeprecateAttributeValue
+
+    snap = apply_edits(apparel(), [DeprecateAttributeValue(attribute="color", id="blue"),
+                                   DeprecateAttribute(id="brand")])
+    report = TagValidator().validate(snap, [{"id": "shirts", "attributes": [
+        {"attribute": "color", "values": ["red", "blue"]},
+        {"attribute": "brand", "values": ["Acme"]},
+    ]}])
+    assert rules(report) == [(0, "value_not_allowed"), (0, "attribute_not_applicable")]
+    assert "deprecated" in report.errors[0].message and "deprecated" in report.errors[1].message
+    assert report.accepted_attributes == {"shirts": {"color": ["red"]}}
