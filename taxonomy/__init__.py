@@ -9,7 +9,7 @@ from taxonomy.default import (
     load_default_taxonomy,
     seed_default_taxonomy,
 )
-from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map
+from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map, value_migration_map
 from taxonomy.editor import apply_edits, coerce_edits
 from taxonomy.edits import (
     AddAttributeValue,
@@ -126,4 +126,5 @@ __all__ = [
     "search",
     "seed_default_taxonomy",
     "suggest_id",
+    "value_migration_map",
 ]

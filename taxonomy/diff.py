@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from taxonomy.model import Attribute
 from taxonomy.snapshot import Snapshot
 
 
@@ -30,6 +31,17 @@ class AttributeChange(BaseModel):
     detached: list[str] = []
 
 
+class AttributeValuesChange(BaseModel):
+    """Value-level changes of one attribute present in both versions."""
+
+    attribute: str
+    added: list[str] = []
+    removed: list[str] = []
+    renamed: list[Renamed] = []
+    deprecated: list[Deprecated] = []
+    undeprecated: list[str] = []
+
+
 class TaxonomyDiff(BaseModel):
     from_version: int
     to_version: int
@@ -44,7 +56,13 @@ class TaxonomyDiff(BaseModel):
     attachments_changed: list[AttributeChange] = []
     attributes_added: list[str] = []
     attributes_removed: list[str] = []
-    attributes_changed: list[str] = Field(default=[], description="name, cardinality or values changed")
+    attributes_changed: list[str] = Field(
+        default=[], description="anything of the definition changed (name, cardinality, values, rule ...)"
+    )
+    attributes_renamed: list[Renamed] = []
+    attributes_deprecated: list[str] = []
+    attributes_undeprecated: list[str] = []
+    attribute_values_changed: list[AttributeValuesChange] = []
 
     @property
     def is_empty(self) -> bool:
@@ -93,7 +111,62 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> TaxonomyDiff:
     result.attributes_changed = [
         k for k, a in old.attributes.items() if k in new.attributes and new.attributes[k] != a
     ]
+    for attr_id in result.attributes_changed:
+        before_attr, after_attr = old.attributes[attr_id], new.attributes[attr_id]
+        if before_attr.name != after_attr.name:
+            result.attributes_renamed.append(Renamed(id=attr_id, old_name=before_attr.name, new_name=after_attr.name))
+        if after_attr.deprecated and not before_attr.deprecated:
+            result.attributes_deprecated.append(attr_id)
+        if before_attr.deprecated and not after_attr.deprecated:
+            result.attributes_undeprecated.append(attr_id)
+        if before_attr.values != after_attr.values:
+            result.attribute_values_changed.append(_values_change(attr_id, before_attr, after_attr))
     return result
+
+
+def _values_change(attr_id: str, before: Attribute, after: Attribute) -> AttributeValuesChange:
+    old_values = {v.id: v for v in before.values}
+    new_values = {v.id: v for v in after.values}
+    change = AttributeValuesChange(
+        attribute=attr_id,
+        added=[k for k in new_values if k not in old_values],
+        removed=[k for k in old_values if k not in new_values],
+    )
+    for value_id, was in old_values.items():
+        now = new_values.get(value_id)
+        if now is None:
+            continue
+        if now.name != was.name:
+            change.renamed.append(Renamed(id=value_id, old_name=was.name, new_name=now.name))
+        if now.deprecated and not was.deprecated:
+            change.deprecated.append(Deprecated(id=value_id, replaced_by=now.replaced_by))
+        if was.deprecated and not now.deprecated:
+            change.undeprecated.append(value_id)
+    return change
+
+
+def value_migration_map(old: Snapshot, new: Snapshot) -> dict[str, dict[str, str | None]]:
+    """attribute id → {value id of ``old`` that is not an active value of ``new`` → the active
+    value stored attribute tags should move to (following ``replaced_by``), or None}. Like
+    :func:`migration_map`, values that stay active are left out; an attribute removed from
+    ``new`` maps all its values to None."""
+    out: dict[str, dict[str, str | None]] = {}
+    for attr_id, attr in old.attributes.items():
+        current = new.attributes.get(attr_id)
+        values = {v.id: v for v in current.values} if current is not None else {}
+        moves: dict[str, str | None] = {}
+        for value in attr.values:
+            now = values.get(value.id)
+            if now is not None and not now.deprecated:
+                continue
+            seen: set[str] = set()
+            while now is not None and now.deprecated and now.replaced_by is not None and now.id not in seen:
+                seen.add(now.id)
+                now = values.get(now.replaced_by)
+            moves[value.id] = now.id if now is not None and not now.deprecated else None
+        if moves:
+            out[attr_id] = moves
+    return out
 
 
 def migration_map(old: Snapshot, new: Snapshot) -> dict[str, str | None]:

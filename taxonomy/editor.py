@@ -328,17 +328,27 @@ class _Working:
     def _op_undeprecate_attribute(self, edit: UndeprecateAttribute) -> None:
         self._set_attribute_deprecated(edit.id, False)
 
-    def _set_value_deprecated(self, attr_id: str, value_id: str, deprecated: bool) -> None:
+    def _set_value_deprecated(
+        self, attr_id: str, value_id: str, deprecated: bool, replaced_by: str | None = None
+    ) -> None:
         attr = self.attribute(attr_id)
         index = self._value_index(attr, value_id)
         if attr.values[index].deprecated == deprecated:
             if deprecated:
                 raise EditRejected("no_change", f"value {value_id!r} of {attr_id!r} is already deprecated")
             raise EditRejected("not_deprecated", f"value {value_id!r} of {attr_id!r} is not deprecated")
-        self._replace_value(attr, index, deprecated=deprecated)
+        self._replace_value(attr, index, deprecated=deprecated, replaced_by=replaced_by)
 
     def _op_deprecate_attribute_value(self, edit: DeprecateAttributeValue) -> None:
-        self._set_value_deprecated(edit.attribute, edit.id, True)
+        if edit.replaced_by is not None:
+            attr = self.attribute(edit.attribute)
+            successor = attr.value(edit.replaced_by)
+            if successor is None or successor.deprecated or successor.id == edit.id:
+                raise EditRejected(
+                    "invalid_replacement",
+                    f"{edit.replaced_by!r} is not another active value of {edit.attribute!r}",
+                )
+        self._set_value_deprecated(edit.attribute, edit.id, True, edit.replaced_by)
 
     def _op_undeprecate_attribute_value(self, edit: UndeprecateAttributeValue) -> None:
         self._set_value_deprecated(edit.attribute, edit.id, False)

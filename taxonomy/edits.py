@@ -175,12 +175,14 @@ class UndeprecateAttribute(BaseModel):
 
 
 class DeprecateAttributeValue(BaseModel):
-    """Retire one value of an attribute: kept, no longer offered or accepted for new tags."""
+    """Retire one value of an attribute: kept, no longer offered or accepted for new tags;
+    ``replaced_by`` (an active value of the same attribute) is where stored tags migrate."""
 
     model_config = _EDIT
     op: Literal["deprecate_attribute_value"] = "deprecate_attribute_value"
     attribute: NodeId
     id: ValueId
+    replaced_by: ValueId | None = None
 
 
 class UndeprecateAttributeValue(BaseModel):

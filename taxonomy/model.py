@@ -106,7 +106,8 @@ class Node(BaseModel):
 
 class AttributeValue(BaseModel):
     """One allowed value of a closed attribute. A ``deprecated`` value stays resolvable (stored
-    tags keep their meaning) but is no longer offered or accepted for new tags."""
+    tags keep their meaning) but is no longer offered or accepted for new tags; ``replaced_by``
+    names the value of the same attribute that stored tags migrate to."""
 
     model_config = _FROZEN
 
@@ -114,6 +115,7 @@ class AttributeValue(BaseModel):
     name: ValueName
     synonyms: tuple[str, ...] = ()
     deprecated: bool = False
+    replaced_by: ValueId | None = None
 
     @property
     def active(self) -> bool:

@@ -43,6 +43,12 @@ class Snapshot:
                 raise TaxonomyError(f"duplicate attribute id {attr.id!r}")
             if len({v.id for v in attr.values}) != len(attr.values):
                 raise TaxonomyError(f"attribute {attr.id!r} has duplicate value ids")
+            value_ids = {v.id for v in attr.values}
+            for value in attr.values:
+                if value.replaced_by is not None and (value.replaced_by not in value_ids or value.replaced_by == value.id):
+                    raise TaxonomyError(
+                        f"value {value.id!r} of {attr.id!r} is replaced by {value.replaced_by!r}, not another value of it"
+                    )
             attributes[attr.id] = attr
 
         children: dict[str, list[str]] = {node_id: [] for node_id in nodes}

@@ -47,7 +47,7 @@ def _rich_document() -> TaxonomyDocument:
         Attribute(
             id="fit", name="Fit", deprecated=True,
             values=(AttributeValue(id="slim", name="Slim", synonyms=("skinny",)),
-                    AttributeValue(id="loose", name="Loose", deprecated=True)),
+                    AttributeValue(id="loose", name="Loose", deprecated=True, replaced_by="slim")),
         ),
     )
     return doc.model_copy(update={"attributes": (*doc.attributes, *extra)})

@@ -126,6 +126,20 @@ def test_attributes_rename_and_deprecate() -> None:
     again = apply_edits(snap, [UndeprecateAttribute(id="brand"),
                                UndeprecateAttributeValue(attribute="color", id="blue")])
     assert not again.attributes["brand"].deprecated and len(again.attributes["color"].active_values()) == 2
+    # diffs and migration maps see attribute changes at the value level
+    from taxonomy import diff_snapshots, value_migration_map
+
+    merged = apply_edits(again, [DeprecateAttributeValue(attribute="color", id="blue", replaced_by="red")])
+    diff = diff_snapshots(apparel(), merged)
+    assert [r.new_name for r in diff.attributes_renamed] == ["Colour"]
+    assert diff.attributes_deprecated == [] and "width" in diff.attributes_added
+    (values,) = diff.attribute_values_changed
+    assert values.attribute == "color" and [r.id for r in values.renamed] == ["red"]
+    assert [(d.id, d.replaced_by) for d in values.deprecated] == [("blue", "red")]
+    assert diff_snapshots(apparel(), snap).attributes_deprecated == ["brand"]
+    assert value_migration_map(apparel(), merged) == {"color": {"blue": "red"}}
+    assert value_migration_map(apparel(), snap) == {"color": {"blue": None}}
+    assert value_migration_map(snap, again) == {}
     # edits travel as JSON (HTTP bodies, the store's edit log)
     assert coerce_edits([{"op": "deprecate_attribute_value", "attribute": "color", "id": "blue"}]) == [
         DeprecateAttributeValue(attribute="color", id="blue")]
@@ -174,6 +188,10 @@ def test_attributes_rename_and_deprecate() -> None:
         ([UndeprecateAttribute(id="color")], "not_deprecated"),
         ([DeprecateAttributeValue(attribute="color", id="green")], "unknown_value"),
         ([UndeprecateAttributeValue(attribute="color", id="red")], "not_deprecated"),
+        ([DeprecateAttributeValue(attribute="color", id="red", replaced_by="red")], "invalid_replacement"),
+        ([DeprecateAttributeValue(attribute="color", id="red", replaced_by="green")], "invalid_replacement"),
+        ([DeprecateAttributeValue(attribute="color", id="blue"),
+          DeprecateAttributeValue(attribute="color", id="red", replaced_by="blue")], "invalid_replacement"),
         ([{"op": "add_node", "id": " x", "name": "X", "parent": None}], "invalid_edit"),
         ([{"op": "explode", "id": "x"}], "invalid_edit"),
     ],
