@@ -31,6 +31,8 @@ ATTRIBUTION = (
     "MIT License, Copyright (c) Shopify"
 )
 _GID_PREFIX = "gid://shopify/TaxonomyCategory/"
+#: node meta key: inherited attribute ids that Shopify does not list for this category
+UNLISTED_KEY = "shopify_unlisted_attributes"
 
 
 def _short_id(node: Node) -> str:
@@ -83,7 +85,17 @@ def merge_shopify_attributes(categories: TaxonomyDocument, data: object) -> Taxo
             inherited.update(full[ancestor])
             ancestor = by_id[ancestor].parent
         own = tuple(a for a in full[node.id] if a not in inherited and a not in node.attributes)
-        nodes.append(node.model_copy(update={"attributes": (*node.attributes, *own)}) if own else node)
+        # Shopify's lists are not strictly inherited: about 1,000 categories lack an attribute
+        # of an ancestor's list (e.g. ``material`` on bird cage dishes). Inheritance still
+        # gives it to them; the ids are recorded so a later model (an exclusion list) or the
+        # pipeline can honour Shopify's list exactly.
+        unlisted = sorted(inherited - set(full[node.id])) if _short_id(node) in listed else []
+        changes: dict[str, Any] = {}
+        if own:
+            changes["attributes"] = (*node.attributes, *own)
+        if unlisted:
+            changes["meta"] = {**node.meta, UNLISTED_KEY: unlisted}
+        nodes.append(node.model_copy(update=changes) if changes else node)
 
     existing = {a.id for a in categories.attributes}
     source = "; ".join(s for s in (categories.source, ATTRIBUTION) if s)

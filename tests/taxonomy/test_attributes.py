@@ -20,6 +20,7 @@ from taxonomy import (
     parse_document,
 )
 from taxonomy.formats.shopify_attributes import (
+    UNLISTED_KEY,
     build_packaged_default,
     merge_shopify_attributes,
 )
@@ -160,3 +161,9 @@ def test_shopify_attribute_lists_are_not_strictly_inherited(merged_shopify: tupl
         extra += bool(got - set(listed))
     assert missing == 0
     assert extra == 1003
+    # ... and recorded on those nodes, so nothing of Shopify's lists is lost
+    flagged = [n for n in snap.document.nodes if UNLISTED_KEY in n.meta]
+    assert len(flagged) == 1003
+    dishes = snap.node(GID + "ap-2-1-1-2")
+    unlisted = dishes.meta[UNLISTED_KEY]
+    assert isinstance(unlisted, list) and [handle[str(a)] for a in unlisted] == ["material"]
