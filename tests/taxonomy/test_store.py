@@ -142,3 +142,30 @@ def test_open_time_for_the_shopify_taxonomy(tmp_path: Path, capsys: pytest.Captu
         assert reopened.current().document == expected
     with capsys.disabled():  # a measurement for the report, not an assertion
         print(f"\n[taxonomy] open 10,281-node store + replay 49 batches: {elapsed * 1000:.0f} ms")
+
+
+def test_attribute_edits_are_versioned_and_replayed(store: TaxonomyStore, tmp_path: Path) -> None:
+    batches: list[list[dict[str, object]]] = [
+        [{"op": "define_attribute", "id": "width", "name": "Width", "open_values": True,
+          "value_type": "number_with_unit", "unit": "cm",
+          "normalization": {"kind": "convert_units", "target_unit": "cm", "instruction": "Convert to cm."}},
+         {"op": "attach_attribute", "category": "tops", "attribute": "width"}],
+        [{"op": "rename_attribute", "id": "color", "name": "Colour"},
+         {"op": "rename_attribute_value", "attribute": "color", "id": "red", "name": "Crimson",
+          "keep_old_name_as_synonym": True}],
+        [{"op": "deprecate_attribute_value", "attribute": "color", "id": "blue", "replaced_by": "red"},
+         {"op": "deprecate_attribute", "id": "brand"}],
+    ]
+    for batch in batches:  # checkpoint_every=3: versions 2-3 replay from the log, 4 is a checkpoint
+        store.apply(batch, expected_version=store.version)
+    expected = {v: store.snapshot(v).document for v in range(1, 5)}
+    assert store.diff(3, 4).attributes_deprecated == ["brand"]
+    store.close()
+    with TaxonomyStore(url(tmp_path)) as again:
+        for v in range(1, 5):
+            assert again.snapshot(v).document == expected[v], v
+        last = again.snapshot(4)
+        assert last.attributes["width"].unit == "cm" and last.attributes["brand"].deprecated
+        blue = last.attributes["color"].value("blue")
+        assert blue is not None and blue.replaced_by == "red"
+        assert [e.op for e in again.edits(4)] == ["deprecate_attribute_value", "deprecate_attribute"]
