@@ -197,3 +197,32 @@ def test_if_match_star_still_rejects_invalid_edits(shop_dir: Path) -> None:
                 assert assert_error(r, 422, "edit_rejected")["details"][0]["type"] == "duplicate_id"
             else:
                 assert r.json() == {"version": 2, "previous_version": 1, "changes": {"added": 1}}
+
+
+def test_attribute_edits_over_http(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        w, t = auth(keys["taxonomy:write"]), auth(keys["tags"])
+        define = {"edits": [
+            {"op": "define_attribute", "id": "pan-size", "name": "Pan size", "open_values": True,
+             "value_type": "number_with_unit", "unit": "cm",
+             "normalization": {"kind": "convert_units", "target_unit": "cm", "instruction": "Convert inches to cm."}},
+            {"op": "define_attribute", "id": "coating", "name": "Coating",
+             "values": [{"id": "ptfe", "name": "PTFE"}, {"id": "teflon", "name": "Teflon"}]},
+            {"op": "attach_attribute", "category": "kitchen/cookware", "attribute": "coating"},
+        ]}
+        r = client.post("/v1/taxonomy/edits", json=define, headers={**w, "If-Match": '"1"'})
+        assert r.status_code == 201, r.text
+        retire = {"edits": [
+            {"op": "deprecate_attribute_value", "attribute": "coating", "id": "teflon", "replaced_by": "ptfe"},
+            {"op": "rename_attribute", "id": "pan-size", "name": "Diameter"},
+        ]}
+        r = client.post("/v1/taxonomy/edits", json=retire, headers={**w, "If-Match": '"2"'})
+        assert r.status_code == 201, r.text
+        diff = client.get("/v1/taxonomy/diff?from=2&to=3", headers=t).json()
+        assert diff["attributes_renamed"] == [{"id": "pan-size", "old_name": "Pan size", "new_name": "Diameter"}]
+        assert diff["attribute_values_changed"][0]["deprecated"] == [{"id": "teflon", "replaced_by": "ptfe"}]
+        bad = {"edits": [{"op": "deprecate_attribute_value", "attribute": "coating", "id": "ptfe",
+                          "replaced_by": "teflon"}]}
+        error = client.post("/v1/taxonomy/edits", json=bad, headers={**w, "If-Match": '"3"'}).json()
+        assert error["error"]["details"][0]["type"] == "invalid_replacement"
