@@ -30,6 +30,7 @@ from taxonomy.edits import (
     RenameAttribute,
     RenameAttributeValue,
     RenameNode,
+    SetAttributeRule,
     SetDescription,
     UndeprecateAttribute,
     UndeprecateAttributeValue,
@@ -313,6 +314,13 @@ class _Working:
         if edit.keep_old_name_as_synonym and old.name != edit.name:
             synonyms = _unique((*synonyms, old.name))
         self._replace_value(attr, index, name=edit.name, synonyms=synonyms)
+
+    def _op_set_attribute_rule(self, edit: SetAttributeRule) -> None:
+        attr = self.attribute(edit.id)
+        rule = {"value_type": edit.value_type, "unit": edit.unit, "normalization": edit.normalization}
+        if all(getattr(attr, k) == v for k, v in rule.items()):
+            raise EditRejected("no_change", f"attribute {attr.id!r} already has this rule")
+        self.attributes[attr.id] = attr.model_copy(update=rule)
 
     def _set_attribute_deprecated(self, attr_id: str, deprecated: bool) -> None:
         attr = self.attribute(attr_id)

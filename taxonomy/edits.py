@@ -160,6 +160,19 @@ class RenameAttributeValue(BaseModel):
     keep_old_name_as_synonym: bool = False
 
 
+class SetAttributeRule(BaseModel):
+    """Replace, as a whole, how an attribute's values are read: their kind, unit and
+    normalization rule (fields left out reset to their defaults, so a replayed edit log gives
+    the same result)."""
+
+    model_config = _EDIT
+    op: Literal["set_attribute_rule"] = "set_attribute_rule"
+    id: NodeId
+    value_type: ValueType = "text"
+    unit: str | None = Field(default=None, max_length=100)
+    normalization: Normalization | None = None
+
+
 class DeprecateAttribute(BaseModel):
     """Retire an attribute: kept (stored tags stay readable) but no longer offered or accepted."""
 
@@ -223,6 +236,7 @@ Edit = Annotated[
     | RemoveAttributeValue
     | RenameAttribute
     | RenameAttributeValue
+    | SetAttributeRule
     | DeprecateAttribute
     | UndeprecateAttribute
     | DeprecateAttributeValue

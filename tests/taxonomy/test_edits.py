@@ -26,6 +26,7 @@ from taxonomy import (
     RenameAttribute,
     RenameAttributeValue,
     RenameNode,
+    SetAttributeRule,
     SetDescription,
     Snapshot,
     UndeprecateAttribute,
@@ -123,6 +124,8 @@ def test_attributes_rename_and_deprecate() -> None:
     assert snap.attributes["brand"].deprecated
     width = snap.attributes["width"]
     assert width.unit == "cm" and width.normalization is not None and width.normalization.kind == "convert_units"
+    inches = apply_edits(snap, [SetAttributeRule(id="width", value_type="number", unit="in")]).attributes["width"]
+    assert (inches.value_type, inches.unit, inches.normalization) == ("number", "in", None)
     again = apply_edits(snap, [UndeprecateAttribute(id="brand"),
                                UndeprecateAttributeValue(attribute="color", id="blue")])
     assert not again.attributes["brand"].deprecated and len(again.attributes["color"].active_values()) == 2
@@ -186,6 +189,8 @@ def test_attributes_rename_and_deprecate() -> None:
         ([RenameAttributeValue(attribute="color", id="red", name="BLUE")], "duplicate_name"),
         ([DeprecateAttribute(id="color"), DeprecateAttribute(id="color")], "no_change"),
         ([UndeprecateAttribute(id="color")], "not_deprecated"),
+        ([SetAttributeRule(id="color")], "no_change"),
+        ([SetAttributeRule(id="nope", value_type="number")], "unknown_attribute"),
         ([DeprecateAttributeValue(attribute="color", id="green")], "unknown_value"),
         ([UndeprecateAttributeValue(attribute="color", id="red")], "not_deprecated"),
         ([DeprecateAttributeValue(attribute="color", id="red", replaced_by="red")], "invalid_replacement"),
