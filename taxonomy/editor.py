@@ -278,6 +278,11 @@ class _Working:
         attr = self.attribute(edit.attribute)
         if attr.value(edit.id) is None:
             raise EditRejected("unknown_value", f"attribute {attr.id!r} has no value {edit.id!r}")
+        successors_of = [v.id for v in attr.values if v.replaced_by == edit.id]
+        if successors_of:
+            raise EditRejected(
+                "value_in_use", f"{edit.id!r} replaces deprecated values {successors_of} of {attr.id!r}"
+            )
         values = tuple(v for v in attr.values if v.id != edit.id)
         self.attributes[attr.id] = attr.model_copy(update={"values": values})
 

@@ -8,16 +8,23 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from taxonomy import (
     Attribute,
     AttributeValue,
+    EditRejected,
     Normalization,
     Snapshot,
+    TagValidator,
     TaxonomyFormatError,
+    apply_edits,
+    coerce_edits,
     dump,
     load_taxonomy,
     parse_document,
+    value_migration_map,
 )
 from taxonomy.formats.shopify_attributes import (
     UNLISTED_KEY,
@@ -167,3 +174,57 @@ def test_shopify_attribute_lists_are_not_strictly_inherited(merged_shopify: tupl
     dishes = snap.node(GID + "ap-2-1-1-2")
     unlisted = dishes.meta[UNLISTED_KEY]
     assert isinstance(unlisted, list) and [handle[str(a)] for a in unlisted] == ["material"]
+
+
+_ATTRS = ["color", "size", "brand", "nope"]
+_VALUES = ["red", "blue", "green", "42", "43", "x"]
+
+
+@st.composite
+def attribute_edit(draw: st.DrawFn) -> dict[str, object]:
+    attr, value = draw(st.sampled_from(_ATTRS)), draw(st.sampled_from(_VALUES))
+    name = f"N{draw(st.integers(0, 3))}"
+    return draw(st.sampled_from([
+        {"op": "add_attribute_value", "attribute": attr, "id": value, "name": name},
+        {"op": "remove_attribute_value", "attribute": attr, "id": value},
+        {"op": "rename_attribute", "id": attr, "name": name},
+        {"op": "rename_attribute_value", "attribute": attr, "id": value, "name": name,
+         "keep_old_name_as_synonym": draw(st.booleans())},
+        {"op": "deprecate_attribute", "id": attr},
+        {"op": "undeprecate_attribute", "id": attr},
+        {"op": "deprecate_attribute_value", "attribute": attr, "id": value,
+         "replaced_by": draw(st.sampled_from([None, *_VALUES]))},
+        {"op": "undeprecate_attribute_value", "attribute": attr, "id": value},
+        {"op": "set_attribute_rule", "id": attr, "value_type": draw(st.sampled_from(["text", "number"]))},
+        {"op": "detach_attribute", "category": "apparel", "attribute": attr},
+        {"op": "attach_attribute", "category": "shirts", "attribute": attr},
+    ]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(attribute_edit(), max_size=15))
+def test_random_attribute_edits_keep_values_consistent(edits: list[dict[str, object]]) -> None:
+    start = Snapshot(apparel_document())
+    snap = start
+    for raw in edits:
+        try:
+            snap = apply_edits(snap, coerce_edits([raw]), version=snap.version + 1)
+        except EditRejected:
+            continue
+    validator = TagValidator()
+    for attr in snap.attributes.values():
+        for value in attr.values:
+            if value.replaced_by is not None:
+                assert value.deprecated and attr.value(value.replaced_by) is not None
+        for category in ("shirts", "shoes"):
+            if attr.id not in {a.id for a in snap.attributes_for(category)}:
+                continue
+            for value in attr.values:
+                report = validator.validate(snap, [{"id": category, "attributes": [
+                    {"attribute": attr.id, "values": [value.id]}]}])
+                assert report.ok == (attr.active and value.active), (attr, value, report)
+    for attr_id, moves in value_migration_map(start, snap).items():
+        for target in moves.values():
+            found = None if target is None else snap.attributes[attr_id].value(target)
+            assert target is None or (found is not None and found.active)
+    assert Snapshot(parse_document(dump(snap, "json"), "json")).document == snap.document

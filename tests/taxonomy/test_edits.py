@@ -194,6 +194,8 @@ def test_attributes_rename_and_deprecate() -> None:
         ([DeprecateAttributeValue(attribute="color", id="green")], "unknown_value"),
         ([UndeprecateAttributeValue(attribute="color", id="red")], "not_deprecated"),
         ([DeprecateAttributeValue(attribute="color", id="red", replaced_by="red")], "invalid_replacement"),
+        ([DeprecateAttributeValue(attribute="color", id="blue", replaced_by="red"),
+          RemoveAttributeValue(attribute="color", id="red")], "value_in_use"),
         ([DeprecateAttributeValue(attribute="color", id="red", replaced_by="green")], "invalid_replacement"),
         ([DeprecateAttributeValue(attribute="color", id="blue"),
           DeprecateAttributeValue(attribute="color", id="red", replaced_by="blue")], "invalid_replacement"),
