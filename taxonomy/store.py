@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map
+from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map, value_migration_map
 from taxonomy.editor import apply_edits, coerce_edits
 from taxonomy.edits import EDIT_LIST, Edit
 from taxonomy.errors import EditRejected, EmptyStore, StaleVersion, TaxonomyError, UnknownVersion
@@ -188,8 +188,23 @@ class TaxonomyStore:
 
     def migration_map(self, v_from: int, v_to: int) -> dict[str, str | None]:
         """Where tags of ``v_from`` move to in ``v_to`` (cached per pair; a fresh dict each call)."""
-        mapping: dict[str, str | None] = self._compare("migration_map", v_from, v_to, migration_map)
-        return dict(mapping)
+        return dict(self._migration_maps(v_from, v_to)[0])
+
+    def value_migration_map(self, v_from: int, v_to: int) -> dict[str, dict[str, str | None]]:
+        """Where attribute values of ``v_from`` move to in ``v_to`` (see
+        :func:`taxonomy.diff.value_migration_map`); computed and cached with :meth:`migration_map`."""
+        return {k: dict(v) for k, v in self._migration_maps(v_from, v_to)[1].items()}
+
+    def _migration_maps(
+        self, v_from: int, v_to: int
+    ) -> tuple[dict[str, str | None], dict[str, dict[str, str | None]]]:
+        def both(old: Snapshot, new: Snapshot) -> tuple[dict[str, str | None], dict[str, dict[str, str | None]]]:
+            return migration_map(old, new), value_migration_map(old, new)
+
+        maps: tuple[dict[str, str | None], dict[str, dict[str, str | None]]] = self._compare(
+            "migration_map", v_from, v_to, both
+        )
+        return maps
 
     def cached_comparison(self, kind: str, v1: int, v2: int) -> bool:
         """Whether :meth:`diff` (``kind="diff"``) or :meth:`migration_map` of the pair would

@@ -222,6 +222,8 @@ def test_attribute_edits_over_http(shop_dir: Path) -> None:
         diff = client.get("/v1/taxonomy/diff?from=2&to=3", headers=t).json()
         assert diff["attributes_renamed"] == [{"id": "pan-size", "old_name": "Pan size", "new_name": "Diameter"}]
         assert diff["attribute_values_changed"][0]["deprecated"] == [{"id": "teflon", "replaced_by": "ptfe"}]
+        mapping = client.get("/v1/taxonomy/migration-map?from=2&to=3", headers=t).json()
+        assert mapping["attribute_values"] == {"coating": {"teflon": "ptfe"}}
         bad = {"edits": [{"op": "deprecate_attribute_value", "attribute": "coating", "id": "ptfe",
                           "replaced_by": "teflon"}]}
         error = client.post("/v1/taxonomy/edits", json=bad, headers={**w, "If-Match": '"3"'}).json()

@@ -64,6 +64,11 @@ class MigrationMap(BaseModel):
         description="old id → the active id its tags move to (null: retired without successor); "
         "ids still active are left out"
     )
+    attribute_values: dict[str, dict[str, str | None]] = Field(
+        default={},
+        description="attribute id → {old value id → the active value its tags move to (null: retired "
+        "without successor)}; values still active are left out",
+    )
 
 
 class EditRequest(BaseModel):

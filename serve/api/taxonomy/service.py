@@ -197,7 +197,9 @@ class TaxonomyService:
 
     def migration_map(self, v1: int, v2: int, key_id: str | None = None) -> MigrationMap:
         mapping = self._compare("migration_map", v1, v2, self.store.migration_map, key_id)
-        return MigrationMap(from_version=v1, to_version=v2, mapping=mapping)
+        # computed and cached together with ``mapping``: answered from memory now
+        values = self.store.value_migration_map(v1, v2)
+        return MigrationMap(from_version=v1, to_version=v2, mapping=mapping, attribute_values=values)
 
     def apply(self, principal: Principal, if_match: str | None, request: EditRequest) -> EditResult:
         # None (``*``): RFC 9110 "any current representation", resolved by the store under
