@@ -33,9 +33,9 @@ ROUTE_COSTS: tuple[tuple[str, str, float], ...] = (
     ("GET", "/v1/taxonomy/diff", 10.0),
     ("GET", "/v1/taxonomy/migration-map", 10.0),
 )
-#: node reads pinned to a version (``?version=``): an old version may have to be rebuilt
+#: node and attribute reads pinned to a version (``?version=``): an old version may have to be rebuilt
 PINNED_VERSION_COST = 5.0
-_NODES = "/v1/taxonomy/nodes"
+_PINNABLE = ("/v1/taxonomy/nodes", "/v1/taxonomy/attributes")
 
 
 def route_cost(method: str, path: str, query: bytes = b"") -> float:
@@ -44,7 +44,7 @@ def route_cost(method: str, path: str, query: bytes = b"") -> float:
     for route_method, route, cost in ROUTE_COSTS:
         if method == route_method and (path == route or path.startswith(route + "/")):
             return cost
-    nodes = method == "GET" and (path == _NODES or path.startswith(_NODES + "/"))
+    nodes = method == "GET" and any(path == p or path.startswith(p + "/") for p in _PINNABLE)
     if nodes and "version" in parse_qs(query.decode("latin-1"), keep_blank_values=True):
         return PINNED_VERSION_COST
     return 1.0

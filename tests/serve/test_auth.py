@@ -67,6 +67,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/taxonomy"): case("any", "/v1/taxonomy", 200),
     ("GET", "/v1/taxonomy/nodes"): case("any", "/v1/taxonomy/nodes?limit=3", 200),
     ("GET", "/v1/taxonomy/nodes/{node_id:path}"): case("any", "/v1/taxonomy/nodes/apparel/tops", 200),
+    ("GET", "/v1/taxonomy/attributes"): case("any", "/v1/taxonomy/attributes?limit=3", 200),
+    ("GET", "/v1/taxonomy/attributes/{attribute_id:path}"): case("any", "/v1/taxonomy/attributes/nope", 404),
     ("GET", "/v1/taxonomy/search"): case("any", "/v1/taxonomy/search?q=pan", 200),
     ("GET", "/v1/taxonomy/versions"): case("any", "/v1/taxonomy/versions", 200),
     ("GET", "/v1/taxonomy/versions/{version}"): case("any", "/v1/taxonomy/versions/1", 200),

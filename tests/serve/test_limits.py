@@ -138,6 +138,8 @@ def test_request_cost_table() -> None:
     assert cost("GET", "/v1/taxonomy/migration-map", b"from=1&to=2") == 10.0
     assert cost("GET", "/v1/taxonomy/nodes", b"version=1") == PINNED_VERSION_COST
     assert cost("GET", "/v1/taxonomy/nodes/apparel/socks", b"version=") == PINNED_VERSION_COST
+    assert cost("GET", "/v1/taxonomy/attributes/gid://shopify/TaxonomyAttribute/1", b"version=2") == PINNED_VERSION_COST
+    assert cost("GET", "/v1/taxonomy/attributes", b"category=x") == 1.0
     for method, path in [("GET", "/v1/taxonomy/nodes"), ("GET", "/v1/taxonomy/nodes/apparel"),
                          ("GET", "/v1/taxonomy"), ("POST", "/v1/tags"), ("POST", "/v1/taxonomy/edits"),
                          ("GET", "/v1/taxonomy/searching")]:

@@ -222,6 +222,20 @@ def test_attribute_edits_over_http(shop_dir: Path) -> None:
         diff = client.get("/v1/taxonomy/diff?from=2&to=3", headers=t).json()
         assert diff["attributes_renamed"] == [{"id": "pan-size", "old_name": "Pan size", "new_name": "Diameter"}]
         assert diff["attribute_values_changed"][0]["deprecated"] == [{"id": "teflon", "replaced_by": "ptfe"}]
+        coating = client.get("/v1/taxonomy/attributes/coating", headers=t).json()
+        assert coating["attached_at"] == ["kitchen/cookware"] and coating["open_values"] is False
+        assert coating["values"][1] == {"id": "teflon", "name": "Teflon", "synonyms": [], "deprecated": True,
+                                        "replaced_by": "ptfe"}
+        size = client.get("/v1/taxonomy/attributes/pan-size?version=2", headers=t).json()
+        assert size["name"] == "Pan size" and size["unit"] == "cm" and size["attached_at"] == []
+        assert size["normalization"] == {"kind": "convert_units", "target_unit": "cm",
+                                         "instruction": "Convert inches to cm."}
+        page = client.get("/v1/taxonomy/attributes", params={"category": "kitchen/cookware/pans"}, headers=t).json()
+        assert "coating" in [a["id"] for a in page["items"]] and page["total"] == len(page["items"])
+        everything = client.get("/v1/taxonomy/attributes", params={"limit": 1}, headers=t).json()
+        assert everything["total"] >= 2 and len(everything["items"]) == 1
+        assert_error(client.get("/v1/taxonomy/attributes/nope", headers=t), 404, "not_found")
+        assert_error(client.get("/v1/taxonomy/attributes?category=nope", headers=t), 404, "not_found")
         mapping = client.get("/v1/taxonomy/migration-map?from=2&to=3", headers=t).json()
         assert mapping["attribute_values"] == {"coating": {"teflon": "ptfe"}}
         bad = {"edits": [{"op": "deprecate_attribute_value", "attribute": "coating", "id": "ptfe",

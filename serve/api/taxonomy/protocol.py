@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taxonomy import Edit, SearchHit, VersionInfo
+from taxonomy import Attribute, Edit, SearchHit, VersionInfo
 
 
 class TaxonomyInfo(BaseModel):
@@ -34,6 +34,22 @@ class NodeDetail(NodeOut):
     children: list[str] = Field(description="active child ids")
     ancestors: list[str] = Field(description="ids, root first")
     attributes: list[str] = Field(description="attribute ids applicable here (own and inherited)")
+
+
+class AttributeOut(Attribute):
+    """An attribute's definition (closed: a value list and ``open_values`` false; open: a
+    ``value_type``, optional ``unit`` and ``normalization``) and where it is attached."""
+
+    attached_at: list[str] = Field(description="category ids it is attached to (their descendants inherit it)")
+
+
+class AttributePage(BaseModel):
+    version: int
+    category: str | None = Field(description="when asked for one category: its applicable attributes")
+    items: list[AttributeOut]
+    total: int
+    offset: int
+    limit: int
 
 
 class NodePage(BaseModel):

@@ -11,6 +11,8 @@ from serve.api.deps import TaxonomyServiceDep
 from serve.api.errors import errors
 from serve.api.limits import cost_note
 from serve.api.taxonomy.protocol import (
+    AttributeOut,
+    AttributePage,
     EditRequest,
     EditResult,
     MigrationMap,
@@ -75,6 +77,37 @@ def get_node(
     version: PinnedVersion = None,
 ) -> NodeDetail:
     return service.node(node_id, version, principal.key_id)
+
+
+@router.get(
+    "/attributes", response_model=AttributePage, responses=errors(404, 503),
+    summary="Attribute definitions, paginated: all, or those applicable to one category (own and inherited).",
+    description=f"With `version`: {cost_note('/v1/taxonomy/attributes', b'version=1')} {_OLD}",
+)
+def list_attributes(
+    service: TaxonomyServiceDep, principal: AnyKey,
+    category: Annotated[str | None, Query(min_length=1, max_length=512, description="only the attributes of this category")] = None,
+    include_deprecated: bool = False,
+    version: PinnedVersion = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AttributePage:
+    return service.attributes(
+        category=category, include_deprecated=include_deprecated, version=version, offset=offset, limit=limit,
+        key_id=principal.key_id,
+    )
+
+
+@router.get(
+    "/attributes/{attribute_id:path}", response_model=AttributeOut, responses=errors(404, 503),
+    summary="One attribute: its values, value type, unit, normalization rule and where it is attached.",
+    description=f"With `version`: {cost_note('/v1/taxonomy/attributes/x', b'version=1')} {_OLD}",
+)
+def get_attribute(
+    attribute_id: Annotated[str, Path(min_length=1, max_length=512)], service: TaxonomyServiceDep,
+    principal: AnyKey, version: PinnedVersion = None,
+) -> AttributeOut:
+    return service.attribute(attribute_id, version, principal.key_id)
 
 
 @router.get(

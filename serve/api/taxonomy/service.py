@@ -12,6 +12,8 @@ from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.limits import RateLimiter
 from serve.api.taxonomy.protocol import (
+    AttributeOut,
+    AttributePage,
     EditRequest,
     EditResult,
     MigrationMap,
@@ -27,6 +29,7 @@ from serve.settings import LimitSettings
 from serve.sqlite import utc
 from serve.tagging_state import TaggingState
 from taxonomy import (
+    Attribute,
     EditRejected,
     Snapshot,
     StaleVersion,
@@ -66,6 +69,18 @@ def _node(snap: Snapshot, node_id: str) -> NodeOut:
         deprecated=node.deprecated, replaced_by=node.replaced_by, synonyms=list(node.synonyms),
         description=node.description,
     )
+
+
+def _attachments(snap: Snapshot) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for node in snap.document.nodes:
+        for attr_id in node.attributes:
+            out.setdefault(attr_id, []).append(node.id)
+    return out
+
+
+def _attribute(attr: Attribute, attached: dict[str, list[str]]) -> AttributeOut:
+    return AttributeOut(**dict(attr), attached_at=attached.get(attr.id, []))
 
 
 def _utc_info(info: VersionInfo) -> VersionInfo:
@@ -166,6 +181,31 @@ class TaxonomyService:
             ancestors=list(snap.ancestors(node_id)),
             attributes=[a.id for a in snap.attributes_for(node_id)],
         )
+
+    def attributes(
+        self, *, category: str | None, include_deprecated: bool, version: int | None, offset: int, limit: int,
+        key_id: str | None = None,
+    ) -> AttributePage:
+        snap = self._snapshot(version, key_id)
+        if category is not None:
+            if category not in snap:
+                raise ApiError(404, "not_found", f"no node {category!r} in version {snap.version}")
+            attrs = list(snap.attributes_for(category))
+        else:
+            attrs = list(snap.attributes.values())
+        attrs = [a for a in attrs if include_deprecated or not a.deprecated]
+        attached = _attachments(snap) if attrs[offset : offset + limit] else {}
+        return AttributePage(
+            version=snap.version, category=category, total=len(attrs), offset=offset, limit=limit,
+            items=[_attribute(a, attached) for a in attrs[offset : offset + limit]],
+        )
+
+    def attribute(self, attribute_id: str, version: int | None, key_id: str | None = None) -> AttributeOut:
+        snap = self._snapshot(version, key_id)
+        attr = snap.attributes.get(attribute_id)
+        if attr is None:
+            raise ApiError(404, "not_found", f"no attribute {attribute_id!r} in version {snap.version}")
+        return _attribute(attr, _attachments(snap))
 
     def search(self, text: str, limit: int, include_deprecated: bool) -> SearchResults:
         snap = self._snapshot(None)
