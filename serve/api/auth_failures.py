@@ -20,10 +20,10 @@ failing one forgotten first (it is also the one most likely to have refilled).
 from __future__ import annotations
 
 import ipaddress
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+
+from serve.api.limits import RateLimiter
 
 
 def client_key(host: str | None) -> str:
@@ -42,40 +42,21 @@ def client_key(host: str | None) -> str:
 
 
 class AuthFailureLimiter:
+    """The policy on top of the service's one token bucket (:class:`RateLimiter`)."""
+
     def __init__(
         self, per_min: float, burst: int, max_clients: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rate = per_min / 60.0
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
-        self._lock = threading.Lock()
-
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        return min(self.burst, tokens + (now - at) * self.rate)
+        self._bucket = RateLimiter(per_min / 60.0, burst, max_keys=max_clients, clock=clock)
 
     def blocked_for(self, key: str) -> float:
         """Seconds until ``key`` may try again (0.0: it may now). Takes nothing."""
-        now = self._clock()
-        with self._lock:
-            if key not in self._buckets:
-                return 0.0
-            tokens = self._tokens(key, now)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+        return self._bucket.wait(key) if key in self._bucket else 0.0
 
     def failed(self, key: str) -> bool:
         """Count a failed authentication; True when it spent the last token (now limited)."""
-        now = self._clock()
-        with self._lock:
-            tokens = max(0.0, self._tokens(key, now) - 1.0)
-            self._buckets[key] = (tokens, now)
-            self._buckets.move_to_end(key)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-        return tokens < 1.0
+        return self._bucket.charge(key, 1.0, floor=0.0) < 1.0
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._bucket)

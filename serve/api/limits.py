@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -60,40 +61,73 @@ def cost_note(path: str, query: bytes = b"") -> str:
 
 
 class RateLimiter:
-    """Token bucket per key: ``rate`` tokens a second, at most ``burst`` saved up."""
+    """Token bucket per key: ``rate`` tokens a second, at most ``burst`` saved up.
 
-    def __init__(self, rate: float, burst: float) -> None:
+    The one token bucket of the service: per API key (requests), per key (history CPU
+    seconds), per client address (failed authentications, :mod:`serve.api.auth_failures`).
+    ``max_keys`` bounds memory for keys an outsider chooses (addresses): the least recently
+    charged key is forgotten first (it is also the one most likely to have refilled)."""
+
+    def __init__(
+        self, rate: float, burst: float, *, max_keys: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, last refill)
         self._lock = threading.Lock()
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - last) * self.rate)
+
+    def _store(self, key: str, tokens: float, now: float) -> None:
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        if self.max_keys is not None:
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
 
     def acquire(self, key: str, cost: float = 1.0) -> float:
         """Take ``cost`` tokens: 0.0 when allowed, else the seconds until they are available.
         A cost above the burst is capped at it, so every request can eventually pass."""
         cost = min(cost, self.burst)
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            tokens = self._level(key, now)
             if tokens >= cost:
-                self._buckets[key] = (tokens - cost, now)
+                self._store(key, tokens - cost, now)
                 return 0.0
-            self._buckets[key] = (tokens, now)
+            self._store(key, tokens, now)
             return (cost - tokens) / self.rate
 
-    def charge(self, key: str, tokens: float) -> None:
-        """Take ``tokens`` after the fact, for work whose cost is known only once done (a
-        history rebuild's CPU seconds): the bucket may go into debt, down to one minute of
-        refill, and ``acquire`` waits until it is paid back (``acquire(key, 0)``: is the key
-        out of debt?)."""
-        if tokens <= 0:
-            return
-        now = time.monotonic()
+    def wait(self, key: str, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are available (0.0: now), taking nothing."""
         with self._lock:
-            have, last = self._buckets.get(key, (self.burst, now))
-            have = min(self.burst, have + (now - last) * self.rate)
-            self._buckets[key] = (max(-60.0 * self.rate, have - tokens), now)
+            tokens = self._level(key, self._clock())
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
+    def charge(self, key: str, tokens: float, *, floor: float | None = None) -> float:
+        """Take ``tokens`` after the fact, for work whose cost is known only once done (a
+        history rebuild's CPU seconds, a failed authentication): the bucket may go into
+        debt, down to ``floor`` (default: one minute of refill), and ``acquire`` waits until
+        it is paid back (``acquire(key, 0)``: is the key out of debt?). Returns the tokens left."""
+        now = self._clock()
+        with self._lock:
+            have = self._level(key, now)
+            if tokens <= 0:
+                return have
+            left = max(-60.0 * self.rate if floor is None else floor, have - tokens)
+            self._store(key, left, now)
+            return left
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._buckets
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def describe(self, cost: float = 1.0) -> str:
         """The limit in words, for the 429 message."""
