@@ -51,6 +51,44 @@ class Product(BaseModel):
         return {k.strip(BLANK): v.strip(BLANK) for k, v in value.items()}
 
 
+#: which attributes a caller wants: none, all of the category's, or only the named ones
+#: (attribute ids or names)
+AttributeSelection = Literal["off", "on"] | list[str]
+AttributeSource = Literal["text", "neighbors", "llm"]
+
+
+class AttributeEvidence(BaseModel):
+    # "from" is a Python keyword: the field is ``source`` in code and "from" on the wire,
+    # whatever dumps it (FastAPI, the CLI, jobs)
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    span: tuple[int, int] | None = Field(
+        default=None,
+        description="[start, end) character offsets of the value as written, in `field` of the input; "
+        "null when the value was not read from the text (e.g. a neighbours' vote)",
+    )
+    field: str | None = Field(
+        default=None,
+        description="the input field the span is in: title, description, category_text, or "
+        "attributes.<key> for a key/value the caller sent",
+    )
+    source: AttributeSource = Field(alias="from", description="where the value came from")
+    text: str | None = Field(default=None, description="the value as written in the input, when read from it")
+
+
+class AttributeValueTag(BaseModel):
+    value_id: str | None = Field(description="the taxonomy value id (closed attributes); null for open ones")
+    value: str = Field(description="the value's name (closed) or the normalized value (open)")
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: AttributeEvidence
+
+
+class AttributeTag(BaseModel):
+    attribute: str = Field(description="the taxonomy attribute id")
+    name: str
+    values: list[AttributeValueTag] = Field(min_length=1)
+
+
 class Tag(BaseModel):
     id: str
     name: str
@@ -99,3 +137,8 @@ class TagResult(BaseModel):
     pipeline: str
     evidence: Evidence
     timings_ms: Timings
+    attributes: list[AttributeTag] = Field(
+        default_factory=list,
+        description="values of the chosen category's attributes (inherited ones included) found for "
+        "this product; an attribute with no value found is left out",
+    )

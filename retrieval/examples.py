@@ -26,6 +26,13 @@ class Example:
     tags: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict)
     category_text: str = ""
+    attribute_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Its attribute tags: attribute id -> value ids (closed attributes) or normalized values
+    (open ones). Not part of the text the index embeds (that is ``attributes``, the shop's
+    own key/values)."""
+    attribute_mentions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The same values as written in its text, when known (attribute id -> strings): how a
+    value is spelled in product text, which teaches extraction and normalization."""
 
     def text(self, max_chars: int = DEFAULT_MAX_CHARS) -> str:
         return product_text(
@@ -47,6 +54,10 @@ class Example:
             out["attributes"] = dict(self.attributes)
         if self.category_text:
             out["category_text"] = self.category_text
+        if self.attribute_values:
+            out["attribute_values"] = {k: list(v) for k, v in self.attribute_values.items()}
+        if self.attribute_mentions:
+            out["attribute_mentions"] = {k: list(v) for k, v in self.attribute_mentions.items()}
         return out
 
     @classmethod
@@ -70,7 +81,29 @@ class Example:
             isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
         ):
             raise ExampleError(f"{where} ({ex_id}): 'attributes' must map strings to strings")
-        return cls(ex_id, title, description, tuple(tags), dict(attributes), category_text)
+        values = _attribute_lists(data.get("attribute_values"), f"{where} ({ex_id}): 'attribute_values'")
+        mentions = _attribute_lists(data.get("attribute_mentions"), f"{where} ({ex_id}): 'attribute_mentions'")
+        return cls(
+            ex_id, title, description, tuple(tags), dict(attributes), category_text, values, mentions
+        )
+
+
+def _attribute_lists(raw: object, what: str) -> dict[str, tuple[str, ...]]:
+    """``{attribute id: value or [values]}`` as tuples of strings."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ExampleError(f"{what} must map attribute ids to a value or a list of values")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value in raw.items():
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(key, str) or not isinstance(items, list | tuple) or not all(
+            isinstance(v, str) for v in items
+        ):
+            raise ExampleError(f"{what} must map attribute ids to a value or a list of values")
+        if items:
+            out[key] = tuple(items)
+    return out
 
 
 def read_examples(path: str | Path) -> Iterator[Example]:
