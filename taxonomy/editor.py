@@ -39,7 +39,7 @@ from taxonomy.edits import (
     UndeprecateNode,
 )
 from taxonomy.errors import EditRejected, TaxonomyError
-from taxonomy.model import Attribute, AttributeValue, Node
+from taxonomy.model import Attribute, AttributeValue, Node, paused_gc
 from taxonomy.snapshot import Snapshot
 
 
@@ -62,13 +62,14 @@ def coerce_edits(edits: Iterable[Edit | Mapping[str, Any]]) -> list[Edit]:
 
 def apply_edits(snapshot: Snapshot, edits: Sequence[Edit], version: int = 0) -> Snapshot:
     """The snapshot that results from applying ``edits`` in order to ``snapshot``."""
-    work = _Working(snapshot)
-    for index, edit in enumerate(edits):
-        try:
-            work.apply(edit)
-        except EditRejected as exc:
-            raise EditRejected(exc.code, exc.message, index) from None
-    return work.snapshot(version)
+    with paused_gc():  # copies every node's entry: see paused_gc
+        work = _Working(snapshot)
+        for index, edit in enumerate(edits):
+            try:
+                work.apply(edit)
+            except EditRejected as exc:
+                raise EditRejected(exc.code, exc.message, index) from None
+        return work.snapshot(version)
 
 
 class _Working:

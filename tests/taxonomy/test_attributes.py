@@ -262,6 +262,8 @@ def attribute_edit(draw: st.DrawFn) -> dict[str, object]:
         {"op": "set_attribute_rule", "id": attr, "value_type": draw(st.sampled_from(["text", "number"]))},
         {"op": "detach_attribute", "category": "apparel", "attribute": attr},
         {"op": "attach_attribute", "category": "shirts", "attribute": attr},
+        {"op": "exclude_attribute", "category": draw(st.sampled_from(["tops", "shirts"])), "attribute": attr},
+        {"op": "include_attribute", "category": draw(st.sampled_from(["tops", "shirts"])), "attribute": attr},
     ]))
 
 
@@ -281,8 +283,13 @@ def test_random_attribute_edits_keep_values_consistent(edits: list[dict[str, obj
             if value.replaced_by is not None:
                 assert value.deprecated and attr.value(value.replaced_by) is not None
         for category in ("shirts", "shoes"):
-            if attr.id not in {a.id for a in snap.attributes_for(category)}:
+            if attr.id not in {a.id for a in snap.attributes_for(category, include_deprecated=True)}:
+                # not attached above it, or excluded on the way down: refused whatever the value
+                report = validator.validate(snap, [{"id": category, "attributes": [
+                    {"attribute": attr.id, "values": [v.id for v in attr.values[:1]] or ["x"]}]}])
+                assert [e.rule for e in report.errors] == ["attribute_not_applicable"]
                 continue
+            assert (attr in snap.attributes_for(category)) == attr.active
             for value in attr.values:
                 report = validator.validate(snap, [{"id": category, "attributes": [
                     {"attribute": attr.id, "values": [value.id]}]}])

@@ -148,3 +148,16 @@ def test_shopify_upstream_shape(tmp_path: Path) -> None:
 def test_bad_files_are_clear_errors(text: str, format: str, message: str) -> None:
     with pytest.raises((TaxonomyFormatError, ValueError), match=message):
         Snapshot(parse_document(text, format))
+
+
+def test_a_files_level_is_a_hint_never_trusted() -> None:
+    text = json.dumps({"nodes": [
+        {"id": "a", "name": "A", "level": 7},
+        {"id": "b", "name": "B", "parent": "a", "level": 2},
+        {"id": "c", "name": "C", "parent": "b", "level": "3"},
+        {"id": "d", "name": "D", "parent": "b", "level": 0},
+        {"id": "e", "name": "E", "parent": "b", "level": True},
+    ]})
+    snap = Snapshot(parse_document(text, "json"))
+    assert [n.level for n in snap.document.nodes] == [1, 2, 3, 3, 3]
+    assert all(n.meta == {} for n in snap.document.nodes)  # a derived field, not kept as meta
