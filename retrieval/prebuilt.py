@@ -154,6 +154,18 @@ def write_set(
     return directory
 
 
+def _record_sources(directory: Path, sources: dict[str, Any]) -> None:
+    """Rewrite (atomically) the ``sources`` of a verified set's manifest if they changed."""
+    manifest_path = directory / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("sources") == sources:
+        return
+    manifest["sources"] = sources
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, manifest_path)
+
+
 def shipped_texts() -> tuple[list[str], dict[str, Any]]:
     """The texts a first start embeds: the default taxonomy's active leaves (as
     :class:`~retrieval.taxonomy_search.TaxonomyIndex` writes them) and the packaged
@@ -193,7 +205,11 @@ def build(
     texts, sources = shipped_texts()
     existing = PrebuiltVectors(root).get_many(embedder.name, texts, embedder.dim)
     if all(v is not None for v in existing):
-        return set_dir(root, embedder.name), len(texts), False
+        # the vectors are looked up per text: a new taxonomy file whose node texts are the
+        # same (e.g. attributes added) needs none recomputed, only its provenance recorded
+        directory = set_dir(root, embedder.name)
+        _record_sources(directory, sources)
+        return directory, len(texts), False
     # shortest first: texts of similar length share a chunk and pad little
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)

@@ -1,4 +1,9 @@
-"""The default taxonomy shipped in the package (Shopify 2024-07 categories, MIT, see NOTICE)."""
+"""The default taxonomy shipped in the package: the Shopify Standard Product Taxonomy, its
+2024-07 categories with the 2024-04 attributes and values merged in (MIT, see NOTICE).
+
+The file is our JSON format, built by ``scripts/build_default_taxonomy.py`` from the shared
+Shopify files (:func:`taxonomy.formats.shopify_attributes.build_packaged_default`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ from taxonomy.formats import load_taxonomy, read_document
 from taxonomy.snapshot import Snapshot
 from taxonomy.store import TaxonomyStore
 
-DEFAULT_TAXONOMY_FILE = "shopify_categories_2024-07.json.gz"
-DEFAULT_TAXONOMY_FORMAT = "shopify"
+DEFAULT_TAXONOMY_FILE = "shopify_2024-07_with_attributes.json.gz"
+DEFAULT_TAXONOMY_FORMAT = "json"
 
 
 def default_taxonomy_path() -> Path:

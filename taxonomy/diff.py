@@ -29,6 +29,8 @@ class AttributeChange(BaseModel):
     category: str
     attached: list[str] = []
     detached: list[str] = []
+    excluded: list[str] = Field(default=[], description="inherited attributes the category no longer has")
+    included: list[str] = Field(default=[], description="exclusions lifted: inherited again")
 
 
 class AttributeValuesChange(BaseModel):
@@ -98,12 +100,14 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> TaxonomyDiff:
             result.synonyms_changed.append(node_id)
         if after.description != before.description:
             result.descriptions_changed.append(node_id)
-        if after.attributes != before.attributes:
+        if after.attributes != before.attributes or after.excluded_attributes != before.excluded_attributes:
             result.attachments_changed.append(
                 AttributeChange(
                     category=node_id,
                     attached=[a for a in after.attributes if a not in before.attributes],
                     detached=[a for a in before.attributes if a not in after.attributes],
+                    excluded=[a for a in after.excluded_attributes if a not in before.excluded_attributes],
+                    included=[a for a in before.excluded_attributes if a not in after.excluded_attributes],
                 )
             )
     result.attributes_added = [k for k in new.attributes if k not in old.attributes]

@@ -23,6 +23,8 @@ from taxonomy.edits import (
     DeprecateNode,
     DetachAttribute,
     Edit,
+    ExcludeAttribute,
+    IncludeAttribute,
     MergeNodes,
     MoveNode,
     RemoveAttributeValue,
@@ -37,7 +39,7 @@ from taxonomy.edits import (
     UndeprecateNode,
 )
 from taxonomy.errors import EditRejected, TaxonomyError
-from taxonomy.model import Attribute, AttributeValue, Node
+from taxonomy.model import Attribute, AttributeValue, Node, paused_gc
 from taxonomy.snapshot import Snapshot
 
 
@@ -60,13 +62,14 @@ def coerce_edits(edits: Iterable[Edit | Mapping[str, Any]]) -> list[Edit]:
 
 def apply_edits(snapshot: Snapshot, edits: Sequence[Edit], version: int = 0) -> Snapshot:
     """The snapshot that results from applying ``edits`` in order to ``snapshot``."""
-    work = _Working(snapshot)
-    for index, edit in enumerate(edits):
-        try:
-            work.apply(edit)
-        except EditRejected as exc:
-            raise EditRejected(exc.code, exc.message, index) from None
-    return work.snapshot(version)
+    with paused_gc():  # copies every node's entry: see paused_gc
+        work = _Working(snapshot)
+        for index, edit in enumerate(edits):
+            try:
+                work.apply(edit)
+            except EditRejected as exc:
+                raise EditRejected(exc.code, exc.message, index) from None
+        return work.snapshot(version)
 
 
 class _Working:
@@ -131,10 +134,15 @@ class _Working:
                 )
 
     def applicable(self, category: str) -> dict[str, str]:
-        """attribute id → the category it is attached at, for ``category`` and its ancestors."""
+        """attribute id → the category it is attached at, for the attributes ``category`` has
+        (attached to it or an ancestor, not excluded on the way down: as
+        :meth:`Snapshot.attributes_for`)."""
         out: dict[str, str] = {}
-        for node_id in [category, *self.ancestors(category)]:
-            for attr_id in self.nodes[node_id].attributes:
+        for node_id in [*reversed(self.ancestors(category)), category]:
+            node = self.nodes[node_id]
+            for attr_id in node.excluded_attributes:
+                out.pop(attr_id, None)
+            for attr_id in node.attributes:
                 out.setdefault(attr_id, node_id)
         return out
 
@@ -203,7 +211,11 @@ class _Working:
             self.set_parent(child, target.id)
         synonyms = [s for s in (*target.synonyms, source.name, *source.synonyms) if s != target.name]
         own = self.applicable(target.id)
-        attrs = (*target.attributes, *(a for a in source.attributes if a not in own))
+        # the target's own exclusions win: they say the target does not have that attribute
+        attrs = (
+            *target.attributes,
+            *(a for a in source.attributes if a not in own and a not in target.excluded_attributes),
+        )
         self.update(target.id, synonyms=_unique(synonyms), attributes=attrs)
         self.update(source.id, deprecated=True, replaced_by=target.id)
 
@@ -369,6 +381,11 @@ class _Working:
     def _op_attach_attribute(self, edit: AttachAttribute) -> None:
         node = self.active(edit.category)
         self.attribute(edit.attribute)
+        if edit.attribute in node.excluded_attributes:
+            raise EditRejected(
+                "excluded",
+                f"attribute {edit.attribute!r} is excluded at {edit.category!r}: include it again instead",
+            )
         origin = self.applicable(edit.category).get(edit.attribute)
         if origin is not None:
             raise EditRejected(
@@ -385,6 +402,33 @@ class _Working:
                 "not_attached", f"attribute {edit.attribute!r} is not attached to {edit.category!r}{hint}"
             )
         self.update(edit.category, attributes=tuple(a for a in node.attributes if a != edit.attribute))
+
+    def _op_exclude_attribute(self, edit: ExcludeAttribute) -> None:
+        node = self.active(edit.category)
+        self.attribute(edit.attribute)
+        if edit.attribute in node.excluded_attributes:
+            raise EditRejected("no_change", f"attribute {edit.attribute!r} is already excluded at {edit.category!r}")
+        if edit.attribute in node.attributes:
+            raise EditRejected(
+                "attached_here",
+                f"attribute {edit.attribute!r} is attached to {edit.category!r} itself: detach it instead",
+            )
+        if edit.attribute not in self.applicable(edit.category):
+            raise EditRejected(
+                "not_applicable", f"{edit.category!r} does not inherit attribute {edit.attribute!r}"
+            )
+        self.update(edit.category, excluded_attributes=(*node.excluded_attributes, edit.attribute))
+
+    def _op_include_attribute(self, edit: IncludeAttribute) -> None:
+        node = self.active(edit.category)
+        if edit.attribute not in node.excluded_attributes:
+            raise EditRejected(
+                "not_excluded", f"attribute {edit.attribute!r} is not excluded at {edit.category!r}"
+            )
+        self.update(
+            edit.category,
+            excluded_attributes=tuple(a for a in node.excluded_attributes if a != edit.attribute),
+        )
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -221,6 +221,25 @@ class DetachAttribute(BaseModel):
     attribute: NodeId
 
 
+class ExcludeAttribute(BaseModel):
+    """The category (and, by inheritance, its subtree) no longer has an attribute it inherits
+    from an ancestor; a descendant can attach it again."""
+
+    model_config = _EDIT
+    op: Literal["exclude_attribute"] = "exclude_attribute"
+    category: NodeId
+    attribute: NodeId
+
+
+class IncludeAttribute(BaseModel):
+    """Undo :class:`ExcludeAttribute`: the category inherits the attribute again."""
+
+    model_config = _EDIT
+    op: Literal["include_attribute"] = "include_attribute"
+    category: NodeId
+    attribute: NodeId
+
+
 Edit = Annotated[
     AddNode
     | RenameNode
@@ -242,7 +261,9 @@ Edit = Annotated[
     | DeprecateAttributeValue
     | UndeprecateAttributeValue
     | AttachAttribute
-    | DetachAttribute,
+    | DetachAttribute
+    | ExcludeAttribute
+    | IncludeAttribute,
     Field(discriminator="op"),
 ]
 

@@ -16,7 +16,7 @@ import networkx as nx
 
 from taxonomy.errors import TaxonomyError
 from taxonomy.lookalike import lookalike_key
-from taxonomy.model import Attribute, Node, TaxonomyDocument
+from taxonomy.model import Attribute, Node, TaxonomyDocument, paused_gc
 
 #: graph key of an attribute node / of one allowed value (category keys are plain ids)
 AttributeKey = tuple[str, str]
@@ -28,7 +28,8 @@ class Snapshot:
 
     def __init__(self, document: TaxonomyDocument, version: int = 0) -> None:
         self.version = version
-        self._build(document)
+        with paused_gc():
+            self._build(document)
 
     # ---- construction -------------------------------------------------------------------
     def _build(self, document: TaxonomyDocument) -> None:
@@ -65,6 +66,11 @@ class Snapshot:
             for attr_id in node.attributes:
                 if attr_id not in attributes:
                     raise TaxonomyError(f"node {node.id!r} attaches unknown attribute {attr_id!r}")
+            for attr_id in node.excluded_attributes:
+                if attr_id not in attributes:
+                    raise TaxonomyError(f"node {node.id!r} excludes unknown attribute {attr_id!r}")
+                if attr_id in node.attributes:
+                    raise TaxonomyError(f"node {node.id!r} both attaches and excludes {attr_id!r}")
 
         paths = _paths(nodes)
         # the level is derived from the tree: fix it here so stored input can never disagree
@@ -95,7 +101,8 @@ class Snapshot:
     def graph(self) -> Any:
         """The frozen networkx DiGraph: category ids, ``("attribute", id)`` and
         ``("value", attribute_id, value_id)`` nodes; edges parent→child, category→attribute
-        (``kind="has_attribute"``), attribute→value (``kind="allows"``)."""
+        (``kind="has_attribute"``, or ``kind="excludes_attribute"`` for an inherited attribute
+        the category does not have), attribute→value (``kind="allows"``)."""
         g = nx.DiGraph(name=self.document.name, version=self.version)
         for node in self.document.nodes:
             g.add_node(node.id, kind="category", node=node)
@@ -110,6 +117,8 @@ class Snapshot:
         for node in self.document.nodes:
             for attr_id in node.attributes:
                 g.add_edge(node.id, ("attribute", attr_id), kind="has_attribute")
+            for attr_id in node.excluded_attributes:
+                g.add_edge(node.id, ("attribute", attr_id), kind="excludes_attribute")
         return nx.freeze(g)
 
     def with_version(self, version: int) -> Snapshot:
@@ -185,20 +194,31 @@ class Snapshot:
             current = node.replaced_by
         return None
 
-    def attributes_for(self, category_id: str) -> tuple[Attribute, ...]:
-        """Attribute definitions applicable to a category: its own and its ancestors'."""
-        out: dict[str, Attribute] = {}
-        for ancestor in self._paths[category_id]:
-            for attr_id in self.nodes[ancestor].attributes:
-                out.setdefault(attr_id, self.attributes[attr_id])
-        return tuple(out.values())
+    def attributes_for(self, category_id: str, *, include_deprecated: bool = False) -> tuple[Attribute, ...]:
+        """The attributes a category has: those attached to it or to an ancestor, less those
+        excluded on the way down (:attr:`Node.excluded_attributes`), root's first. Deprecated
+        attributes are left out unless ``include_deprecated`` (they are no longer offered or
+        accepted for new tags, but stay readable)."""
+        return tuple(
+            attr for attr in (self.attributes[a] for a in self._applicable(category_id))
+            if include_deprecated or not attr.deprecated
+        )
 
     def attribute_origin(self, category_id: str, attribute_id: str) -> str | None:
-        """The category (self or ancestor) where ``attribute_id`` is attached, if any."""
-        for ancestor in reversed(self._paths[category_id]):
-            if attribute_id in self.nodes[ancestor].attributes:
-                return ancestor
-        return None
+        """The category (self or ancestor) where ``attribute_id`` is attached, if the category
+        has it (None also when it is excluded on the way down)."""
+        return self._applicable(category_id).get(attribute_id)
+
+    def _applicable(self, category_id: str) -> dict[str, str]:
+        """attribute id → the node it is attached at, for the attributes ``category_id`` has."""
+        out: dict[str, str] = {}
+        for ancestor in self._paths[category_id]:
+            node = self.nodes[ancestor]
+            for attr_id in node.excluded_attributes:
+                out.pop(attr_id, None)
+            for attr_id in node.attributes:
+                out.setdefault(attr_id, ancestor)
+        return out
 
     # ---- near-miss indexes (lazy: only built when a bad id is seen) ---------------------
     @cached_property

@@ -147,7 +147,8 @@ class TagValidator:
     def _check_attributes(
         self, snapshot: Snapshot, tag: ProposedTag, index: int, report: ValidationReport
     ) -> None:
-        applicable = {a.id: a for a in snapshot.attributes_for(tag.id)}
+        # deprecated ones too: they are refused below with their own message
+        applicable = {a.id: a for a in snapshot.attributes_for(tag.id, include_deprecated=True)}
         accepted: dict[str, list[str]] = {}
         for assignment in tag.attributes:
             attr_id = assignment.attribute

@@ -46,7 +46,8 @@ def _snapshot(store: TaxonomyStore, version: int | None) -> Snapshot:
 
 @app.command("init")
 def init() -> None:
-    """Seed an empty store with the packaged default taxonomy (Shopify 2024-07 categories)."""
+    """Seed an empty store with the packaged default taxonomy (Shopify 2024-07 categories,
+    attributes and values)."""
     from taxonomy import seed_default_taxonomy
 
     with _store() as store:

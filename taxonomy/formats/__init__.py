@@ -14,7 +14,7 @@ from taxonomy.formats.google import dump_google_text, parse_google_text
 from taxonomy.formats.json_format import dump_json, parse_json_document
 from taxonomy.formats.shopify import parse_shopify
 from taxonomy.formats.wdc_pave import parse_wdc_pave
-from taxonomy.model import TaxonomyDocument
+from taxonomy.model import TaxonomyDocument, paused_gc
 from taxonomy.snapshot import Snapshot
 
 ImportFormat = Literal["json", "google", "shopify", "wdc-pave", "flipkart"]
@@ -34,16 +34,18 @@ def read_text(path: str | Path) -> str:
 
 def parse_document(text: str, format: str) -> TaxonomyDocument:
     if format == "google":
-        return parse_google_text(text)
+        with paused_gc():
+            return parse_google_text(text)
     parsers = {"json": parse_json_document, "shopify": parse_shopify, "wdc-pave": parse_wdc_pave,
                "flipkart": parse_flipkart}
     if format not in parsers:
         raise TaxonomyFormatError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TaxonomyFormatError(f"not valid JSON: {exc}") from exc
-    return parsers[format](data)
+    with paused_gc():
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaxonomyFormatError(f"not valid JSON: {exc}") from exc
+        return parsers[format](data)
 
 
 def read_document(path: str | Path, format: str = "json") -> TaxonomyDocument:

@@ -1,8 +1,9 @@
 """Our own JSON format: a superset of the ``{"nodes": [...]}`` schema of the shared files.
 
 Derived fields (``level``, ``path``, ``is_leaf``, ``children``) are written for readers and
-ignored on import (the snapshot recomputes them); fields we do not interpret are kept in
-``meta`` and written back, so export → import is exact.
+never trusted on import: the snapshot recomputes them (a well-formed ``level`` is kept as a
+hint, so that a file whose levels are right needs no correcting copy of each node); fields we
+do not interpret are kept in ``meta`` and written back, so export → import is exact.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from taxonomy.snapshot import Snapshot
 FORMAT_NAME = "tagsmith-taxonomy"
 FORMAT_VERSION = 1
 
-_NODE_FIELDS = ("id", "name", "parent", "synonyms", "description", "deprecated", "replaced_by", "attributes")
+_NODE_FIELDS = (
+    "id", "name", "parent", "synonyms", "description", "deprecated", "replaced_by", "attributes",
+    "excluded_attributes",
+)
 _DERIVED_NODE_FIELDS = ("level", "path", "is_leaf", "children")
 #: optional attribute fields read as they are (absent in files written before they existed)
 _ATTRIBUTE_EXTRA_FIELDS = ("value_type", "unit", "normalization", "deprecated", "meta")
@@ -53,6 +57,9 @@ def _parse_node(raw: object, index: int) -> Node:
     if not isinstance(raw, Mapping):
         raise TaxonomyFormatError(f"node #{index} is not an object")
     fields = {k: raw[k] for k in _NODE_FIELDS if k in raw and raw[k] is not None}
+    level = raw.get("level")
+    if type(level) is int and level >= 1:
+        fields["level"] = level  # a hint only: Snapshot corrects a wrong one
     meta = {k: v for k, v in raw.items() if k not in _NODE_FIELDS and k not in _DERIVED_NODE_FIELDS}
     try:
         return Node.model_validate({**fields, "meta": meta})
@@ -100,6 +107,8 @@ def document_to_json_obj(snapshot: Snapshot) -> dict[str, Any]:
             out["replaced_by"] = node.replaced_by
         if node.attributes:
             out["attributes"] = list(node.attributes)
+        if node.excluded_attributes:
+            out["excluded_attributes"] = list(node.excluded_attributes)
         nodes.append(out)
     return {
         **doc.meta,

@@ -3,14 +3,19 @@
 The shared file ``shopify_attributes_2024-04.json`` (Shopify/product-taxonomy release 0.16.0,
 MIT, Copyright (c) Shopify) has ``attributes`` (``{"id", "handle", "name", "values": [{"id",
 "handle", "name"}]}``) and ``category_attributes`` (category short id → the handles of *all*
-its attributes, own and inherited). :func:`merge_shopify_attributes` attaches each attribute
-only at the categories where no ancestor already lists it, so inheritance (not repetition)
-carries it down, as :func:`taxonomy.formats.shopify.parse_shopify` does for the upstream
-shape. Attributes with a value list are closed; the few without one are open text.
-Shopify attributes are multi-valued (a product can be both black and white).
+its attributes, own and inherited). :func:`merge_shopify_attributes` reproduces each listed
+category's list exactly with inheritance: walking down from the root, a category attaches the
+attributes of its list that its parent does not have, and excludes
+(:attr:`~taxonomy.model.Node.excluded_attributes`) those its parent has but its list lacks
+(Shopify's lists are not strictly inherited: e.g. no ``material`` for bird cage dishes).
+Categories the file does not list (newer than it) inherit their parent's attributes.
+Attributes with a value list are closed; the few without one are open text. Shopify
+attributes are multi-valued (a product can be both black and white).
 
-:func:`build_packaged_default` regenerates a default taxonomy file from the two shared files
-(it does not replace the packaged one; that is a separate decision, see issue 19).
+:func:`build_packaged_default` builds the packaged default taxonomy
+(``taxonomy/data/shopify_2024-07_with_attributes.json.gz``, see
+``scripts/build_default_taxonomy.py``) from the two shared files, with the value synonyms of
+:mod:`taxonomy.formats.shopify_synonyms`.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ ATTRIBUTION = (
     "MIT License, Copyright (c) Shopify"
 )
 _GID_PREFIX = "gid://shopify/TaxonomyCategory/"
-#: node meta key: inherited attribute ids that Shopify does not list for this category
-UNLISTED_KEY = "shopify_unlisted_attributes"
+#: the merged document's name (the categories file's says "categories (en)")
+MERGED_NAME = "Shopify Standard Product Taxonomy"
 
 
 def _short_id(node: Node) -> str:
@@ -51,11 +56,12 @@ def _attribute(raw: Mapping[str, Any]) -> Attribute:
 
 
 def merge_shopify_attributes(categories: TaxonomyDocument, data: object) -> TaxonomyDocument:
-    """``categories`` (a Shopify categories document, e.g. the packaged 2024-07 one) with the
-    attributes of ``data`` (the parsed ``shopify_attributes_*.json``) defined and attached.
+    """``categories`` (a Shopify categories document, e.g. the 2024-07 one) with the attributes
+    of ``data`` (the parsed ``shopify_attributes_*.json``) defined, attached and excluded so
+    that ``Snapshot.attributes_for`` gives each listed category exactly its listed attributes.
 
-    Categories the attributes file does not list keep no attributes of their own (they still
-    inherit their ancestors'); attributes already in ``categories`` are kept. Raises
+    Categories the attributes file does not list inherit their parent's; attributes already in
+    ``categories`` (and the nodes' own attachments) are kept. Raises
     :class:`TaxonomyFormatError` on a malformed file or a handle it does not define.
     """
     if not isinstance(data, Mapping) or not isinstance(data.get("attributes"), list) \
@@ -76,25 +82,34 @@ def merge_shopify_attributes(categories: TaxonomyDocument, data: object) -> Taxo
         listed[str(short)] = [by_handle[h] for h in handles]
 
     by_id = {n.id: n for n in categories.nodes}
-    full: dict[str, list[str]] = {n.id: listed.get(_short_id(n), []) for n in categories.nodes}
+    effective: dict[str, list[str]] = {}  # node id → its attributes, as attributes_for folds them
+
+    def has(node_id: str) -> list[str]:
+        if node_id not in effective:
+            node = by_id[node_id]
+            inherited = [] if node.parent is None or node.parent not in by_id else has(node.parent)
+            own_list = listed.get(_short_id(node))
+            if own_list is None:  # not listed: inherits, plus what the node already attaches
+                effective[node_id] = [*inherited, *(a for a in node.attributes if a not in inherited)]
+            else:
+                wanted = set(own_list) | set(node.attributes)
+                kept = [a for a in inherited if a in wanted]
+                effective[node_id] = [*kept, *(a for a in (*node.attributes, *own_list) if a not in kept)]
+        return effective[node_id]
+
     nodes = []
     for node in categories.nodes:
-        inherited: set[str] = set()
-        ancestor = node.parent
-        while ancestor is not None and ancestor in by_id:
-            inherited.update(full[ancestor])
-            ancestor = by_id[ancestor].parent
-        own = tuple(a for a in full[node.id] if a not in inherited and a not in node.attributes)
-        # Shopify's lists are not strictly inherited: about 1,000 categories lack an attribute
-        # of an ancestor's list (e.g. ``material`` on bird cage dishes). Inheritance still
-        # gives it to them; the ids are recorded so a later model (an exclusion list) or the
-        # pipeline can honour Shopify's list exactly.
-        unlisted = sorted(inherited - set(full[node.id])) if _short_id(node) in listed else []
+        inherited = [] if node.parent is None or node.parent not in by_id else has(node.parent)
+        mine = has(node.id)
+        own = tuple(dict.fromkeys(a for a in mine if a not in inherited and a not in node.attributes))
+        excluded = tuple(
+            a for a in inherited if a not in mine and a not in node.excluded_attributes
+        )
         changes: dict[str, Any] = {}
         if own:
             changes["attributes"] = (*node.attributes, *own)
-        if unlisted:
-            changes["meta"] = {**node.meta, UNLISTED_KEY: unlisted}
+        if excluded:
+            changes["excluded_attributes"] = (*node.excluded_attributes, *excluded)
         nodes.append(node.model_copy(update=changes) if changes else node)
 
     existing = {a.id for a in categories.attributes}
@@ -103,6 +118,7 @@ def merge_shopify_attributes(categories: TaxonomyDocument, data: object) -> Taxo
     meta.pop("note", None)  # the categories file's "attributes not included" note is no longer true
     return categories.model_copy(
         update={
+            "name": MERGED_NAME,
             "nodes": tuple(nodes),
             "attributes": (*categories.attributes, *(a for a in defined if a.id not in existing)),
             "source": source,
@@ -114,16 +130,19 @@ def merge_shopify_attributes(categories: TaxonomyDocument, data: object) -> Taxo
 def build_packaged_default(
     categories_path: str | Path, attributes_path: str | Path, out_path: str | Path | None = None
 ) -> TaxonomyDocument:
-    """The Shopify categories file merged with the attributes file; written, gzipped, in our JSON
-    format to ``out_path`` when given (e.g. a candidate for ``taxonomy/data/``)."""
+    """The Shopify categories file merged with the attributes file, value synonyms added
+    (:func:`~taxonomy.formats.shopify_synonyms.add_value_synonyms`); written, gzipped, in our
+    JSON format to ``out_path`` when given. The bytes depend only on the two inputs (compact
+    JSON in document order, gzip without a timestamp or a file name at a fixed level)."""
     from taxonomy.formats import read_document
     from taxonomy.formats.json_format import dump_json
+    from taxonomy.formats.shopify_synonyms import add_value_synonyms
     from taxonomy.snapshot import Snapshot
 
     categories = read_document(categories_path, "shopify")
     attributes = json.loads(Path(attributes_path).read_text(encoding="utf-8"))
-    merged = merge_shopify_attributes(categories, attributes)
+    merged = add_value_synonyms(merge_shopify_attributes(categories, attributes))
     if out_path is not None:
         text = dump_json(Snapshot(merged, version=0), indent=None)
-        Path(out_path).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        Path(out_path).write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
     return merged

@@ -195,6 +195,26 @@ def test_rebuilding_an_intact_set_is_a_no_op(installed: tuple[Path, str]) -> Non
     assert not computed and again.encoded == 0
 
 
+def test_a_new_taxonomy_file_with_the_same_node_texts_only_updates_the_provenance(
+    tmp_path: Path, snap: Snapshot
+) -> None:
+    """A set written for the categories-only default (the texts are per node: the attributes
+    merged in since change none) is kept, vectors untouched; its manifest names the new file."""
+    embedder = CountingEmbedder()
+    directory, _, _ = build(embedder, tmp_path)
+    manifest_path = directory / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    vectors = (directory / "vectors.npy").read_bytes()
+    old_sources = {**manifest["sources"], "taxonomy_file": "shopify_categories_2024-07.json.gz",
+                   "taxonomy_sha256": "0" * 64}
+    manifest_path.write_text(json.dumps({**manifest, "sources": old_sources}), encoding="utf-8")
+    _, _, computed = build(CountingEmbedder(embedder.name), tmp_path)
+    assert not computed and (directory / "vectors.npy").read_bytes() == vectors
+    assert json.loads(manifest_path.read_text(encoding="utf-8")) == manifest
+    assert manifest["sources"]["taxonomy_file"] == "shopify_2024-07_with_attributes.json.gz"
+    assert manifest["sources"]["taxonomy_nodes"] == len(snap.active_leaf_ids)
+
+
 def test_first_start_with_the_installed_set_embeds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_runtime on an empty data directory, as `tagsmith tag` runs it: the store is
     seeded and the classifier trained (both reported), no text is embedded; a second start

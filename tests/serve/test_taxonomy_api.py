@@ -242,3 +242,32 @@ def test_attribute_edits_over_http(shop_dir: Path) -> None:
                           "replaced_by": "teflon"}]}
         error = client.post("/v1/taxonomy/edits", json=bad, headers={**w, "If-Match": '"3"'}).json()
         assert error["error"]["details"][0]["type"] == "invalid_replacement"
+
+
+def test_a_categorys_attributes_over_http_honour_exclusions_and_deprecation(shop_dir: Path) -> None:
+    keys = make_keys(shop_dir)
+    with running_app(service_settings(shop_dir)) as client:
+        w, t = auth(keys["taxonomy:write"]), auth(keys["tags"])
+        edits = {"edits": [
+            {"op": "define_attribute", "id": "coating", "name": "Coating", "values": [{"id": "ptfe", "name": "PTFE"}]},
+            {"op": "define_attribute", "id": "lid", "name": "Lid", "open_values": True},
+            {"op": "attach_attribute", "category": "kitchen/cookware", "attribute": "coating"},
+            {"op": "attach_attribute", "category": "kitchen/cookware", "attribute": "lid"},
+            {"op": "exclude_attribute", "category": "kitchen/cookware/pans", "attribute": "lid"},
+            {"op": "deprecate_attribute", "id": "coating"},
+        ]}
+        r = client.post("/v1/taxonomy/edits", json=edits, headers={**w, "If-Match": '"1"'})
+        assert r.status_code == 201, r.text
+
+        def ids(category: str, **params: str) -> list[str]:
+            page = client.get("/v1/taxonomy/attributes", params={"category": category, **params}, headers=t).json()
+            return [a["id"] for a in page["items"]]
+
+        assert ids("kitchen/cookware/pots") == ["lid"]
+        assert ids("kitchen/cookware/pots", include_deprecated="true") == ["coating", "lid"]
+        assert ids("kitchen/cookware/pans", include_deprecated="true") == ["coating"]  # lid excluded
+        node = client.get("/v1/taxonomy/nodes/kitchen/cookware/pans", headers=t).json()
+        assert node["attributes"] == []
+        diff = client.get("/v1/taxonomy/diff?from=1&to=2", headers=t).json()
+        assert {"category": "kitchen/cookware/pans", "attached": [], "detached": [], "excluded": ["lid"],
+                "included": []} in diff["attachments_changed"]

@@ -26,11 +26,9 @@ from taxonomy import (
     parse_document,
     value_migration_map,
 )
-from taxonomy.formats.shopify_attributes import (
-    UNLISTED_KEY,
-    build_packaged_default,
-    merge_shopify_attributes,
-)
+from taxonomy.default import default_taxonomy_path
+from taxonomy.formats.shopify_attributes import build_packaged_default, merge_shopify_attributes
+from taxonomy.formats.shopify_synonyms import UK_SPELLINGS, VALUE_SYNONYMS, uk_spelling
 from taxonomy.model import TaxonomyDocument
 from tests.conftest import shared_file
 from tests.taxonomy.helpers import SHOPIFY_JSON, apparel_document
@@ -143,6 +141,7 @@ def test_shopify_attributes_merged_into_the_2024_07_categories(merged_shopify: t
     assert jeans["Color"].closed and jeans["Color"].cardinality == "multi"
     assert any(v.name == "Denim" for v in jeans["Fabric"].values)
     # the attribution travels in the document
+    assert snap.document.name == "Shopify Standard Product Taxonomy"
     assert "Copyright (c) Shopify" in (snap.document.source or "")
     assert "0.16.0" in str(snap.document.meta["attributes_source"])
     # the regenerated file is our JSON format and reads back identically
@@ -151,34 +150,94 @@ def test_shopify_attributes_merged_into_the_2024_07_categories(merged_shopify: t
     assert load_taxonomy(out, "json").document == snap.document
 
 
-def test_shopify_attribute_lists_are_not_strictly_inherited(merged_shopify: tuple[Snapshot, Path]) -> None:
-    """Known gap, measured: for 1,003 categories Shopify's full list omits an attribute that an
-    ancestor has (e.g. ``material`` on bird cage dishes); inheritance then adds it. Deciding how
-    to model that (an exclusion list on nodes, or no inheritance) is left to issue 19's follow-up."""
+def test_the_packaged_default_is_the_reproducible_merge(merged_shopify: tuple[Snapshot, Path]) -> None:
+    """taxonomy/data/ holds exactly what scripts/build_default_taxonomy.py writes (rebuild it
+    after changing the merge or the synonym table), with the attribution next to it."""
+    _, out = merged_shopify
+    assert out.read_bytes() == default_taxonomy_path().read_bytes()
+    notice = (default_taxonomy_path().parent / "NOTICE").read_text(encoding="utf-8")
+    assert default_taxonomy_path().name in notice and "0.16.0" in notice and "MIT License" in notice
+
+
+def test_each_category_has_exactly_shopifys_attribute_list(merged_shopify: tuple[Snapshot, Path]) -> None:
+    """Shopify's lists are not strictly inherited (e.g. no ``material`` for bird cage dishes
+    though an ancestor has it): exclusions on the way down reproduce every list exactly."""
     snap, _ = merged_shopify
     data = json.loads(shared_file(SHOPIFY_ATTRIBUTES).read_text(encoding="utf-8"))
     handle = {a.id: a.meta["handle"] for a in snap.attributes.values()}
-    extra = missing = 0
+    differ = 0
     for node in snap.document.nodes:
         listed = data["category_attributes"].get(node.meta.get("short_id"))
-        if listed is None:
+        if listed is None:  # newer than the attributes file: the parent's attributes
+            parent = node.parent
+            assert parent is None or snap.attributes_for(node.id) == snap.attributes_for(parent)
             continue
-        got = {handle[a.id] for a in snap.attributes_for(node.id)}
-        missing += bool(set(listed) - got)
-        extra += bool(got - set(listed))
+        got = [handle[a.id] for a in snap.attributes_for(node.id)]
+        differ += sorted(got) != sorted(listed)
+    assert differ == 0
     listed = set(data["category_attributes"])
     short_ids = {n.meta["short_id"] for n in snap.document.nodes}
     # measured (the shared README says 10,272 listed): 9,997 of the 10,281 categories are
     # listed, 284 (newer than 2024-04) only inherit, 4 listed ids are not 2024-07 categories
     assert (len(listed & short_ids), len(short_ids - listed), len(listed - short_ids)) == (9997, 284, 4)
-    assert missing == 0
-    assert extra == 1003
-    # ... and recorded on those nodes, so nothing of Shopify's lists is lost
-    flagged = [n for n in snap.document.nodes if UNLISTED_KEY in n.meta]
-    assert len(flagged) == 1003
-    dishes = snap.node(GID + "ap-2-1-1-2")
-    unlisted = dishes.meta[UNLISTED_KEY]
-    assert isinstance(unlisted, list) and [handle[str(a)] for a in unlisted] == ["material"]
+    # 1,003 categories lack an attribute of an ancestor's list; 661 exclusions (797 ids) say
+    # so, the other categories inherit the exclusion of an ancestor
+    lists = {n.id: set(data["category_attributes"].get(n.meta["short_id"], ())) for n in snap.document.nodes}
+    lacking = sum(
+        1 for n in snap.document.nodes
+        if n.meta["short_id"] in data["category_attributes"]
+        and set().union(*(lists[a] for a in snap.ancestors(n.id))) - lists[n.id]
+    )
+    assert lacking == 1003
+    assert sum(1 for n in snap.document.nodes if n.excluded_attributes) == 661
+    assert sum(len(n.excluded_attributes) for n in snap.document.nodes) == 797
+    dishes = GID + "ap-2-1-1-2"
+    assert [handle[a] for a in snap.node(dishes).excluded_attributes] == ["material"]
+    assert "material" not in {handle[a.id] for a in snap.attributes_for(dishes)}
+    material = next(a for a in snap.attributes.values() if a.meta["handle"] == "material")
+    assert snap.attribute_origin(dishes, material.id) is None
+    report = TagValidator().validate(snap, [{"id": dishes, "attributes": [
+        {"attribute": material.id, "values": [material.values[0].id]}]}])
+    assert [e.rule for e in report.errors] == ["attribute_not_applicable"]
+
+
+def test_value_synonyms_for_plain_text_matching(merged_shopify: tuple[Snapshot, Path]) -> None:
+    """The Levi's example of issue 19 ("Levi's 501 Original Fit men's jeans, dark stonewash
+    denim, 32x32"): the words of the text that name Jeans' values, and what is not there."""
+    snap, _ = merged_shopify
+    jeans = {a.name: a for a in snap.attributes_for(GID + "aa-1-12-4")}
+
+    def named(attribute: str, word: str) -> list[str]:
+        attr = jeans[attribute]
+        return [v.name for v in attr.values if word.casefold() in {s.casefold() for s in (v.name, *v.synonyms)}]
+
+    assert named("Target gender", "men's") == named("Target gender", "mens") == ["Male"]
+    assert named("Target gender", "women") == ["Female"]
+    assert named("Fabric", "denim") == ["Denim"]
+    assert named("Size", "32") == ["32"] and named("Size", "32x32") == []  # waist only
+    assert named("Size", "XL") == ["Extra large (XL)"] and named("Size", "L") == []
+    assert named("Color", "grey") == ["Gray"] and named("Color", "denim") == []  # no colour invented
+    # every row of the table names a real attribute and value of Shopify's file
+    by_handle = {str(a.meta["handle"]): a for a in snap.attributes.values()}
+    for handle, table in VALUE_SYNONYMS.items():
+        assert set(table) <= {v.name for v in by_handle[handle].values}, handle
+    # value names are unique within an attribute, so (attribute, name) is a key
+    for attr in snap.attributes.values():
+        assert len({v.name.casefold() for v in attr.values}) == len(attr.values)
+        for value in attr.values:  # no synonym repeats a name of the same value
+            names = [n.casefold() for n in (value.name, *value.synonyms)]
+            assert len(names) == len(set(names)), value
+    # "Male" of another attribute is not a gender word
+    connector = by_handle["connector_gender"]
+    assert all(v.synonyms == () for v in connector.values)
+
+
+def test_uk_spellings_respell_whole_words_only() -> None:
+    assert uk_spelling("Gray") == "Grey" and uk_spelling("gray") == "grey"
+    assert uk_spelling("Aluminum alloy") == "Aluminium alloy"
+    assert uk_spelling("Center-pull") == "Centre-pull"
+    assert uk_spelling("Grayscale") == "Grayscale" and uk_spelling("Blue") == "Blue"
+    assert all(us != uk for us, uk in UK_SPELLINGS.items())
 
 
 _ATTRS = ["color", "size", "brand", "nope"]
@@ -203,6 +262,8 @@ def attribute_edit(draw: st.DrawFn) -> dict[str, object]:
         {"op": "set_attribute_rule", "id": attr, "value_type": draw(st.sampled_from(["text", "number"]))},
         {"op": "detach_attribute", "category": "apparel", "attribute": attr},
         {"op": "attach_attribute", "category": "shirts", "attribute": attr},
+        {"op": "exclude_attribute", "category": draw(st.sampled_from(["tops", "shirts"])), "attribute": attr},
+        {"op": "include_attribute", "category": draw(st.sampled_from(["tops", "shirts"])), "attribute": attr},
     ]))
 
 
@@ -222,8 +283,13 @@ def test_random_attribute_edits_keep_values_consistent(edits: list[dict[str, obj
             if value.replaced_by is not None:
                 assert value.deprecated and attr.value(value.replaced_by) is not None
         for category in ("shirts", "shoes"):
-            if attr.id not in {a.id for a in snap.attributes_for(category)}:
+            if attr.id not in {a.id for a in snap.attributes_for(category, include_deprecated=True)}:
+                # not attached above it, or excluded on the way down: refused whatever the value
+                report = validator.validate(snap, [{"id": category, "attributes": [
+                    {"attribute": attr.id, "values": [v.id for v in attr.values[:1]] or ["x"]}]}])
+                assert [e.rule for e in report.errors] == ["attribute_not_applicable"]
                 continue
+            assert (attr in snap.attributes_for(category)) == attr.active
             for value in attr.values:
                 report = validator.validate(snap, [{"id": category, "attributes": [
                     {"attribute": attr.id, "values": [value.id]}]}])

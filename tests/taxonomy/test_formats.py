@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from taxonomy import (
+    DEFAULT_TAXONOMY_FORMAT,
+    Node,
     Snapshot,
     TaxonomyFormatError,
     default_taxonomy_path,
@@ -89,12 +91,17 @@ def test_shopify_flat_file_and_packaged_default(tmp_path: Path) -> None:
     packaged = load_default_taxonomy()
     assert len(packaged) == 10281
     raw = json.loads(gzip.decompress(default_taxonomy_path().read_bytes()))
+    assert raw["format"] == "tagsmith-taxonomy" and DEFAULT_TAXONOMY_FORMAT == "json"
     assert "MIT" in raw["source"]
     assert (default_taxonomy_path().parent / "NOTICE").read_text().count("MIT") >= 1
     node = packaged.node("gid://shopify/TaxonomyCategory/ap-2-1")
     assert node.name == "Bird Supplies" and node.meta == {"short_id": "ap-2-1"}
+    # the categories are the shared 2024-07 file's, unchanged (the attributes are merged in)
     shared = load_taxonomy(shared_file(SHOPIFY_JSON), "shopify")
-    assert shared.document == packaged.document
+    def bare(snap: Snapshot) -> list[Node]:
+        return [n.model_copy(update={"attributes": (), "excluded_attributes": ()}) for n in snap.document.nodes]
+    assert bare(shared) == bare(packaged)
+    assert len(packaged.attributes) == 1966 and not shared.attributes
 
 
 def test_shopify_upstream_shape(tmp_path: Path) -> None:
@@ -141,3 +148,16 @@ def test_shopify_upstream_shape(tmp_path: Path) -> None:
 def test_bad_files_are_clear_errors(text: str, format: str, message: str) -> None:
     with pytest.raises((TaxonomyFormatError, ValueError), match=message):
         Snapshot(parse_document(text, format))
+
+
+def test_a_files_level_is_a_hint_never_trusted() -> None:
+    text = json.dumps({"nodes": [
+        {"id": "a", "name": "A", "level": 7},
+        {"id": "b", "name": "B", "parent": "a", "level": 2},
+        {"id": "c", "name": "C", "parent": "b", "level": "3"},
+        {"id": "d", "name": "D", "parent": "b", "level": 0},
+        {"id": "e", "name": "E", "parent": "b", "level": True},
+    ]})
+    snap = Snapshot(parse_document(text, "json"))
+    assert [n.level for n in snap.document.nodes] == [1, 2, 3, 3, 3]
+    assert all(n.meta == {} for n in snap.document.nodes)  # a derived field, not kept as meta

@@ -83,3 +83,26 @@ def test_nodes_are_frozen() -> None:
     node = Node(id="a", name="A")
     with pytest.raises(ValueError):
         node.name = "B"  # type: ignore[misc]
+
+
+def test_building_pauses_the_cyclic_gc_and_restores_it() -> None:
+    import gc
+
+    from taxonomy.model import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # still inside the outer one
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    with pytest.raises(TaxonomyError):  # restored when a build fails too
+        Snapshot(TaxonomyDocument(nodes=(Node(id="a", name="A", parent="nope"),)))
+    assert gc.isenabled()

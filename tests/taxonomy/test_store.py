@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from taxonomy import (
+    DEFAULT_TAXONOMY_FORMAT,
     AddNode,
     DeprecateNode,
     EditRejected,
@@ -131,7 +132,7 @@ def test_seeding_the_packaged_default_once(tmp_path: Path) -> None:
 @pytest.mark.slow  # a measurement on the 10,281-node taxonomy
 def test_open_time_for_the_shopify_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with TaxonomyStore(url(tmp_path), checkpoint_every=50) as s:
-        snap = s.import_taxonomy(default_taxonomy_path(), "shopify")
+        snap = s.import_taxonomy(default_taxonomy_path(), DEFAULT_TAXONOMY_FORMAT)
         parent = sorted(snap.active_ids - snap.active_leaf_ids)[0]
         for i in range(49):  # the worst case: 49 batches to replay on top of the checkpoint
             s.apply([AddNode(id=f"new{i}", name=f"New {i}", parent=parent)], expected_version=s.version)

@@ -190,10 +190,9 @@ class TaxonomyService:
         if category is not None:
             if category not in snap:
                 raise ApiError(404, "not_found", f"no node {category!r} in version {snap.version}")
-            attrs = list(snap.attributes_for(category))
+            attrs = list(snap.attributes_for(category, include_deprecated=include_deprecated))
         else:
-            attrs = list(snap.attributes.values())
-        attrs = [a for a in attrs if include_deprecated or not a.deprecated]
+            attrs = [a for a in snap.attributes.values() if include_deprecated or not a.deprecated]
         attached = _attachments(snap) if attrs[offset : offset + limit] else {}
         return AttributePage(
             version=snap.version, category=category, total=len(attrs), offset=offset, limit=limit,
