@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from agent.attributes import AttributeExtractor, ProductText
 from agent.contract import (
+    AttributeSelection,
+    AttributeTag,
     Evidence,
     LLMEvidence,
     Neighbor,
@@ -75,6 +79,10 @@ class TaggerConfig:
     """``score``: the model's probability over the candidate letters (one forward pass;
     needs an :class:`OptionScorer` backend), blended with the vote; ``generate``: one
     constrained answer (a one-hot choice); ``auto``: score when the backend can."""
+    attributes: AttributeSelection = "on"
+    """Which of the category's attributes to tag when a call does not say."""
+    attribute_review_threshold: float = 0.5
+    """An attribute value below this confidence sends the result to review."""
 
 
 @dataclass
@@ -104,8 +112,11 @@ class Tagger:
         config: TaggerConfig | None = None,
         prompts: PromptBuilder | None = None,
         validator: TagValidator | None = None,
+        extractor: AttributeExtractor | None = None,
     ) -> None:
         self.generator = generator
+        self._extractor = extractor
+        self._extractor_lock = threading.Lock()
         self.llm = llm
         config = config or TaggerConfig()
         info = llm.info if llm is not None else None
@@ -135,34 +146,70 @@ class Tagger:
     def snapshot(self) -> Snapshot:
         return self.generator.snapshot
 
-    def tag(self, product: Product) -> TagResult:
-        return self.tag_many([product])[0]
+    @property
+    def extractor(self) -> AttributeExtractor:
+        """The attribute extractor, fitted on the index's examples on first use (once per
+        tagger: a new index generation or taxonomy version gets a new tagger)."""
+        if self._extractor is None:
+            with self._extractor_lock:
+                if self._extractor is None:
+                    index = self.generator.index
+                    examples = list(index) if index is not None else []
+                    self._extractor = AttributeExtractor.fit(self.snapshot, examples)
+        return self._extractor
 
-    def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
+    def tag(self, product: Product, *, attributes: AttributeSelection | None = None) -> TagResult:
+        return self.tag_many([product], attributes=attributes)[0]
+
+    def tag_many(
+        self,
+        products: Sequence[Product],
+        *,
+        attributes: AttributeSelection | None = None,
+        categories: Sequence[str | None] | None = None,
+    ) -> list[TagResult]:
         """Tag products, results in input order. Retrieval (embedding) is batched; the
         per-product LLM steps run ``llm.info.max_concurrency`` at a time (a served model batches
-        concurrent requests; the embedded engine takes one at a time, so 1)."""
+        concurrent requests; the embedded engine takes one at a time, so 1).
+
+        ``attributes``: which attributes to tag (default: the config's); ``categories``: a
+        known category per product (None: choose it), whose attributes are then tagged."""
+        selection = self.config.attributes if attributes is None else attributes
+        if categories is not None and len(categories) != len(products):
+            raise ValueError("categories must have one entry per product")
+        known = list(categories) if categories is not None else [None] * len(products)
+        if selection != "off":
+            _ = self.extractor  # fit before the workers need it
         start = time.perf_counter()
         pipeline = self.config.pipeline
         retrievals = self.generator.retrieve(
             list(products), examples=pipeline != "zero-shot", lexical=pipeline != "knn"
         )
         per_item_retrieval_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(products))
-        items = list(zip(products, retrievals, strict=True))
+        items = list(zip(products, retrievals, known, strict=True))
         workers = 1
         if self.llm is not None and pipeline in LLM_PIPELINES:
             workers = max(1, min(self.llm.info.max_concurrency, len(items)))
+
+        def finish(item: tuple[Product, Retrieval, str | None]) -> TagResult:
+            return self._finish(item[0], item[1], per_item_retrieval_ms, selection, item[2])
+
         if workers == 1:
-            return [self._finish(p, r, per_item_retrieval_ms) for p, r in items]
+            return [finish(it) for it in items]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-llm") as pool:
             # map() yields in submission order, whatever order the requests finish in
-            return list(pool.map(lambda it: self._finish(it[0], it[1], per_item_retrieval_ms), items))
+            return list(pool.map(finish, items))
 
     # -- one product -------------------------------------------------------------------
-    def _finish(self, product: Product, retrieval: Retrieval, retrieval_ms: float) -> TagResult:
+    def _finish(
+        self, product: Product, retrieval: Retrieval, retrieval_ms: float,
+        selection: AttributeSelection = "off", category: str | None = None,
+    ) -> TagResult:
         snap = self.snapshot
         cfg = self.config
         t0 = time.perf_counter()
+        if category is not None:
+            return self._with_category(product, retrieval, retrieval_ms, selection, category, t0)
         candidates = select_candidates(retrieval, snap, cfg.max_candidates)
         votes = {c.id: c.probability for c in candidates}
         pipeline = cfg.pipeline
@@ -195,12 +242,15 @@ class Tagger:
             outcome.rejections.append(f"{tag_id}: {report.errors[0].message}")
             fallback = True
         validation_ms = (time.perf_counter() - t_val) * 1000.0
+        attributes = self._attributes(product, retrieval, tags[0].id, selection) if tags else []
         total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
         confidence = tags[0].confidence if tags else 0.0
         return TagResult(
             id=product.id,
             tags=tags,
-            needs_review=(not tags) or confidence < cfg.review_threshold or fallback,
+            attributes=attributes,
+            needs_review=(not tags) or confidence < cfg.review_threshold or fallback
+            or self._doubtful(attributes),
             taxonomy_version=snap.version,
             pipeline=cfg.pipeline if cfg.pipeline == pipeline else f"{cfg.pipeline}:{pipeline}",
             evidence=Evidence(
@@ -225,6 +275,53 @@ class Tagger:
                 validation=round(validation_ms, 3),
                 total=round(total_ms, 3),
             ),
+        )
+
+    def _attributes(
+        self, product: Product, retrieval: Retrieval, category: str, selection: AttributeSelection
+    ) -> list[AttributeTag]:
+        if selection == "off":
+            return []
+        text = ProductText.of(
+            product.title, product.description, category_text=product.category_text,
+            attributes=product.attributes,
+        )
+        neighbours = [(n.example, n.score) for n in retrieval.neighbours]
+        return self.extractor.extract(self.snapshot, text, category, neighbours, selection)
+
+    def _doubtful(self, attributes: Sequence[AttributeTag]) -> bool:
+        floor = self.config.attribute_review_threshold
+        return any(v.confidence < floor for a in attributes for v in a.values)
+
+    def _with_category(
+        self, product: Product, retrieval: Retrieval, retrieval_ms: float,
+        selection: AttributeSelection, category: str, t0: float,
+    ) -> TagResult:
+        """A product whose category the caller knows: its attributes only."""
+        snap = self.snapshot
+        report = self.validator.validate(snap, [category])
+        tags: list[Tag] = []
+        rejections: list[str] = []
+        if report.ok:
+            tags = [Tag(id=category, name=snap.node(category).name,
+                        path=list(snap.path_names(category)), confidence=1.0)]
+        else:
+            rejections.append(f"{category}: {report.errors[0].message}")
+        attributes = self._attributes(product, retrieval, category, selection) if tags else []
+        total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
+        return TagResult(
+            id=product.id, tags=tags, attributes=attributes,
+            needs_review=not tags or self._doubtful(attributes),
+            taxonomy_version=snap.version, pipeline="given-category",
+            evidence=Evidence(
+                neighbors=[
+                    Neighbor(id=n.example.id, score=round(n.score, 6), tags=list(n.tags))
+                    for n in retrieval.neighbours[: self.config.max_neighbors_shown]
+                ],
+                llm=LLMEvidence(attempts=0, fallback_used=False, rejections=rejections),
+            ),
+            timings_ms=Timings(retrieval=round(retrieval_ms, 3), llm=0.0, validation=0.0,
+                               total=round(total_ms, 3)),
         )
 
     def _prompt(

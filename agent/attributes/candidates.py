@@ -6,7 +6,6 @@ numbers); and the neighbours' values, which need not be in the text at all."""
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,10 +36,10 @@ class AttributeCandidate:
 
 def neighbour_votes(
     attr: Attribute, k: AttributeKnowledge, neighbours: Sequence[tuple[dict[str, tuple[str, ...]], float]]
-) -> Counter[str]:
+) -> dict[str, float]:
     """Similarity-weighted share of the neighbours (those whose category has the attribute
     and that carry a value) voting for each value."""
-    votes: Counter[str] = Counter()
+    votes: dict[str, float] = {}
     total = 0.0
     for values, weight in neighbours:
         vals = values.get(attr.id)
@@ -48,9 +47,9 @@ def neighbour_votes(
             continue
         key = k.value_key(attr, vals[0])
         if key:
-            votes[key] += weight
+            votes[key] = votes.get(key, 0.0) + weight
         total += weight
-    return Counter({v: w / total for v, w in votes.items()}) if total else votes
+    return {v: w / total for v, w in votes.items()} if total else votes
 
 
 def candidates_for(
@@ -58,7 +57,7 @@ def candidates_for(
     text: ProductText,
     k: AttributeKnowledge,
     normalizer: ValueNormalizer,
-    votes: Counter[str],
+    votes: dict[str, float],
     own: Gold | None = None,
 ) -> list[AttributeCandidate]:
     out: dict[tuple[str, str, tuple[int, int]], AttributeCandidate] = {}
@@ -92,7 +91,7 @@ def candidates_for(
     for surface, counts in table.items():
         if not text.contains(surface):
             continue
-        prec, occ = k.precision(attr.id, surface, own)
+        prec, _occ = k.precision(attr.id, surface, own)
         seen = sum(counts.values()) - (1 if own is not None and surface in own.surfaces else 0)
         key = counts.most_common(1)[0][0] if counts else None
         matches = list(text.find(surface))
@@ -124,7 +123,7 @@ def candidates_for(
                 "occurrences": float(len(list(text.find(tuple(t.text for t in f.tokens[i : i + n]))))),
             })
     if attr.closed:  # an open value must be read from the text: neighbours only vote
-        for key, _vote in votes.most_common(3):
+        for key in sorted(votes, key=lambda v: -votes[v])[:3]:
             add(key, None, {})
     ranked = sorted(out.values(), key=lambda c: -_strength(c.features))
     return ranked[:MAX_CANDIDATES]

@@ -16,8 +16,8 @@ from agent.attributes.text import ProductText, fold
 from agent.contract import AttributeEvidence, AttributeSelection, AttributeTag, AttributeValueTag
 from retrieval.examples import Example
 from taxonomy import Snapshot
-from taxonomy.model import Attribute
 from taxonomy.grounding import AttributeClaim, validate_attribute_claims
+from taxonomy.model import Attribute
 
 
 @dataclass(frozen=True)

@@ -103,16 +103,16 @@ class AttributeKnowledge:
         for attr in attrs:
             fill = self.fill[attr.id]
             fill[0] += 1
-            values = tuple(self.value_key(attr, v) for v in ex.attribute_values.get(attr.id, ()))
-            values = tuple(v for v in values if v)
+            keys = (self.value_key(attr, v) for v in ex.attribute_values.get(attr.id, ()))
+            values = tuple(v for v in keys if v)
             if not values:
                 golds[attr.id] = Gold((), frozenset())
                 continue
             fill[1] += 1
             mentions = list(ex.attribute_mentions.get(attr.id, ()))
-            spellings = [*mentions, *(self.spellings(attr, v) for v in values)]
+            spellings = [*mentions, *(s for v in values for s in self.spellings(attr, v))]
             surfaces: set[Surface] = set()
-            for spelling in _flatten(spellings):
+            for spelling in spellings:
                 toks = tokens_of(spelling)
                 if not toks or len(toks) > MAX_SURFACE_TOKENS:
                     continue
@@ -214,14 +214,6 @@ def previous_token(text: ProductText, field_name: str, position: int) -> str:
     if f is None or position == 0:
         return "^"
     return f.tokens[position - 1].text
-
-
-def _flatten(items: Iterable[str | list[str]]) -> Iterable[str]:
-    for item in items:
-        if isinstance(item, str):
-            yield item
-        else:
-            yield from item
 
 
 def gold_of(k: AttributeKnowledge, example_id: str) -> Mapping[str, Gold]:

@@ -95,7 +95,7 @@ def _train(groups: Sequence[Group], seed: int) -> object | None:
     # and the service has its own threads (measured: 5.7 s vs 60 s on 2 busy cores)
     with threadpool_limits(limits=1):
         model.fit(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.int8))
-    return model
+    return model  # type: ignore[no-any-return]
 
 
 def _proba(model: object, candidates: Sequence[AttributeCandidate]) -> np.ndarray:
@@ -113,12 +113,12 @@ def _best_threshold(oof: Sequence[tuple[Group, np.ndarray]]) -> float:
     WDC-PAVE metric counts: per group, the top candidate is correct (VC), wrong (VW), a value
     where there is none (VN), or nothing predicted though there is a value (NV)."""
     tops = []
-    for g, p in oof:
-        if len(p) == 0:
+    for g, probs in oof:
+        if len(probs) == 0:
             tops.append((0.0, False, g.has_gold))
             continue
-        i = int(np.argmax(p))
-        tops.append((float(p[i]), bool(g.labels[i]), g.has_gold))
+        i = int(np.argmax(probs))
+        tops.append((float(probs[i]), bool(g.labels[i]), g.has_gold))
     best, best_f1 = DEFAULT_THRESHOLD, -1.0
     for t in np.linspace(0.05, 0.95, 91):
         vc = vw = vn = nv = 0
