@@ -57,6 +57,10 @@ class ValueNormalizer:
     ratios: dict[str, dict[str, Counter[tuple[float, int]]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
+    #: attribute id -> Counter((start, length)) of the normalized value inside the written
+    #: one's letters and digits ("025932384141" → "25932" is (1, 5)), and how many pairs
+    slices: dict[str, Counter[tuple[int, int]]] = field(default_factory=lambda: defaultdict(Counter))
+    pair_counts: Counter[str] = field(default_factory=Counter)
 
     def learn(self, pairs: Iterable[tuple[str, str, str]]) -> ValueNormalizer:
         """``(attribute id, as written, normalized)`` triples."""
@@ -64,6 +68,10 @@ class ValueNormalizer:
             if not mention.strip() or not value.strip():
                 continue
             self.exact[attr].setdefault(fold(mention), Counter())[value] += 1
+            self.pair_counts[attr] += 1
+            alnum, target = _alnum(mention), _alnum(value)
+            if target and alnum != target and target in alnum:
+                self.slices[attr][(alnum.index(target), len(target))] += 1
             m_tpl, m_nums = template_of(mention)
             v_tpl, v_nums = template_of(value)
             if m_nums and m_nums == v_nums and m_tpl != "#":
@@ -90,9 +98,17 @@ class ValueNormalizer:
         rule = attribute.normalization
         if rule is not None and rule.kind in ("alphanumeric_only", "lowercase", "uppercase"):
             return apply_rule(attribute, mention)
+        cut = self.slices.get(attr)
+        if cut:
+            (start, length), n = cut.most_common(1)[0]
+            alnum = _alnum(mention)
+            # a consistent cut (most pairs agree), e.g. the manufacturer code of a UPC
+            if n >= max(3, 0.6 * self.pair_counts[attr]) and len(alnum) >= start + length:
+                return alnum[start : start + length]
         by_unit = self.ratios.get(attr)
         q = parse_quantity(mention)
-        if by_unit and q is not None and _is_measure(mention):
+        if (by_unit and q is not None and _is_measure(mention)
+                and attribute.value_type in ("number", "number_with_unit")):
             counts = by_unit.get(q[1]) or sum(by_unit.values(), Counter())
             (ratio, decimals), _ = counts.most_common(1)[0]
             return f"{q[0] * ratio:.{decimals}f}"
@@ -106,6 +122,10 @@ def _is_measure(text: str) -> bool:
     """A quantity and at most a short unit (``4 3/4"``, ``12 in``, ``30cm``): what a learned
     unit ratio may rewrite; identifiers such as ``583718-001`` are not measures."""
     return bool(_MEASURE.match(text)) and text.count("-") <= 1
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text)
 
 
 def apply_rule(attribute: Attribute, text: str) -> str:
