@@ -145,7 +145,7 @@ def max_answer_tokens(attributes: Sequence[RenderedAttribute]) -> int:
 
 # --- the text the answers must come from -------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;|])\s+|\s*(?=<\s*/?\s*[a-z|])|\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?;|])\s+|\s*(?=<\s*/?\s*[a-z|])")
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.!?;]{0,40}\b(instructions?|prompts?|rules|above|previous|prior|earlier)\b"
     r"|(?<![a-z])(?<![a-z] )(system|assistant|developer)\s*(prompt\s*)?:"
@@ -162,17 +162,40 @@ def _fold_char(ch: str) -> str:
     return unicodedata.normalize("NFKC", ch).casefold()
 
 
-def fold(text: str) -> str:
-    """Case-folded, NFKC, whitespace collapsed and stripped: how values are compared."""
-    out: list[str] = []
-    for ch in text:
+def _folded(text: str) -> tuple[str, list[int]]:
+    """``text`` NFKC-normalised and case-folded character by character, whitespace and
+    control characters collapsed to one space, invisible format characters (zero-width
+    space, soft hyphen) dropped; with the index in ``text`` of every folded character."""
+    chars: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
         for c in _fold_char(ch):
-            if c.isspace() or unicodedata.category(c) in ("Cc", "Cf"):
-                if out and out[-1] != " ":
-                    out.append(" ")
+            kind = unicodedata.category(c)
+            if kind == "Cf":
+                continue
+            if c.isspace() or kind == "Cc":
+                if chars and chars[-1] != " ":
+                    chars.append(" ")
+                    index.append(i)
             else:
-                out.append(c)
-    return "".join(out).strip()
+                chars.append(c)
+                index.append(i)
+    return "".join(chars), index
+
+
+def fold(text: str) -> str:
+    """How values are compared: case-folded, NFKC, whitespace collapsed and stripped."""
+    return _folded(text)[0].strip()
+
+
+@lru_cache(maxsize=1024)
+def _directive(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches "set Brand to …": an instruction that names one of the attributes asked."""
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(
+        r"\b(set|change)\s+(the\s+)?(" + (alternatives + "|" if alternatives else "")
+        + r"attributes?|values?)\b[^.!?;]{0,20}?\s*(to|as|=|:|with)"
+    )
 
 
 def _is_word(c: str) -> bool:
@@ -185,33 +208,14 @@ class GroundingText:
 
     def __init__(self, text: str, attribute_names: Sequence[str] = ()) -> None:
         self.text = text
-        chars: list[str] = []
-        index: list[int] = []
-        for i, ch in enumerate(text):
-            for c in _fold_char(ch):
-                if c.isspace() or unicodedata.category(c) in ("Cc", "Cf"):
-                    if chars and chars[-1] != " ":
-                        chars.append(" ")
-                        index.append(i)
-                else:
-                    chars.append(c)
-                    index.append(i)
-        self.folded = "".join(chars)
-        self._index = index
-        names = sorted({fold(n) for n in attribute_names if fold(n)}, key=len, reverse=True)
-        directive = (
-            re.compile(
-                r"\b(set|change)\s+(the\s+)?(" + "|".join(re.escape(n) for n in names)
-                + r"|attributes?|values?)\b[^.!?;]{0,20}?\s*(to|as|=|:|with)"
-            )
-            if names else None
-        )
+        self.folded, self._index = _folded(text)
+        directive = _directive(tuple(sorted({fold(n) for n in attribute_names} - {""})))
         self.suspect: list[tuple[int, int]] = []
         start = 0
         for m in [*_SENTENCE_END.finditer(self.folded), None]:
             end = m.start() if m is not None else len(self.folded)
             chunk = self.folded[start:end]
-            if chunk.strip() and (_INSTRUCTION.search(chunk) or (directive and directive.search(chunk))):
+            if chunk.strip() and (_INSTRUCTION.search(chunk) or directive.search(chunk)):
                 self.suspect.append((start, end))
             if m is not None:
                 start = m.end()
@@ -403,7 +407,8 @@ def _check_one(a: RenderedAttribute, value: Any, asked: _Asked, text: GroundingT
                     else f"{a.key}: {_short(item)} does not occur in the product text"
                 )
                 continue
-            found = " ".join(text.text[where[0]:where[1]].split())
+            span = text.text[where[0]:where[1]]
+            found = " ".join("".join(c for c in span if unicodedata.category(c) != "Cf").split())
             if fold(found) not in (fold(v) for v in values):
                 values.append(found)
                 spans.append(where)

@@ -207,6 +207,9 @@ def test_whitespace_and_case_do_not_matter_for_grounding() -> None:
     assert out.values == {"brand": ["LEVI'S 501 Original Fit"], "size": ["ＷＨＩＴＥ"]}
     start, end = out.spans["brand"][0]
     assert text[start:end] == "LEVI'S\u00a0 501\n\tOriginal   Fit"
+    hidden = "Le\u200bvi\u00ad's jeans"  # zero-width space, soft hyphen
+    out = ask(ScriptedBackend(answer(Brand="Levi's")), text=hidden)
+    assert out.values == {"brand": ["Levi's"]} and out.spans == {"brand": [(0, 8)]}
 
 
 def test_shape_errors_are_rejected_per_attribute() -> None:
