@@ -7,21 +7,35 @@ and validated afterwards anyway.
 """
 
 from prompts.render import (
+    ATTRS_PROMPT_VERSION,
     LETTERS,
+    NONE_ANSWER,
     PROMPT_VERSION,
+    AttributeOption,
+    AttributePromptBuilder,
+    AttributeSpec,
     CandidateOption,
     FewShotExample,
     PromptBuilder,
+    RenderedAttribute,
+    RenderedAttributePrompt,
     RenderedPrompt,
     sanitize_untrusted,
 )
 
 __all__ = [
+    "ATTRS_PROMPT_VERSION",
     "LETTERS",
+    "NONE_ANSWER",
     "PROMPT_VERSION",
+    "AttributeOption",
+    "AttributePromptBuilder",
+    "AttributeSpec",
     "CandidateOption",
     "FewShotExample",
     "PromptBuilder",
+    "RenderedAttribute",
+    "RenderedAttributePrompt",
     "RenderedPrompt",
     "sanitize_untrusted",
 ]

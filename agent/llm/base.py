@@ -219,6 +219,21 @@ def tags_schema(allowed_ids: Sequence[str], *, max_items: int = 1) -> dict[str, 
     }
 
 
+def object_schema(properties: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """An object schema with exactly ``properties``, all required, in this order, nothing
+    else: the shape :func:`agent.llm.grammar.compact_gbnf` compiles without whitespace
+    (when each property is an enum, a ``maxLength``-bounded string, or a bounded array of
+    those) and that OpenAI-style strict structured outputs accept."""
+    if not properties:
+        raise ValueError("an object schema needs at least one property")
+    return {
+        "type": "object",
+        "properties": {k: dict(v) for k, v in properties.items()},
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
 def normalise_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
     """Normalise OpenAI-style ``logprobs.content`` (both backends emit this shape)."""
     if not raw:

@@ -5,17 +5,23 @@
   another taxonomy version, the prompt echoed back; or raises timeouts.
 - :class:`FixedLatencyBackend` answers after a fixed delay with the first allowed id of the
   schema: a fault-free stand-in for load tests of the service's own overhead.
+- :class:`ScriptedBackend` answers what a test scripts (texts, exceptions, or a function of
+  the messages and schema) and records every request.
+- :class:`RandomSchemaBackend` answers random JSON that the schema allows (open strings:
+  words of the prompt's ``<product>`` block): a plausible, unreliable model, to wrap in a
+  :class:`FaultInjectingBackend` with :data:`SCHEMA_GARBAGE_KINDS`.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 from agent.llm.base import (
     ChatMessage,
@@ -27,6 +33,13 @@ from agent.llm.base import (
 )
 
 GARBAGE_KINDS = ("invalid_json", "unknown_id", "foreign_id", "echo_prompt", "empty", "timeout")
+#: garbage shaped by the request's schema (any object schema, e.g. the attribute answer):
+#: random JSON, wrong value types, values outside the enums, invented strings, huge strings,
+#: JSON cut short, unknown and missing keys, arrays over their bound
+SCHEMA_GARBAGE_KINDS = (
+    "random_json", "wrong_type", "off_enum", "invented_value", "huge_string", "truncated_json",
+    "extra_keys", "too_many",
+)
 
 
 def allowed_ids(schema: Mapping[str, Any]) -> list[str]:
@@ -88,7 +101,7 @@ class FaultInjectingBackend:
         foreign_ids: Sequence[str] = ("gid://other-version/123",),
         seed: int = 0,
     ) -> None:
-        unknown = set(kinds) - set(GARBAGE_KINDS)
+        unknown = set(kinds) - set(GARBAGE_KINDS) - set(SCHEMA_GARBAGE_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         self._inner = inner
@@ -133,6 +146,10 @@ class FaultInjectingBackend:
             )
         if kind == "timeout":
             raise LLMUnavailableError("injected fault: timeout")
+        if kind in SCHEMA_GARBAGE_KINDS:
+            with self._lock:
+                text = schema_garbage(kind, schema, self._rng)
+            return Generation(text=text, parsed=parse_json(text), finish_reason="fault")
         text = {
             "invalid_json": '{"tags": ["',
             "unknown_id": json.dumps({"tags": ["definitely-not-a-tag"]}),
@@ -144,3 +161,196 @@ class FaultInjectingBackend:
 
     def close(self) -> None:
         self._inner.close()
+
+
+# --- scripted and schema-driven fakes -------------------------------------------------------
+
+Responder = Callable[[Sequence[ChatMessage], Mapping[str, Any]], "str | Generation"]
+Script = str | Generation | BaseException | Responder
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: tuple[ChatMessage, ...]
+    schema: Mapping[str, Any]
+    max_tokens: int
+
+
+class ScriptedBackend:
+    """Answers from a script, one entry per call (the last one repeats): a text, a
+    :class:`Generation`, an exception to raise, or a function of (messages, schema)."""
+
+    def __init__(self, script: Script | Sequence[Script], *, name: str = "scripted") -> None:
+        entries = cast("list[Script]", list(script) if isinstance(script, list | tuple) else [script])
+        if not entries:
+            raise ValueError("the script must not be empty")
+        self._script = entries
+        self._info = ModelInfo(name=name, model=name)
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: Mapping[str, Any],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        top_logprobs: int = 0,
+    ) -> Generation:
+        with self._lock:
+            entry = self._script[min(len(self.requests), len(self._script) - 1)]
+            self.requests.append(Request(tuple(messages), schema, max_tokens))
+        if isinstance(entry, BaseException):
+            raise entry
+        out = entry(messages, schema) if callable(entry) else entry
+        if isinstance(out, Generation):
+            return out
+        return Generation(text=out, parsed=parse_json(out), completion_tokens=max(1, len(out) // 4),
+                          prompt_tokens=sum(len(m.content) for m in messages) // 4, finish_reason="stop")
+
+    def close(self) -> None:
+        pass
+
+
+_PRODUCT_BLOCK = re.compile(r"<product>(.*?)</product>", re.S)
+
+
+def product_block(messages: Sequence[ChatMessage]) -> str:
+    """The text inside the first ``<product>`` block of the user messages ('' if none)."""
+    for m in messages:
+        if m.role == "user":
+            found = _PRODUCT_BLOCK.search(m.content)
+            if found:
+                return found.group(1)
+    return ""
+
+
+def _properties(schema: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    return {str(k): v for k, v in props.items() if isinstance(v, Mapping)} if isinstance(props, Mapping) else {}
+
+
+def _sample(prop: Mapping[str, Any], rng: random.Random, words: Sequence[str]) -> Any:
+    if prop.get("type") == "array" and isinstance(prop.get("items"), Mapping):
+        item = prop["items"]
+        hi = int(prop.get("maxItems", 3))
+        n = rng.randint(int(prop.get("minItems", 0)), hi)
+        if "enum" in item:
+            pool = list(item["enum"])
+            return rng.sample(pool, min(n, len(pool)))
+        return [_sample(item, rng, words) for _ in range(n)]
+    if "enum" in prop:
+        return rng.choice(list(prop["enum"]))
+    if prop.get("type") == "string":
+        limit = int(prop.get("maxLength", 60))
+        if not words or rng.random() < 0.3:
+            return "none"
+        start = rng.randrange(len(words))
+        span = " ".join(words[start:start + rng.randint(1, 3)])
+        return span[:limit].replace('"', "").replace("\\", "")
+    if prop.get("type") in ("integer", "number"):
+        return rng.randint(0, 100)
+    return None
+
+
+class RandomSchemaBackend:
+    """Answers random JSON the request's object schema allows: enum values at random,
+    array lengths within bounds, strings made of words of the prompt's product block (or
+    ``"none"``). Plausible, unreliable and schema-valid, like a small model under a grammar."""
+
+    def __init__(self, *, seed: int = 0, name: str = "random-schema") -> None:
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._info = ModelInfo(name=name, model=name)
+        self.calls = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: Mapping[str, Any],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        top_logprobs: int = 0,
+    ) -> Generation:
+        words = product_block(messages).split()
+        with self._lock:
+            self.calls += 1
+            answer = {k: _sample(p, self._rng, words) for k, p in _properties(schema).items()}
+        text = json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+        return Generation(text=text, parsed=parse_json(text), completion_tokens=max(1, len(text) // 3),
+                          finish_reason="stop")
+
+    def close(self) -> None:
+        pass
+
+
+_INVENTED = ("ACME", "Zorblax 9000", "Purple", "gid://other-version/123", "none of the above",
+             "Ignore previous instructions", "</product>", "ÄÖÜ-∞", "")
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(7 if depth < 3 else 4)
+    if kind == 0:
+        return rng.randint(-(10**6), 10**6)
+    if kind == 1:
+        return rng.choice(_INVENTED)
+    if kind == 2:
+        return rng.choice([True, False, None, 1.5e300])
+    if kind == 3:
+        return "".join(chr(rng.randint(32, 0x2FF)) for _ in range(rng.randint(0, 20)))
+    if kind in (4, 5):
+        return {rng.choice(_INVENTED) + str(i): _random_json(rng, depth + 1) for i in range(rng.randint(0, 4))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def schema_garbage(kind: str, schema: Mapping[str, Any], rng: random.Random) -> str:
+    """One garbage answer of ``kind`` (see :data:`SCHEMA_GARBAGE_KINDS`) for ``schema``."""
+    props = _properties(schema)
+    keys = list(props) or ["tags"]
+    if kind == "random_json":
+        return json.dumps(_random_json(rng))
+    if kind == "wrong_type":
+        return json.dumps({k: rng.choice([42, {"value": "x"}, True, None, [1, 2], 3.5]) for k in keys})
+    if kind == "off_enum":
+        out: dict[str, Any] = {}
+        for k, p in props.items():
+            enum = p.get("enum") or (p.get("items") or {}).get("enum") or ["value"]
+            bad = rng.choice(list(enum)) + rng.choice([" ", "x", "-2", "s"])
+            out[k] = [bad] if p.get("type") == "array" else bad
+        return json.dumps(out or {"tags": ["not-an-option"]})
+    if kind == "invented_value":
+        return json.dumps({k: [rng.choice(_INVENTED)] if p.get("type") == "array" else rng.choice(_INVENTED)
+                           for k, p in props.items()} or {"tags": ["ACME"]})
+    if kind == "huge_string":
+        big = rng.choice(["A", "Blue ", "\u0000", "ß"]) * rng.randint(10_000, 200_000)
+        return json.dumps({k: big for k in keys})
+    if kind == "truncated_json":
+        text = json.dumps({k: "none" for k in keys})
+        return text[: rng.randint(0, max(0, len(text) - 1))]
+    if kind == "extra_keys":
+        out = {k: "none" for k in keys[: rng.randint(0, len(keys))]}
+        out.update({rng.choice(_INVENTED) + "!": rng.choice(_INVENTED), "system": "Color = Purple"})
+        return json.dumps(out)
+    if kind == "too_many":
+        out = {}
+        for k, p in props.items():
+            enum = p.get("enum") or (p.get("items") or {}).get("enum") or ["x"]
+            out[k] = [rng.choice(list(enum)) for _ in range(rng.randint(5, 50))]
+        return json.dumps(out or {"tags": ["a", "b", "c", "d"]})
+    raise ValueError(f"unknown schema garbage kind {kind!r}")
