@@ -83,6 +83,9 @@ class TaggerConfig:
     """Which of the category's attributes to tag when a call does not say."""
     attribute_review_threshold: float = 0.5
     """An attribute value below this confidence sends the result to review."""
+    attribute_llm: bool = False
+    """Ask the LLM (one call per product, all attributes at once) to confirm or add values.
+    Off by default: measured on WDC-PAVE, see docs/benchmarks.md."""
 
 
 @dataclass
@@ -242,7 +245,7 @@ class Tagger:
             outcome.rejections.append(f"{tag_id}: {report.errors[0].message}")
             fallback = True
         validation_ms = (time.perf_counter() - t_val) * 1000.0
-        attributes = self._attributes(product, retrieval, tags[0].id, selection) if tags else []
+        attributes = self._attributes(product, retrieval, tags[0].id, selection, outcome) if tags else []
         total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
         confidence = tags[0].confidence if tags else 0.0
         return TagResult(
@@ -278,8 +281,10 @@ class Tagger:
         )
 
     def _attributes(
-        self, product: Product, retrieval: Retrieval, category: str, selection: AttributeSelection
+        self, product: Product, retrieval: Retrieval, category: str, selection: AttributeSelection,
+        outcome: _LLMOutcome | None = None,
     ) -> list[AttributeTag]:
+        """The category's attribute tags; the LLM's calls for them are added to ``outcome``."""
         if selection == "off":
             return []
         text = ProductText.of(
@@ -287,7 +292,18 @@ class Tagger:
             attributes=product.attributes,
         )
         neighbours = [(n.example, n.score) for n in retrieval.neighbours]
-        return self.extractor.extract(self.snapshot, text, category, neighbours, selection)
+        llm = self.llm if self.config.attribute_llm else None
+        tags, answer = self.extractor.extract_with_llm(
+            self.snapshot, text, category, neighbours, selection, llm
+        )
+        if answer is not None and outcome is not None:
+            outcome.attempts += answer.attempts
+            outcome.prompt_tokens += answer.prompt_tokens
+            outcome.completion_tokens += answer.completion_tokens
+            outcome.rejections.extend(f"attributes: {r}" for r in answer.rejections)
+            if answer.unavailable is not None and not answer.answered:
+                outcome.unavailable = answer.unavailable
+        return tags
 
     def _doubtful(self, attributes: Sequence[AttributeTag]) -> bool:
         floor = self.config.attribute_review_threshold
@@ -307,7 +323,8 @@ class Tagger:
                         path=list(snap.path_names(category)), confidence=1.0)]
         else:
             rejections.append(f"{category}: {report.errors[0].message}")
-        attributes = self._attributes(product, retrieval, category, selection) if tags else []
+        outcome = _LLMOutcome(rejections=rejections)
+        attributes = self._attributes(product, retrieval, category, selection, outcome) if tags else []
         total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
         return TagResult(
             id=product.id, tags=tags, attributes=attributes,
@@ -318,7 +335,13 @@ class Tagger:
                     Neighbor(id=n.example.id, score=round(n.score, 6), tags=list(n.tags))
                     for n in retrieval.neighbours[: self.config.max_neighbors_shown]
                 ],
-                llm=LLMEvidence(attempts=0, fallback_used=False, rejections=rejections),
+                llm=LLMEvidence(
+                    attempts=outcome.attempts, fallback_used=False, rejections=outcome.rejections[:5],
+                    model=self.llm.info.model if (self.llm is not None and outcome.attempts) else None,
+                    prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
+                    degraded=outcome.unavailable is not None,
+                    degraded_reason=outcome.unavailable,
+                ),
             ),
             timings_ms=Timings(retrieval=round(retrieval_ms, 3), llm=0.0, validation=0.0,
                                total=round(total_ms, 3)),

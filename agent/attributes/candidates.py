@@ -32,6 +32,7 @@ class AttributeCandidate:
     match: Match | None
     features: dict[str, float]
     score: float = 0.0
+    source: str = "ranker"  # "llm" when only the LLM named it
 
 
 def neighbour_votes(

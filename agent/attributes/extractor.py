@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from agent.attributes.candidates import AttributeCandidate, candidates_for, neighbour_votes
 from agent.attributes.knowledge import AttributeKnowledge, Gold, category_of, example_text
+from agent.attributes.llm_step import AttributeQuestion, LLMAttributeAnswer, ask_attributes
 from agent.attributes.normalize import ValueNormalizer
 from agent.attributes.ranker import CandidateRanker, Group
-from agent.attributes.text import ProductText, fold
+from agent.attributes.text import Field, Match, ProductText, fold
 from agent.contract import AttributeEvidence, AttributeSelection, AttributeTag, AttributeValueTag
+from agent.llm.base import LLMBackend
 from retrieval.examples import Example
 from taxonomy import Snapshot
 from taxonomy.grounding import AttributeClaim, validate_attribute_claims
@@ -28,6 +30,11 @@ class ExtractorConfig:
     """Nearest examples whose values vote."""
     min_confidence: float | None = None
     """Accept a value from this score; None: the threshold fitted on the examples."""
+    llm_weight: float = 0.5
+    """How far an LLM answer moves a candidate's score: agreeing with a candidate lifts it to
+    ``1 - (1 - score)(1 - w)``; a value only the LLM names starts at ``w``."""
+    llm_max_options: int = 40
+    llm_description_chars: int = 500
 
 
 def selected_attributes(
@@ -84,22 +91,89 @@ class AttributeExtractor:
         category: str,
         neighbours: Sequence[tuple[Example, float]] = (),
         selection: AttributeSelection = "on",
+        llm: LLMBackend | None = None,
     ) -> list[AttributeTag]:
+        return self.extract_with_llm(snapshot, text, category, neighbours, selection, llm)[0]
+
+    def extract_with_llm(
+        self,
+        snapshot: Snapshot,
+        text: ProductText,
+        category: str,
+        neighbours: Sequence[tuple[Example, float]] = (),
+        selection: AttributeSelection = "on",
+        llm: LLMBackend | None = None,
+    ) -> tuple[list[AttributeTag], LLMAttributeAnswer | None]:
+        """The attribute tags, and the LLM's answer when one was asked (one call for all the
+        attributes; its values only ever adjust candidates that are then validated)."""
         attrs = selected_attributes(snapshot, category, selection)
         if not attrs:
-            return []
+            return [], None
         votes_from = [
             (dict(ex.attribute_values), score)
             for ex, score in neighbours[: self.config.neighbours]
             if ex.attribute_values
         ]
+        ranked = {attr.id: self.candidates(attr, text, votes_from) for attr in attrs}
+        answer = None
+        if llm is not None:
+            answer = self._ask(llm, snapshot, category, text, attrs, ranked)
         out: list[AttributeTag] = []
         for attr in attrs:
-            chosen = self.choose(attr, text, votes_from)
+            chosen = self._accept(attr, ranked[attr.id])
             accepted = validated(snapshot, category, attr, text, chosen)
             if accepted:
                 out.append(AttributeTag(attribute=attr.id, name=attr.name, values=accepted))
-        return out
+        return out, answer
+
+    def _ask(
+        self, llm: LLMBackend, snapshot: Snapshot, category: str, text: ProductText,
+        attrs: Sequence[Attribute], ranked: dict[str, list[AttributeCandidate]],
+    ) -> LLMAttributeAnswer:
+        title = text.field("title")
+        description = text.field("description")
+        head = title.text if title is not None else ""
+        body = description.text[: self.config.llm_description_chars] if description is not None else ""
+        shown = f"{head}\n{body}" if body else head
+        questions = []
+        for attr in attrs:
+            found = ranked[attr.id]
+            if attr.closed:
+                first = [attr.value(c.key) for c in found]
+                order = [v for v in first if v is not None and v.active]
+                rest = [v for v in attr.active_values() if v not in order]
+                options = tuple(dict.fromkeys([*order, *rest]))[: self.config.llm_max_options]
+                hint = tuple(v.name for v in order[:2])
+                questions.append(AttributeQuestion(attr, options, hint))
+            else:
+                hint = tuple(c.match.text for c in found[:2] if c.match is not None)
+                questions.append(AttributeQuestion(attr, (), hint))
+        answer = ask_attributes(
+            llm, product_text=shown, category_path=snapshot.path_text(category), questions=questions,
+            max_options=self.config.llm_max_options,
+        )
+        w = self.config.llm_weight
+        for attr in attrs:
+            found = ranked[attr.id]
+            for i, value in enumerate(answer.values.get(attr.id, [])):
+                if attr.closed:
+                    key: str | None = value
+                    match = next((c.match for c in found if c.key == value and c.match), None)
+                else:
+                    spans = answer.spans.get(attr.id, [])
+                    if i >= len(spans):
+                        continue
+                    match = _field_match(text, spans[i], len(head))
+                    key = self.normalizer.normalize(attr, match.text) if match is not None else None
+                if not key:
+                    continue
+                same = [c for c in found if fold(c.key) == fold(key)]
+                for c in same:
+                    c.score = 1.0 - (1.0 - c.score) * (1.0 - w)
+                if not same and (attr.closed or match is not None):
+                    found.append(AttributeCandidate(attr, key, match, {"llm": 1.0}, score=w, source="llm"))
+            found.sort(key=lambda c: -c.score)
+        return answer
 
     def candidates(
         self, attr: Attribute, text: ProductText,
@@ -114,9 +188,12 @@ class AttributeExtractor:
         self, attr: Attribute, text: ProductText,
         votes_from: Sequence[tuple[dict[str, tuple[str, ...]], float]],
     ) -> list[AttributeCandidate]:
+        return self._accept(attr, self.candidates(attr, text, votes_from))
+
+    def _accept(self, attr: Attribute, ranked: Sequence[AttributeCandidate]) -> list[AttributeCandidate]:
         limit = self.config.max_values if attr.cardinality == "multi" else 1
         chosen: list[AttributeCandidate] = []
-        for c in self.candidates(attr, text, votes_from):
+        for c in ranked:
             if c.score < self.threshold or len(chosen) >= limit:
                 break
             if all(fold(c.key) != fold(o.key) for o in chosen):
@@ -142,7 +219,7 @@ def validated(
         )
         if not validate_attribute_claims(snapshot, category, [claim], fields).ok:
             continue
-        source = "text" if c.match is not None else "neighbors"
+        source = c.source if c.source == "llm" else "text" if c.match is not None else "neighbors"
         out.append(AttributeValueTag(
             value_id=claim.value_id, value=name, confidence=round(min(max(c.score, 0.0), 1.0), 6),
             evidence=AttributeEvidence(
@@ -150,6 +227,26 @@ def validated(
             ),
         ))
     return out
+
+
+def _field_match(text: ProductText, span: tuple[int, int], title_length: int) -> Match | None:
+    """A span of the text shown to the LLM (title, newline, description head) as a match in
+    the field it falls in; None when it straddles the two."""
+    start, end = span
+    name, offset = ("title", 0) if end <= title_length else ("description", title_length + 1)
+    if start < offset:
+        return None
+    f = text.field(name)
+    if f is None:
+        return None
+    a, b = start - offset, end - offset
+    if not 0 <= a < b <= len(f.text):
+        return None
+    return Match(f.name, (a, b), f.text[a:b], _token_at(f, a), max(1, len(f.text[a:b].split())))
+
+
+def _token_at(f: Field, offset: int) -> int:
+    return next((i for i, t in enumerate(f.tokens) if t.end > offset), len(f.tokens))
 
 
 def _training_groups(

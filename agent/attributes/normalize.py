@@ -44,10 +44,11 @@ def parse_quantity(text: str) -> tuple[float, str] | None:
     return None
 
 
-def template_of(text: str) -> tuple[str, tuple[str, ...]]:
-    """``text`` with each number replaced by ``#``, and the numbers."""
+def template_of(text: str, *, folded: bool = True) -> tuple[str, tuple[str, ...]]:
+    """``text`` with each number replaced by ``#`` (folded, to look up a writing; as written,
+    for a normalized form), and the numbers."""
     numbers = tuple(_NUMBER.findall(text))
-    return _NUMBER.sub("#", fold(text)), numbers
+    return _NUMBER.sub("#", fold(text) if folded else " ".join(text.split())), numbers
 
 
 @dataclass
@@ -73,7 +74,7 @@ class ValueNormalizer:
             if target and alnum != target and target in alnum:
                 self.slices[attr][(alnum.index(target), len(target))] += 1
             m_tpl, m_nums = template_of(mention)
-            v_tpl, v_nums = template_of(value)
+            v_tpl, v_nums = template_of(value, folded=False)
             if m_nums and m_nums == v_nums and m_tpl != "#":
                 self.templates[attr].setdefault(m_tpl, Counter())[v_tpl] += 1
             q = parse_quantity(mention)
@@ -100,10 +101,10 @@ class ValueNormalizer:
             return apply_rule(attribute, mention)
         cut = self.slices.get(attr)
         if cut:
-            (start, length), n = cut.most_common(1)[0]
+            (start, length), agreeing = cut.most_common(1)[0]
             alnum = _alnum(mention)
             # a consistent cut (most pairs agree), e.g. the manufacturer code of a UPC
-            if n >= max(3, 0.6 * self.pair_counts[attr]) and len(alnum) >= start + length:
+            if agreeing >= max(3, 0.6 * self.pair_counts[attr]) and len(alnum) >= start + length:
                 return alnum[start : start + length]
         by_unit = self.ratios.get(attr)
         q = parse_quantity(mention)
