@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.contract import Product
+from agent.contract import AttributeTag, Product
 from agent.llm.fake import (
     GARBAGE_KINDS,
     SCHEMA_GARBAGE_KINDS,
@@ -32,7 +32,7 @@ def _tagger(*, llm: object | None = None, **config: object) -> Tagger:
     return Tagger(generator, llm, config=TaggerConfig(**config))  # type: ignore[arg-type]
 
 
-def _check_result_on_schema(tagger: Tagger, product: Product, result_attrs: list, category: str) -> None:
+def _check_result_on_schema(tagger: Tagger, product: Product, result_attrs: list[AttributeTag], category: str) -> None:
     snap = tagger.snapshot
     fields = {"title": product.title, "description": product.description}
     for tag in result_attrs:
