@@ -18,11 +18,12 @@ FEATURES = (
     "from_lexicon", "lex_precision", "lex_seen", "from_shape", "shape_share", "context",
     "in_title", "position", "tokens", "chars", "has_digit", "has_alpha", "neighbour_vote",
     "neighbour_only", "fill_rate", "closed", "taxonomy_name", "occurrences", "coarse_share",
-    "whole",
+    "whole", "classifier",
 )
 MAX_PATTERN_TOKENS = 5
 MAX_PATTERN_CHARS = 1500  # shape candidates come from the head of each field
 MAX_CANDIDATES = 12
+MAX_SHAPE_SPANS = 40  # spans shaped like the attribute's values, normalized and scored
 
 
 @dataclass
@@ -60,7 +61,9 @@ def candidates_for(
     normalizer: ValueNormalizer,
     votes: dict[str, float],
     own: Gold | None = None,
+    classes: dict[str, float] | None = None,
 ) -> list[AttributeCandidate]:
+    classes = classes or {}
     out: dict[tuple[str, str, tuple[int, int]], AttributeCandidate] = {}
     fill = k.fill_rate(attr.id, own)
     closed = 1.0 if attr.closed else 0.0
@@ -72,6 +75,7 @@ def candidates_for(
         base = {
             "fill_rate": fill, "closed": closed,
             "neighbour_vote": votes.get(key, 0.0),
+            "classifier": classes.get(key, 0.0),
             "neighbour_only": 1.0 if match is None else 0.0,
         }
         if match is not None:
@@ -107,24 +111,31 @@ def candidates_for(
             })
     coarse = k.coarse_shapes.get(attr.id)
     if coarse and (attr.value_type in PATTERN_TYPES or not attr.closed):
-        for fi, i, n in text.spans(MAX_PATTERN_TOKENS):
-            f = text.fields[fi]
-            if f.tokens[i].start > MAX_PATTERN_CHARS:
+        # every span is looked at, so only cheap work here; the best few are then normalized
+        shares: dict[str, tuple[float, float]] = {}
+        pending: list[tuple[float, int, int, int, float, float]] = []
+        for fi, i, n, shape in text.shaped_spans(MAX_PATTERN_TOKENS, MAX_PATTERN_CHARS):
+            share = shares.get(shape)
+            if share is None:
+                share = (k.shape_share(attr.id, coarse_shape_of(shape), coarse=True),
+                         k.shape_share(attr.id, shape))
+                shares[shape] = share
+            if share[0] < 0.02:
                 continue
-            shape = text.span_shape(fi, i, n)
-            coarse_share = k.shape_share(attr.id, coarse_shape_of(shape), coarse=True)
-            if coarse_share < 0.02 or not text.whole(fi, i, n):
-                continue
+            pending.append((share[0] + share[1], fi, i, n, share[0], share[1]))
+        pending.sort(key=lambda p: (-p[0], p[1], p[2], p[3]))
+        for _, fi, i, n, coarse_share, fine_share in pending[:MAX_SHAPE_SPANS]:
             match = text.match(fi, i, n)
             key = k.value_key(attr, normalizer.normalize(attr, match.text))
+            toks = tuple(t.text for t in text.fields[fi].tokens[i : i + n])
             add(key, match, {
-                "from_shape": 1.0, "shape_share": k.shape_share(attr.id, shape),
-                "coarse_share": coarse_share,
-                "whole": 1.0,
-                "occurrences": float(len(list(text.find(tuple(t.text for t in f.tokens[i : i + n]))))),
+                "from_shape": 1.0, "shape_share": fine_share, "coarse_share": coarse_share,
+                "whole": 1.0, "occurrences": float(len(text.grams.get(toks, ()))),
             })
     if attr.closed:  # an open value must be read from the text: neighbours only vote
         for key in sorted(votes, key=lambda v: -votes[v])[:3]:
+            add(key, None, {})
+        for key in sorted(classes, key=lambda v: -classes[v])[:2]:
             add(key, None, {})
     ranked = sorted(out.values(), key=lambda c: -_strength(c.features))
     return ranked[:MAX_CANDIDATES]
@@ -140,6 +151,7 @@ def _strength(features: dict[str, float]) -> float:
     return (
         features.get("lex_precision", 0.0) + (features.get("shape_share", 0.0) + features.get("coarse_share", 0.0)) * (
             0.5 + features.get("context", 0.0)) + features.get("neighbour_vote", 0.0)
+        + features.get("classifier", 0.0)
         + 0.1 * features.get("in_title", 0.0)
     )
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.attributes.candidates import AttributeCandidate, candidates_for, neighbour_votes
+from agent.attributes.classifier import ValueClassifiers, classifier_text
 from agent.attributes.knowledge import AttributeKnowledge, Gold, category_of, example_text
 from agent.attributes.llm_step import AttributeQuestion, LLMAttributeAnswer, ask_attributes
 from agent.attributes.normalize import ValueNormalizer
@@ -63,8 +65,10 @@ class AttributeExtractor:
         normalizer: ValueNormalizer,
         ranker: CandidateRanker,
         config: ExtractorConfig | None = None,
+        classifiers: ValueClassifiers | None = None,
     ) -> None:
         self.knowledge = knowledge
+        self.classifiers = classifiers or ValueClassifiers()
         self.normalizer = normalizer
         self.ranker = ranker
         self.config = config or ExtractorConfig()
@@ -81,8 +85,9 @@ class AttributeExtractor:
     ) -> AttributeExtractor:
         knowledge = AttributeKnowledge.fit(snapshot, examples)
         normalizer = ValueNormalizer().learn(knowledge.pairs)
-        groups = _training_groups(snapshot, examples, knowledge, normalizer)
-        return cls(knowledge, normalizer, CandidateRanker.fit(groups, seed=seed), config)
+        classifiers = _fit_classifiers(snapshot, examples, knowledge, seed)
+        groups = _training_groups(snapshot, examples, knowledge, normalizer, classifiers)
+        return cls(knowledge, normalizer, CandidateRanker.fit(groups, seed=seed), config, classifiers)
 
     def extract(
         self,
@@ -114,7 +119,15 @@ class AttributeExtractor:
             for ex, score in neighbours[: self.config.neighbours]
             if ex.attribute_values
         ]
-        ranked = {attr.id: self.candidates(attr, text, votes_from) for attr in attrs}
+        title, description = text.field("title"), text.field("description")
+        vector = self.classifiers.vector(classifier_text(
+            title.text if title else "", description.text if description else ""))
+        ranked = {
+            attr.id: self.candidates(attr, text, votes_from, vector=vector, score=False) for attr in attrs
+        }
+        self.ranker.score([c for found in ranked.values() for c in found])  # one batch a product
+        for found in ranked.values():
+            found.sort(key=_rank)
         answer = None
         if llm is not None:
             answer = self._ask(llm, snapshot, category, text, attrs, ranked)
@@ -178,11 +191,21 @@ class AttributeExtractor:
     def candidates(
         self, attr: Attribute, text: ProductText,
         votes_from: Sequence[tuple[dict[str, tuple[str, ...]], float]], own: Gold | None = None,
+        *, vector: Any = None, score: bool = True,
     ) -> list[AttributeCandidate]:
         votes = neighbour_votes(attr, self.knowledge, votes_from)
-        found = candidates_for(attr, text, self.knowledge, self.normalizer, votes, own)
-        self.ranker.score(found)
-        return sorted(found, key=lambda c: (-c.score, c.match.span if c.match else (1 << 30, 0)))
+        classes: dict[str, float] = {}
+        if self.classifiers.has(attr.id):
+            if vector is None:
+                title, description = text.field("title"), text.field("description")
+                vector = self.classifiers.vector(classifier_text(
+                    title.text if title else "", description.text if description else ""))
+            classes = self.classifiers.predict(attr.id, vector)
+        found = candidates_for(attr, text, self.knowledge, self.normalizer, votes, own, classes)
+        if score:
+            self.ranker.score(found)
+            found.sort(key=_rank)
+        return found
 
     def choose(
         self, attr: Attribute, text: ProductText,
@@ -229,6 +252,10 @@ def validated(
     return out
 
 
+def _rank(c: AttributeCandidate) -> tuple[float, tuple[int, int]]:
+    return -c.score, c.match.span if c.match else (1 << 30, 0)
+
+
 def _field_match(text: ProductText, span: tuple[int, int], title_length: int) -> Match | None:
     """A span of the text shown to the LLM (title, newline, description head) as a match in
     the field it falls in; None when it straddles the two."""
@@ -249,8 +276,26 @@ def _token_at(f: Field, offset: int) -> int:
     return next((i for i, t in enumerate(f.tokens) if t.end > offset), len(f.tokens))
 
 
+def _fit_classifiers(
+    snapshot: Snapshot, examples: Sequence[Example], k: AttributeKnowledge, seed: int
+) -> ValueClassifiers:
+    texts: dict[str, str] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for ex in examples:
+        if not ex.attribute_values:
+            continue
+        for attr_id, gold in k.golds.get(ex.id, {}).items():
+            attr = snapshot.attributes.get(attr_id)
+            if attr is None or not attr.closed or not gold.values:
+                continue
+            labels.setdefault(attr_id, {})[ex.id] = gold.values[0]
+            texts[ex.id] = classifier_text(ex.title, ex.description)
+    return ValueClassifiers.fit(texts, labels, seed=seed)
+
+
 def _training_groups(
     snapshot: Snapshot, examples: Sequence[Example], k: AttributeKnowledge, normalizer: ValueNormalizer,
+    classifiers: ValueClassifiers,
 ) -> list[Group]:
     """Every (example, attribute) of the examples that carry attribute values, with its
     candidates labelled against the example's own values (leave-one-out statistics)."""
@@ -268,7 +313,8 @@ def _training_groups(
             if gold is None:
                 continue
             votes = neighbour_votes(attr, k, votes_from)
-            found = candidates_for(attr, text, k, normalizer, votes, gold)
+            classes = classifiers.held_out(attr.id, ex.id)
+            found = candidates_for(attr, text, k, normalizer, votes, gold, classes)
             if not found:
                 if gold.values:
                     groups.append(Group([], [], True))

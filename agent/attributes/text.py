@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]|_", re.UNICODE)
 MAX_NGRAM = 6
@@ -31,6 +31,7 @@ def tokens_of(text: str) -> tuple[str, ...]:
     return tuple(m.group(0) for m in _TOKEN.finditer(fold(text)))
 
 
+@lru_cache(maxsize=65536)
 def coarse_shape_of(shape: str) -> str:
     """A shape with letter and digit runs merged (``A9-A9`` → ``X-X``): how identifiers are
     built, whatever their lengths and mix."""
@@ -97,6 +98,7 @@ class ProductText:
     def __init__(self, fields: list[Field]) -> None:
         self.fields = [f for f in fields if f.text]
         self._grams: dict[tuple[str, ...], list[tuple[int, int]]] | None = None
+        self._shaped: dict[tuple[int, int], list[tuple[int, int, int, str]]] = {}
 
     @classmethod
     def of(
@@ -151,6 +153,21 @@ class ProductText:
             for i in range(n_tok):
                 for n in range(1, min(max_tokens, n_tok - i) + 1):
                     yield fi, i, n
+
+    def shaped_spans(self, max_tokens: int, max_chars: int) -> list[tuple[int, int, int, str]]:
+        """(field index, token index, length, shape) of every span that starts and ends at
+        word edges, starts within ``max_chars`` of its field and is at most ``max_tokens``
+        long; computed once per product, whatever number of attributes look at it."""
+        key = (max_tokens, max_chars)
+        cached = self._shaped.get(key)
+        if cached is None:
+            cached = [
+                (fi, i, n, self.span_shape(fi, i, n))
+                for fi, i, n in self.spans(max_tokens)
+                if self.fields[fi].tokens[i].start <= max_chars and self.whole(fi, i, n)
+            ]
+            self._shaped[key] = cached
+        return cached
 
     def span_shape(self, field_index: int, start: int, n: int) -> str:
         """shape_of the text of ``n`` tokens from ``start``, from the tokens' shapes."""
