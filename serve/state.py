@@ -25,7 +25,7 @@ from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
-from serve.attribute_selection import selection_key
+from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.feedback import FeedbackStore
@@ -107,6 +107,9 @@ def load_services(state: AppState) -> Services:
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
         embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
     )
+    problem = selection_problem(tagging.snapshot, settings.tagging.attributes)
+    if problem is not None:  # a typo in the configuration: every default request would get none
+        log.warning(f"tagging.attributes: {problem}")
     batcher = Batcher(
         tagging.tag, metrics, max_batch=settings.limits.max_batch_items,
         max_queue=settings.limits.max_queue_items, workers=settings.server.engine_workers,

@@ -47,9 +47,10 @@ T = TypeVar("T")
 LEXICAL_SYNC_MAX = 1000
 LEXICAL_RETRAIN_DELAY_S = 10.0
 #: up to this many examples with attribute values the attribute extractor is refitted within
-#: the view change (~0.05 s each on 2 cores, plus ~0.1 s for the default taxonomy's values);
-#: with more, in the background, debounced, the previous extractor serving meanwhile
-EXTRACTOR_SYNC_MAX = 40
+#: the view change (~0.06-0.1 s each on 2 busy cores once the ranker trains, plus ~0.1-0.4 s
+#: for the default taxonomy's values; docs/benchmarks.md); with more, in the background,
+#: debounced, the previous extractor serving meanwhile
+EXTRACTOR_SYNC_MAX = 20
 EXTRACTOR_REFIT_DELAY_S = 10.0
 
 

@@ -234,6 +234,15 @@ def test_cli_tag_and_tag_file_take_the_flag(attrs_dir: Path, tmp_path: Path, mon
     refused = runner.invoke(app, ["tag-file", str(src), "-o", str(tmp_path / "new.jsonl"), "--attributes", "Colour"])
     assert refused.exit_code == 1 and "Colour" in refused.output
 
+    # needs_review reflects low-confidence attribute values here too
+    monkeypatch.setenv("TAGSMITH_TAGGING__ATTRIBUTE_REVIEW_THRESHOLD", "0.99")
+    review = {}
+    for flag in ("on", "off"):
+        dest = tmp_path / f"review-{flag}.jsonl"
+        assert runner.invoke(app, ["tag-file", str(src), "-o", str(dest), "--attributes", flag]).exit_code == 0
+        review[flag] = [TagResult.model_validate_json(line).needs_review for line in dest.read_text(encoding="utf-8").splitlines()]
+    assert review == {"on": [True, True], "off": [False, False]}
+
 
 # ---- feedback ------------------------------------------------------------------------------
 def feedback(client: TestClient, key: dict[str, str], title: str, values: Any, *, tags: list[str] | None = None,
@@ -286,8 +295,8 @@ def test_feedback_attribute_values_are_checked_against_the_taxonomy(attrs_dir: P
         # schema bounds: a blank value, an empty list
         for values in [{"color": " "}, {"material": []}]:
             assert_error(feedback(client, f, "Graphic tee", values), 422, "validation_error")
-        # several values of a multi-valued attribute, by name, any case
-        ok = feedback(client, f, "Graphic tee", {"material": ["cotton", "WOOL", "Cotton"]})
+        # several values of a multi-valued attribute; attribute and values by name, any case
+        ok = feedback(client, f, "Graphic tee", {"MATERIAL": ["cotton", "WOOL", "Cotton"]})
         assert ok.status_code == 201 and ok.json()["attribute_values"] == {"material": ["material/cotton", "material/wool"]}
         # omitted: the example keeps the values that still apply; {}: none
         assert feedback(client, f, "Graphic tee", None).json()["attribute_values"] == {
@@ -295,3 +304,31 @@ def test_feedback_attribute_values_are_checked_against_the_taxonomy(attrs_dir: P
         assert feedback(client, f, "Graphic tee", None, tags=["kitchen/knives"]).json()["attribute_values"] == {}
         assert feedback(client, f, "Graphic tee", {"material": "Wool"}).status_code == 201
         assert feedback(client, f, "Graphic tee", {}).json()["attribute_values"] == {}
+
+
+def test_a_feedback_database_from_before_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from serve.feedback import FeedbackStore
+
+    path = tmp_path / "feedback.db"
+    with sqlite3.connect(path) as conn:  # the table as an older tagsmith made it, with one row
+        conn.execute(
+            "CREATE TABLE feedback (id VARCHAR(40) PRIMARY KEY, example_id VARCHAR(256) NOT NULL, "
+            "verdict VARCHAR(16) NOT NULL, tags TEXT NOT NULL, product TEXT NOT NULL, note TEXT, "
+            "reviewer VARCHAR(64) NOT NULL, taxonomy_version INTEGER NOT NULL, index_generation VARCHAR(40), "
+            "created_at DATETIME NOT NULL)"
+        )
+        conn.execute("INSERT INTO feedback VALUES ('fb_old', 'ex-1', 'accept', '[\"t\"]', '{}', NULL, 'k', 1, NULL, "
+                     "'2026-01-01 00:00:00.000000')")
+    store = FeedbackStore(path)
+    try:
+        store.add(example_id="ex-2", verdict="correct", tags=["t"], product={}, note=None, reviewer="k",
+                  taxonomy_version=1, index_generation=None, attribute_values={"color": ["color/black"]})
+        records, total = store.list_records()
+        assert total == 2
+        assert {r.id: r.attribute_values for r in records}["fb_old"] == {}
+        assert next(r for r in records if r.example_id == "ex-2").attribute_values == {"color": ["color/black"]}
+    finally:
+        store.close()
+    FeedbackStore(path).close()  # opening again: the column is there, nothing to add

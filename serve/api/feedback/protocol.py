@@ -28,11 +28,11 @@ class FeedbackRequest(BaseModel):
     attribute_values: AttributeValues | None = Field(
         default=None, max_length=100,
         description="the product's right attribute values, for the first tag's category: attribute "
-        "id -> a value or a list of values (closed attributes: value ids, or value names, "
-        "case-insensitive; open ones: the normalized text, e.g. \"32\" for a size written "
-        "\"32x32\"). Checked against the taxonomy (422 invalid_attribute_values: an attribute the "
-        "category does not have, a value it does not allow, several values for a single-valued "
-        "attribute). Stored on the example: the attribute extractor learns them at once. Omitted: "
+        "(its id, or its name among the category's attributes, case-insensitive) -> a value or a "
+        "list of values (closed attributes: value ids, or value names, case-insensitive; open "
+        "ones: the normalized text, e.g. \"32\" for a size written \"32x32\"). Stored by id. "
+        "Checked against the taxonomy (422 invalid_attribute_values: an attribute the category "
+        "does not have, a value it does not allow, several values for a single-valued attribute). Stored on the example: the attribute extractor learns them at once. Omitted: "
         "an existing example with this id keeps the values that still apply; {}: none",
     )
     note: str | None = Field(default=None, max_length=2000)

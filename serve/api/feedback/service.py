@@ -47,17 +47,21 @@ def _feedback_out(r: FeedbackRecord) -> FeedbackOut:
     )
 
 
-def _as_ids(snap: Snapshot, given: AttributeValues) -> dict[str, tuple[str, ...]]:
-    """Each attribute's values as a tuple, blank ends stripped, duplicates dropped; a closed
-    attribute's value given by its name (case-insensitive) replaced by the value's id."""
+def _as_ids(snap: Snapshot, category: str, given: AttributeValues) -> dict[str, tuple[str, ...]]:
+    """Attribute id -> values, blank ends stripped, duplicates dropped: an attribute given by
+    the name of one of ``category``'s attributes, and a closed attribute's value given by its
+    name (case-insensitive), replaced by their ids (what is not found is left for the
+    validator to name)."""
+    by_attr_name = {fold_name(a.name): a.id for a in snap.attributes_for(category)} if category in snap else {}
     out: dict[str, tuple[str, ...]] = {}
-    for attr_id, raw in given.items():
+    for key, raw in given.items():
+        attr_id = key if key in snap.attributes else by_attr_name.get(fold_name(key), key)
         values = [v.strip() for v in ([raw] if isinstance(raw, str) else raw)]
         attr = snap.attributes.get(attr_id)
         if attr is not None and attr.closed:
             by_name = {fold_name(v.name): v.id for v in attr.values if v.active}
             values = [v if attr.value(v) is not None else by_name.get(fold_name(v), v) for v in values]
-        out[attr_id] = tuple(dict.fromkeys(values))
+        out[attr_id] = tuple(dict.fromkeys([*out.get(attr_id, ()), *values]))
     return out
 
 
@@ -76,7 +80,7 @@ class FeedbackService:
 
     def submit(self, principal: Principal, request: FeedbackRequest) -> FeedbackOut:
         snap = self.tagging.snapshot
-        values = _as_ids(snap, request.attribute_values or {})
+        values = _as_ids(snap, request.tags[0], request.attribute_values or {})
         first = ProposedTag(id=request.tags[0], attributes=tuple(
             AttributeAssignment(attribute=k, values=v) for k, v in values.items()
         ))
