@@ -181,7 +181,11 @@ class TaggingState:
         if cur.snapshot is snapshot and cur.index is index and not cur.extractor_stale:
             return extractor, False
         if labelled_examples(index) <= EXTRACTOR_SYNC_MAX:
-            return self._fit(snapshot, index), False
+            try:
+                return self._fit(snapshot, index), False
+            except Exception:  # never fail an edit or an index update over it: keep the old one
+                log.exception("attribute extractor fit failed; the previous one keeps serving")
+                return extractor, False
         self._schedule_refit()
         return extractor, True
 
