@@ -5,6 +5,11 @@ HTTP requests queue their products; ``workers`` loops take whatever is queued (u
 requests thus share one embedding call, and the LLM calls of a batch run concurrently
 (vLLM's engine loop, in small). A full queue answers :class:`Overloaded`. What the batch
 is tagged with is not the batcher's business: it is handed a ``tag`` function.
+
+A batch is tagged with one attribute selection: requests that ask for different attributes
+(``on``, ``off``, named ones) never share a batch. A worker takes the oldest request, then
+the waiting requests with the same selection (in order, up to ``max_batch``); the others
+stay queued, in order, for the next batch.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agent.contract import Product, TagResult
+from agent.contract import AttributeSelection, Product, TagResult
+from serve.attribute_selection import selection_key
 from serve.metrics import Metrics
 
 log = logging.getLogger("tagsmith.engine")
 
-TagFn = Callable[[Sequence[Product]], list[TagResult]]
+#: tags a batch in the calling thread, results in input order; the selection: which
+#: attributes (None: the configured default)
+TagFn = Callable[[Sequence[Product], AttributeSelection | None], list[TagResult]]
 
 
 class Overloaded(Exception):
@@ -33,7 +41,12 @@ class Overloaded(Exception):
 class _Work:
     products: Sequence[Product]
     future: asyncio.Future[list[TagResult]]
+    attributes: AttributeSelection | None = None
     queued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def key(self) -> object:
+        return selection_key(self.attributes)
 
 
 class Batcher:
@@ -52,12 +65,14 @@ class Batcher:
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: str | None = None
 
-    async def tag(self, products: Sequence[Product]) -> list[TagResult]:
+    async def tag(
+        self, products: Sequence[Product], attributes: AttributeSelection | None = None
+    ) -> list[TagResult]:
         if self._cond is None or not self._tasks:
             raise RuntimeError("the engine is not started")
         if self._queued and self._queued + len(products) > self.max_queue:
             raise Overloaded(f"{self._queued} products are waiting")
-        work = _Work(products, asyncio.get_running_loop().create_future())
+        work = _Work(products, asyncio.get_running_loop().create_future(), attributes)
         async with self._cond:
             self._pending.append(work)
             self._queued += len(products)
@@ -71,10 +86,16 @@ class Batcher:
             await self._cond.wait_for(lambda: bool(self._pending))
             batch = [self._pending.popleft()]
             size = len(batch[0].products)
-            while self._pending and size + len(self._pending[0].products) <= self.max_batch:
-                work = self._pending.popleft()
-                batch.append(work)
-                size += len(work.products)
+            key = batch[0].key
+            if self._pending and size < self.max_batch:
+                left: deque[_Work] = deque()
+                for work in self._pending:
+                    if work.key == key and size + len(work.products) <= self.max_batch:
+                        batch.append(work)
+                        size += len(work.products)
+                    else:
+                        left.append(work)
+                self._pending = left
             self._queued -= size
             self.metrics.engine_queue.set(self._queued)
             return batch
@@ -86,16 +107,17 @@ class Batcher:
             products = [p for w in live for p in w.products]
             if not products:
                 continue
+            attributes = live[0].attributes  # one selection per batch (_next_batch)
             self.metrics.engine_batch.observe(len(products))
             try:
-                results = await asyncio.to_thread(self._tag, products)
+                results = await asyncio.to_thread(self._tag, products, attributes)
             except Exception:
                 # requests share a batch, not a fate: retry each alone, so only the request
                 # with the product that fails gets the error
                 log.exception("tagging batch failed", extra={"requests": len(live)})
                 for w in live:
                     try:
-                        alone = await asyncio.to_thread(self._tag, w.products)
+                        alone = await asyncio.to_thread(self._tag, w.products, w.attributes)
                     except Exception as exc:
                         if not w.future.done():
                             w.future.set_exception(exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from sqlalchemy import (
     Text,
     func,
     insert,
+    inspect,
     select,
+    text,
 )
 
 from serve.sqlite import sqlite_engine, utc
@@ -39,6 +41,7 @@ feedback_table = Table(
     Column("tags", Text, nullable=False),  # JSON list
     Column("product", Text, nullable=False),  # JSON object
     Column("note", Text),
+    Column("attribute_values", Text),  # JSON object: attribute id -> [values]; added for issue 19
     Column("reviewer", String(64), nullable=False),
     Column("taxonomy_version", Integer, nullable=False),
     Column("index_generation", String(40)),
@@ -58,20 +61,30 @@ class FeedbackRecord:
     taxonomy_version: int
     index_generation: str | None
     created_at: datetime
+    attribute_values: dict[str, list[str]] = field(default_factory=dict)
 
 
 class FeedbackStore:
     def __init__(self, path: Path) -> None:
         self._engine = sqlite_engine(path)
         metadata.create_all(self._engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database made by an older tagsmith lacks."""
+        with self._engine.begin() as conn:
+            have = {c["name"] for c in inspect(conn).get_columns("feedback")}
+            if "attribute_values" not in have:
+                conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
 
     def add(
         self, *, example_id: str, verdict: str, tags: list[str], product: dict[str, Any],
         note: str | None, reviewer: str, taxonomy_version: int, index_generation: str | None,
+        attribute_values: dict[str, list[str]] | None = None,
     ) -> FeedbackRecord:
         record = FeedbackRecord(
             f"fb_{secrets.token_hex(10)}", example_id, verdict, tags, product, note, reviewer,
-            taxonomy_version, index_generation, datetime.now(UTC),
+            taxonomy_version, index_generation, datetime.now(UTC), dict(attribute_values or {}),
         )
         with self._engine.begin() as conn:
             conn.execute(insert(feedback_table).values(
@@ -79,6 +92,8 @@ class FeedbackStore:
                 product=json.dumps(product, ensure_ascii=False), note=note, reviewer=reviewer,
                 taxonomy_version=taxonomy_version, index_generation=index_generation,
                 created_at=record.created_at,
+                attribute_values=json.dumps(record.attribute_values, ensure_ascii=False)
+                if record.attribute_values else None,
             ))
         return record
 
@@ -102,4 +117,5 @@ def _record(r: RowMapping) -> FeedbackRecord:
         product=json.loads(r["product"]), note=r["note"], reviewer=r["reviewer"],
         taxonomy_version=r["taxonomy_version"], index_generation=r["index_generation"],
         created_at=utc(r["created_at"]),
+        attribute_values=json.loads(r["attribute_values"]) if r["attribute_values"] else {},
     )

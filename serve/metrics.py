@@ -52,6 +52,15 @@ class Metrics:
             "from an address over its failed-authentication budget (limited, 429)", ["outcome"], registry=r,
         )
         self.job_items = Counter("tagsmith_job_items", "job items written", ["outcome"], registry=r)
+        self.attribute_values = Counter(
+            "tagsmith_attribute_values", "attribute values returned, by where they were read",
+            ["source"], registry=r,
+        )
+        self.extractor_fit = Histogram(
+            "tagsmith_attribute_extractor_fit_seconds",
+            "fitting the attribute extractor on a new taxonomy version or index generation",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0), registry=r,
+        )
 
     def observe_results(self, results: Iterable[TagResult], *, source: str) -> None:
         for res in results:
@@ -67,6 +76,9 @@ class Metrics:
                 self.fallbacks.inc()
             if llm.degraded:
                 self.degraded.inc()
+            for attr in res.attributes:
+                for value in attr.values:
+                    self.attribute_values.labels(value.evidence.source).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,11 +3,15 @@ from :class:`Settings`: the one place where settings become constructor argument
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.attributes import AttributeExtractor
+from agent.contract import AttributeSelection
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from retrieval import (
@@ -29,6 +33,10 @@ from serve.backends import backend_from_settings
 from serve.filemodes import private_data_dir
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
+
+log = logging.getLogger("tagsmith.engine")
+#: a fit on more labelled examples than this is shown as a start-up step (~0.05 s each)
+EXTRACTOR_STEP_MIN = 50
 
 
 @dataclass
@@ -149,15 +157,45 @@ def load_or_build_index(
     return index, lexical
 
 
+def labelled_examples(index: ExampleIndex) -> int:
+    """Examples carrying attribute values: what fitting the extractor costs grows with them."""
+    return sum(1 for ex in index if ex.attribute_values)
+
+
+def fit_extractor(
+    snapshot: Snapshot, index: ExampleIndex, progress: StartupProgress | None = None
+) -> AttributeExtractor:
+    """The attribute extractor for this taxonomy version and these examples: the taxonomy's
+    value names, and what the examples' attribute values teach. ~0.1 s for the default
+    taxonomy and the shipped examples (which carry no attribute values); ~0.05 s more per
+    labelled example on 2 cores (docs/benchmarks.md)."""
+    labelled = labelled_examples(index)
+    what = f"fitting the attribute extractor on {labelled:,} examples with attribute values"
+    started = time.perf_counter()
+    with _step(progress, what, when=labelled >= EXTRACTOR_STEP_MIN):
+        extractor = AttributeExtractor.fit(snapshot, list(index))
+    log.info("attribute extractor fitted", extra={
+        "taxonomy_version": snapshot.version, "examples": len(index), "labelled": labelled,
+        "seconds": round(time.perf_counter() - started, 3),
+    })
+    return extractor
+
+
 def build_runtime(
     settings: Settings,
     *,
     pipeline: str | None = None,
     llm: LLMBackend | None = None,
     progress: StartupProgress | None = None,
+    attributes: AttributeSelection | None = None,
+    eager_extractor: bool = True,
 ) -> Runtime:
     """``progress`` hears about the steps that do real work (a first start's seeding,
-    embedding, training); a start that finds everything in place reports nothing."""
+    embedding, training); a start that finds everything in place reports nothing.
+
+    ``attributes``: the selection used when a call does not say (default: the settings').
+    ``eager_extractor``: fit the attribute extractor now (the service: never inside a
+    request) rather than on the first product that asks for attributes."""
     private_data_dir(settings.data_dir)
     store = TaxonomyStore(settings.taxonomy_db_url)
     with _step(progress, "importing the packaged taxonomy into the store (first start)", when=store.version == 0):
@@ -169,11 +207,14 @@ def build_runtime(
         llm_weight=settings.tagging.llm_weight,
         review_threshold=settings.tagging.review_threshold,
         reask_budget=settings.tagging.reask_budget,
+        attributes=settings.tagging.attributes if attributes is None else attributes,
+        attribute_review_threshold=settings.tagging.attribute_review_threshold,
     )
     backend = llm
     if backend is None and cfg.pipeline in LLM_PIPELINES:
         backend = backend_from_settings(settings)
     with embedding_step(embedder, progress, "embedding the taxonomy's node texts for search"):
         generator = CandidateGenerator(embedder, snap, index, lexical=lexical)
-    tagger = Tagger(generator, backend, config=cfg)
+    extractor = fit_extractor(snap, index, progress) if eager_extractor else None
+    tagger = Tagger(generator, backend, config=cfg, extractor=extractor)
     return Runtime(store, embedder, index, backend, tagger, lexical)

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from serve.attribute_selection import SelectionField
+
 
 def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/tagsmith`` (``~/.local/share/tagsmith``): all state lives below it."""
@@ -82,6 +84,16 @@ class TaggingSettings(BaseModel):
     )
     review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")
     reask_budget: int = Field(default=2, ge=0, le=5)
+    attributes: SelectionField = Field(
+        default="on",
+        description="which of the chosen category's attributes to tag when a request does not "
+        "say (`?attributes=`, `--attributes`): on (all), off (none), or a list of attribute ids "
+        "or names (TOML list; env as JSON, e.g. '[\"Color\", \"Size\"]')",
+    )
+    attribute_review_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="needs_review when an attribute value's confidence is below this",
+    )
 
 
 class ServerSettings(BaseModel):

@@ -11,8 +11,11 @@ This module builds the API's services and hands them over in :class:`AppState`
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Sequence
 
+from agent.contract import TagResult
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES
 from retrieval import IndexStore
@@ -22,11 +25,12 @@ from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
+from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.feedback import FeedbackStore
 from serve.filemodes import private_data_dir
-from serve.jobs import JobStore, JobWorker
+from serve.jobs import JobItem, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
@@ -77,6 +81,15 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     )
 
 
+def tag_job_items(tagging: TaggingState, items: Sequence[JobItem]) -> list[TagResult]:
+    """Tag job lines in order, each run of lines asking for the same attributes together."""
+    results: list[TagResult] = []
+    for _, run in itertools.groupby(items, key=lambda item: selection_key(item.selection)):
+        group = list(run)
+        results += tagging.tag([item.product for item in group], group[0].selection)
+    return results
+
+
 def load_services(state: AppState) -> Services:
     """Build the heavy runtime (embedder, taxonomy snapshot, index, LLM) and the services
     over it. Slow: runs in a thread; the batcher and the jobs worker are not started yet."""
@@ -94,19 +107,22 @@ def load_services(state: AppState) -> Services:
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
         embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
     )
+    problem = selection_problem(tagging.snapshot, settings.tagging.attributes)
+    if problem is not None:  # a typo in the configuration: every default request would get none
+        log.warning(f"tagging.attributes: {problem}")
     batcher = Batcher(
         tagging.tag, metrics, max_batch=settings.limits.max_batch_items,
         max_queue=settings.limits.max_queue_items, workers=settings.server.engine_workers,
     )
     worker = JobWorker(
-        state.job_store, lambda items: tagging.tag([i.product for i in items]), metrics,
+        state.job_store, lambda items: tag_job_items(tagging, items), metrics,
         batch_size=settings.jobs.batch_size,
         fail_when_degraded=settings.server.on_llm_unavailable == "error",
     )
     return Services(
         tagging=tagging, batcher=batcher, worker=worker,
-        tags=TagService(batcher, settings, metrics),
-        jobs=JobService(state.job_store, worker, settings),
+        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot),
+        jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot),
         taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
         feedback=FeedbackService(tagging, runtime.embedder, state.feedback_store),
         close=runtime.close,

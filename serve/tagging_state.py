@@ -9,6 +9,11 @@ snapshot, example index and lexical classifier; and the ways a new one is made.
   new generation and swap: readers never see an index being modified. Small indexes get
   their lexical classifier retrained within the update, big ones in the background.
 - **Refresh** picks up taxonomy versions and index generations other processes published.
+- **The attribute extractor** is fitted on the view's taxonomy version and examples when the
+  view is built, never inside a request: within the update when few examples carry
+  attribute values (:data:`EXTRACTOR_SYNC_MAX`), else in the background, debounced, while
+  the view serves with the previous extractor (its answers are still validated against the
+  view's own snapshot: a stale extractor may miss values, never return off-schema ones).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from agent.contract import Product, TagResult
+from agent.attributes import AttributeExtractor
+from agent.contract import AttributeSelection, Product, TagResult
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES, Tagger
 from retrieval import (
@@ -30,6 +36,7 @@ from retrieval import (
     LexicalClassifier,
 )
 from serve.metrics import Metrics
+from serve.runtime import fit_extractor, labelled_examples
 from taxonomy import Snapshot, TaxonomyStore
 
 log = logging.getLogger("tagsmith.engine")
@@ -39,6 +46,12 @@ T = TypeVar("T")
 #: (~3 s per 1,000 on 2 cores); bigger indexes retrain in the background, debounced
 LEXICAL_SYNC_MAX = 1000
 LEXICAL_RETRAIN_DELAY_S = 10.0
+#: up to this many examples with attribute values the attribute extractor is refitted within
+#: the view change (~0.06-0.1 s each on 2 busy cores once the ranker trains, plus ~0.1-0.4 s
+#: for the default taxonomy's values; docs/benchmarks.md); with more, in the background,
+#: debounced, the previous extractor serving meanwhile
+EXTRACTOR_SYNC_MAX = 20
+EXTRACTOR_REFIT_DELAY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,9 @@ class TaggingView:
     index: ExampleIndex
     lexical: LexicalClassifier | None
     index_generation: str | None
+    extractor_stale: bool = False
+    """The tagger's attribute extractor was fitted on an earlier taxonomy version or index
+    (a refit is scheduled)."""
 
     @property
     def snapshot(self) -> Snapshot:
@@ -74,10 +90,13 @@ class TaggingState:
         self.embedder = embedder
         self.metrics = metrics
         lexical = tagger.generator.lexical  # the classifier the tagger uses
+        _ = tagger.extractor  # fitted now (if the runtime did not), not by the first request
         self._view = TaggingView(tagger, index, lexical, generation)
         self._swap_lock = threading.Lock()  # one view builder at a time
         self._index_lock = threading.Lock()  # one index writer at a time
         self._retrain_timer: threading.Timer | None = None
+        self._refit_timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
         self._observe(self._view)
 
     # ---- reading -----------------------------------------------------------------------
@@ -99,10 +118,13 @@ class TaggingState:
         tagger = self._view.tagger
         return tagger.llm if tagger.config.pipeline in LLM_PIPELINES else None
 
-    def tag(self, products: Sequence[Product]) -> list[TagResult]:
+    def tag(
+        self, products: Sequence[Product], attributes: AttributeSelection | None = None
+    ) -> list[TagResult]:
         """Tag in the calling thread, all against one view. Each result says itself whether
-        it was answered without the LLM because the backend was down (evidence.llm.degraded)."""
-        return self._view.tagger.tag_many(products)
+        it was answered without the LLM because the backend was down (evidence.llm.degraded).
+        ``attributes``: which attributes to tag (None: the configured default)."""
+        return self._view.tagger.tag_many(products, attributes=attributes)
 
     # ---- swapping ----------------------------------------------------------------------
     def _observe(self, view: TaggingView) -> None:
@@ -123,7 +145,9 @@ class TaggingState:
         def build(cur: TaggingView) -> TaggingView | None:
             if snapshot.version <= cur.snapshot.version:
                 return None
-            return replace(cur, tagger=_retarget(cur.tagger, cur.tagger.generator.with_snapshot(snapshot)))
+            extractor, stale = self._extractor_for(cur, snapshot, cur.index)
+            generator = cur.tagger.generator.with_snapshot(snapshot)
+            return replace(cur, tagger=_retarget(cur.tagger, generator, extractor), extractor_stale=stale)
 
         before = self._view
         view = self._swap(build)
@@ -140,9 +164,65 @@ class TaggingState:
                 old.embedder, old.snapshot, index, config=old.config,
                 taxonomy_index=old.taxonomy_index, lexical=lexical,
             )
-            return TaggingView(_retarget(cur.tagger, generator), index, lexical, generation)
+            extractor, stale = self._extractor_for(cur, old.snapshot, index)
+            return TaggingView(_retarget(cur.tagger, generator, extractor), index, lexical, generation, stale)
 
         return self._swap(build)
+
+    # ---- the attribute extractor -------------------------------------------------------
+    def _extractor_for(
+        self, cur: TaggingView, snapshot: Snapshot, index: ExampleIndex
+    ) -> tuple[AttributeExtractor, bool]:
+        """The extractor of a view over ``snapshot`` and ``index`` being built from ``cur``,
+        and whether it is stale: the current one when it was fitted on the same (an index
+        republished with a retrained classifier), a new one fitted now when that is quick,
+        else the current one, stale, until the background refit replaces it."""
+        extractor = cur.tagger.extractor
+        if cur.snapshot is snapshot and cur.index is index and not cur.extractor_stale:
+            return extractor, False
+        if labelled_examples(index) <= EXTRACTOR_SYNC_MAX:
+            try:
+                return self._fit(snapshot, index), False
+            except Exception:  # never fail an edit or an index update over it: keep the old one
+                log.exception("attribute extractor fit failed; the previous one keeps serving")
+                return extractor, False
+        self._schedule_refit()
+        return extractor, True
+
+    def _fit(self, snapshot: Snapshot, index: ExampleIndex) -> AttributeExtractor:
+        with self.metrics.extractor_fit.time():
+            return fit_extractor(snapshot, index)
+
+    def _schedule_refit(self) -> None:
+        with self._timer_lock:
+            if self._refit_timer is not None:
+                self._refit_timer.cancel()  # debounce: one fit after a burst of changes
+            timer = threading.Timer(EXTRACTOR_REFIT_DELAY_S, self._refit)
+            timer.daemon = True
+            self._refit_timer = timer
+            timer.start()
+
+    def _refit(self) -> None:
+        """Fit the extractor of the current view (if stale) aside, then swap it in unless the
+        view changed meanwhile (that change scheduled its own refit)."""
+        view = self._view
+        if not view.extractor_stale:
+            return
+        try:
+            extractor = self._fit(view.snapshot, view.index)
+        except Exception:  # the stale extractor keeps serving; the next change retries
+            log.exception("attribute extractor refit failed")
+            return
+
+        def build(cur: TaggingView) -> TaggingView | None:
+            if cur.snapshot is not view.snapshot or cur.index is not view.index or not cur.extractor_stale:
+                return None
+            tagger = _retarget(cur.tagger, cur.tagger.generator, extractor)
+            return replace(cur, tagger=tagger, extractor_stale=False)
+
+        if self._swap(build).tagger.extractor is extractor:
+            log.info("attribute extractor refitted", extra={
+                "taxonomy_version": view.snapshot.version, "examples": len(view.index)})
 
     # ---- publishing --------------------------------------------------------------------
     def update_index(self, change: Callable[[ExampleIndex], T]) -> tuple[T, TaggingView]:
@@ -203,8 +283,14 @@ class TaggingState:
     def stop(self) -> None:
         if self._retrain_timer is not None:
             self._retrain_timer.cancel()
+        with self._timer_lock:
+            if self._refit_timer is not None:
+                self._refit_timer.cancel()
 
 
-def _retarget(old: Tagger, generator: CandidateGenerator) -> Tagger:
-    """The same tagger (LLM, config, prompts, validator) over another generator."""
-    return Tagger(generator, old.llm, config=old.config, prompts=old.prompts, validator=old.validator)
+def _retarget(old: Tagger, generator: CandidateGenerator, extractor: AttributeExtractor) -> Tagger:
+    """The same tagger (LLM, config, prompts, validator) over another generator and extractor."""
+    return Tagger(
+        generator, old.llm, config=old.config, prompts=old.prompts, validator=old.validator,
+        extractor=extractor,
+    )

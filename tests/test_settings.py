@@ -45,3 +45,21 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_data_dir() == tmp_path / "tagsmith"
+
+
+def test_attribute_selection_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert (Settings().tagging.attributes, Settings().tagging.attribute_review_threshold) == ("on", 0.5)
+    monkeypatch.setenv("TAGSMITH_TAGGING__ATTRIBUTES", "off")
+    assert load_settings().tagging.attributes == "off"
+    monkeypatch.setenv("TAGSMITH_TAGGING__ATTRIBUTES", '["Color", "Size"]')
+    assert load_settings().tagging.attributes == ["Color", "Size"]
+    config = tmp_path / "tagsmith.toml"
+    config.write_text('[tagging]\nattributes = ["Fabric"]\nattribute_review_threshold = 0.7\n')
+    monkeypatch.delenv("TAGSMITH_TAGGING__ATTRIBUTES")
+    monkeypatch.setenv("TAGSMITH_CONFIG", str(config))
+    s = load_settings()
+    assert (s.tagging.attributes, s.tagging.attribute_review_threshold) == (["Fabric"], 0.7)
+    for bad in ("all", "[]", '[" "]'):
+        monkeypatch.setenv("TAGSMITH_TAGGING__ATTRIBUTES", bad)
+        with pytest.raises(ValidationError):
+            load_settings()

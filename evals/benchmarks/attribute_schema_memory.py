@@ -13,7 +13,15 @@ for the current taxonomy version:
 - ``+ graph``: the networkx graph (``Snapshot.graph``; built on first use only, the service
   does not use it today);
 - ``+ attributes_for``: ``attributes_for`` of every active leaf, kept (an upper bound for a
-  per-category cache of the attribute lists).
+  per-category cache of the attribute lists);
+- ``+ extractor``: the attribute extractor the service fits when a view is built
+  (as ``serve.runtime.fit_extractor``: the taxonomy's value names and what the shipped
+  examples teach), its fit time as ``fit_s``;
+- ``+ tagger, requests``: the tagger over that snapshot, the shipped examples' index and the
+  extractor, after tagging :data:`PRODUCTS` with attributes on (what a served request leaves
+  behind). Its candidate generator embeds with the hashing embedder, not MiniLM, to keep the
+  run short: its memory is the same with and without attributes, so the difference between
+  the two rows is still the attribute schema's.
 
 Also the load time (median of the repeats) and the peak RSS while loading, and, for the
 store's history cache (``taxonomy.store.HISTORY_BUDGET``, counted in nodes + values), the
@@ -38,7 +46,13 @@ import time
 from pathlib import Path
 
 BUDGET_MB = 300.0
-STAGES = ("snapshot", "+ indexes", "+ graph", "+ attributes_for")
+STAGES = ("snapshot", "+ indexes", "+ graph", "+ attributes_for", "+ extractor", "+ tagger, requests")
+PRODUCTS = (
+    "Levi's 501 Original Fit men's jeans, dark stonewash denim, 32x32",
+    "Apple iPhone 12 128GB red, brand new sealed",
+    "Stainless steel french press coffee maker 1 l",
+    "Women's merino wool hiking socks, grey, size M, 3 pairs",
+)
 
 
 def _rss_mb() -> float:
@@ -83,6 +97,27 @@ def child(path: str) -> dict[str, float]:
     gc.collect()
     out["+ attributes_for"] = _rss_mb() - base
     out["values"] = sum(len(a.values) for a in snap.attributes.values())
+
+    from agent.attributes import AttributeExtractor
+    from agent.contract import Product
+    from agent.tagger import Tagger
+    from retrieval import CandidateGenerator, HashingEmbedder, build_index, packaged_examples
+
+    embedder = HashingEmbedder()
+    index = build_index(embedder, packaged_examples())  # not counted: the same in both rows
+    gc.collect()
+    base_index = _rss_mb()
+    started = time.perf_counter()
+    extractor = AttributeExtractor.fit(snap, list(index))  # as serve.runtime.fit_extractor does
+    out["fit_s"] = time.perf_counter() - started
+    gc.collect()
+    out["+ extractor"] = out["+ attributes_for"] + _rss_mb() - base_index
+    tagger = Tagger(CandidateGenerator(embedder, snap, index), None, extractor=extractor)
+    results = tagger.tag_many([Product(id=str(i), title=t) for i, t in enumerate(PRODUCTS)], attributes="on")
+    keep += [extractor, tagger, results]
+    gc.collect()
+    out["+ tagger, requests"] = out["+ attributes_for"] + _rss_mb() - base_index
+    out["attribute_values"] = sum(len(a.values) for r in results for a in r.attributes)
     return out
 
 
@@ -154,10 +189,12 @@ def main() -> None:
         history = {name: run(path, "--history-child") for name, path in files.items()}
     median = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, median of {args.repeats} fresh processes\n")
-    print("| taxonomy | values | load (s) | peak while loading (MB) | " + " | ".join(f"{s} (MB)" for s in STAGES) + " |")
-    print("|---|---:|---:|---:|" + "---:|" * len(STAGES))
+    print("| taxonomy | values | load (s) | peak while loading (MB) | extractor fit (s) | "
+          + " | ".join(f"{s} (MB)" for s in STAGES) + " | attribute values in the answers |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(STAGES) + "---:|")
     for name, m in median.items():
-        cells = [f"{m['values']:,.0f}", f"{m['load_s']:.2f}", f"{m['peak_mb']:.1f}", *(f"{m[s]:.1f}" for s in STAGES)]
+        cells = [f"{m['values']:,.0f}", f"{m['load_s']:.2f}", f"{m['peak_mb']:.1f}", f"{m['fit_s']:.2f}",
+                 *(f"{m[s]:.1f}" for s in STAGES), f"{m['attribute_values']:.0f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     cats, full = median["categories only"], median["default (with attributes)"]
     added = {s: full[s] - cats[s] for s in STAGES}

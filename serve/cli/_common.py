@@ -13,6 +13,9 @@ from serve.settings import Settings, load_settings
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from agent.contract import AttributeSelection
+    from taxonomy import Snapshot
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -21,6 +24,35 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error to stderr and exit: the CLI never shows a traceback for user errors."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+ATTRIBUTES_HELP = (
+    "attributes to tag: on (all of the category's), off (none), or ids / names, comma-separated "
+    "(e.g. Color,Size); default: tagging.attributes"
+)
+
+
+def attribute_selection(flag: str | None) -> AttributeSelection | None:
+    """``--attributes`` as a selection (None: not given); a bad value fails the command."""
+    if flag is None:
+        return None
+    from serve.attribute_selection import parse_flag
+
+    try:
+        return parse_flag(flag)
+    except ValueError as exc:
+        fail(f"--attributes: {exc}")
+
+
+def check_selection(snapshot: Snapshot, selection: AttributeSelection | None) -> None:
+    """Fail when none of the names asked for is an attribute of the taxonomy."""
+    from serve.attribute_selection import selection_problem
+
+    problem = selection_problem(
+        snapshot, selection, listed_by="`tagsmith taxonomy show CATEGORY` lists a category's"
+    )
+    if problem is not None:
+        fail(f"--attributes: {problem}")
 
 
 def settings() -> Settings:

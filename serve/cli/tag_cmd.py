@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from serve.cli._common import StepProgress, console, fail, settings
+from serve.cli._common import (
+    ATTRIBUTES_HELP,
+    StepProgress,
+    attribute_selection,
+    check_selection,
+    console,
+    fail,
+    settings,
+)
 
 
 def tag(
@@ -17,6 +25,7 @@ def tag(
     pipeline: Annotated[
         str | None, typer.Option(help="knn | zero-shot | rag | cascade (default from settings)")
     ] = None,
+    attributes: Annotated[str | None, typer.Option("--attributes", help=ATTRIBUTES_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result contract as JSON")] = False,
 ) -> None:
     from pydantic import ValidationError
@@ -29,6 +38,7 @@ def tag(
 
     if pipeline is not None and pipeline not in ("hybrid", "knn", "zero-shot", "rag", "cascade"):
         fail(f"unknown pipeline {pipeline!r}: use hybrid, knn, zero-shot, rag or cascade")
+    selection = attribute_selection(attributes)
     try:
         product = Product(title=title, description=description, category_text=category_text)
     except ValidationError as exc:
@@ -36,10 +46,16 @@ def tag(
     try:
         # a first start (empty data directory) reports its slow steps on stderr
         with StepProgress() as progress:
-            runtime = build_runtime(settings(), pipeline=pipeline, progress=progress)
+            config = settings()
+            wanted = config.tagging.attributes if selection is None else selection
+            runtime = build_runtime(
+                config, pipeline=pipeline, progress=progress, attributes=selection,
+                eager_extractor=wanted != "off",
+            )
     except (LLMError, RetrievalError, TaxonomyError) as exc:
         fail(str(exc))
     try:
+        check_selection(runtime.tagger.snapshot, selection)
         result = runtime.tagger.tag(product)
     finally:
         runtime.close()
@@ -52,5 +68,13 @@ def tag(
     for t in result.tags:
         table.add_row(t.id, " > ".join(t.path), f"{t.confidence:.2f}")
     console.print(table)
+    if result.attributes:
+        attrs = Table(title="attributes")
+        for col in ("attribute", "value", "confidence", "from"):
+            attrs.add_column(col, overflow="fold")
+        for a in result.attributes:
+            for v in a.values:
+                attrs.add_row(a.name, v.value, f"{v.confidence:.2f}", v.evidence.source)
+        console.print(attrs)
     if result.needs_review:
         console.print("[yellow]needs review[/]")

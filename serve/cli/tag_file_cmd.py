@@ -17,7 +17,15 @@ from typing import Annotated, Any
 
 import typer
 
-from serve.cli._common import StepProgress, console, fail, settings
+from serve.cli._common import (
+    ATTRIBUTES_HELP,
+    StepProgress,
+    attribute_selection,
+    check_selection,
+    console,
+    fail,
+    settings,
+)
 
 
 def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
@@ -53,8 +61,11 @@ def tag_file(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL of results (appended, resumable)", dir_okay=False)],
     pipeline: Annotated[str | None, typer.Option(help="hybrid | knn | zero-shot | rag | cascade (default from settings)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="products per batch")] = 32,
+    attributes: Annotated[str | None, typer.Option("--attributes", help=ATTRIBUTES_HELP)] = None,
 ) -> None:
-    """Tag every product of a JSONL file; re-run the same command to resume."""
+    """Tag every product of a JSONL file; re-run the same command to resume. Each result
+    line is the tagging contract (attributes included; needs_review also flags attribute
+    values below tagging.attribute_review_threshold)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -73,6 +84,7 @@ def tag_file(
         fail(f"unknown pipeline {pipeline!r}: use hybrid, knn, zero-shot, rag or cascade")
     if output.resolve() == input_file.resolve():
         fail("the output file must not be the input file")
+    selection = attribute_selection(attributes)
     errors_file = output.with_name(output.name + ".errors.jsonl")
     done = set(resume_keys(output))
     errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
@@ -93,11 +105,17 @@ def tag_file(
     if todo:
         try:
             with StepProgress() as progress:
-                runtime = build_runtime(settings(), pipeline=pipeline, progress=progress)
+                config = settings()
+                wanted = config.tagging.attributes if selection is None else selection
+                runtime = build_runtime(
+                    config, pipeline=pipeline, progress=progress, attributes=selection,
+                    eager_extractor=wanted != "off",
+                )
         except (LLMError, RetrievalError, TaxonomyError) as exc:
             fail(str(exc))
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
+            check_selection(runtime.tagger.snapshot, selection)
             with Progress(*columns, console=console) as bar:
                 task = bar.add_task("tag", total=total, completed=len(done))
                 for start in range(0, len(todo), batch_size):

@@ -10,28 +10,56 @@ upload is never read), then discards the upload, or finishes it and commits it
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Sequence
 
-from serve.jobs.input import JobInputParser
+from agent.contract import AttributeSelection
+from serve.jobs.input import JobInputParser, JobItem
 from serve.jobs.store import JobStore, StagedJob
 
 
+def fingerprint(body_sha256: str, attributes: AttributeSelection | None) -> str:
+    """What an Idempotency-Key retry must repeat: the body, and the job's ``?attributes=``
+    (a job without it keeps the body's SHA-256, as before the option existed)."""
+    if attributes is None:
+        return body_sha256
+    options = json.dumps({"attributes": attributes}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(f"{body_sha256}\n{options}".encode()).hexdigest()
+
+
 class JobUpload:
-    def __init__(self, store: JobStore, *, max_items: int, max_line_bytes: int, max_depth: int) -> None:
-        self._parser = JobInputParser(max_items=max_items, max_line_bytes=max_line_bytes, max_depth=max_depth)
+    def __init__(
+        self, store: JobStore, *, max_items: int, max_line_bytes: int, max_depth: int,
+        attributes: AttributeSelection | None = None,
+        check_attributes: Callable[[AttributeSelection], str | None] | None = None,
+    ) -> None:
+        """``attributes``: the job's selection, staged on every line that does not give its own."""
+        self._parser = JobInputParser(
+            max_items=max_items, max_line_bytes=max_line_bytes, max_depth=max_depth,
+            check_attributes=check_attributes,
+        )
         self._sha256 = hashlib.sha256()  # of the body as sent: the idempotency fingerprint
+        self._attributes = attributes
         self.staged: StagedJob = store.stage()
+
+    def _with_default(self, items: Sequence[JobItem]) -> Sequence[JobItem]:
+        default = self._attributes
+        if default is None:
+            return items
+        return [i if i.attributes is not None else i.model_copy(update={"attributes": default}) for i in items]
 
     def feed(self, chunk: bytes) -> None:
         """Check (and stage) the lines ``chunk`` completes; raises JobInputError to stop."""
         self._sha256.update(chunk)
-        self.staged.write(self._parser.feed(chunk))
+        self.staged.write(self._with_default(self._parser.feed(chunk)))
 
     def finish(self) -> str:
-        """Check the last line, make the staged input durable; the body's SHA-256 (hex).
+        """Check the last line, make the staged input durable; the fingerprint of the body
+        (its SHA-256, hex) and the job's options (:func:`fingerprint`).
         Raises JobInputError for the problems found on the way."""
-        self.staged.write(self._parser.finish())
+        self.staged.write(self._with_default(self._parser.finish()))
         self.staged.seal()
-        return self._sha256.hexdigest()
+        return fingerprint(self._sha256.hexdigest(), self._attributes)
 
     def discard(self) -> None:
         self.staged.discard()

@@ -1,4 +1,5 @@
-"""A job's input: JSONL, one ``{"custom_id": "…", "product": {…}}`` per line, checked line by line.
+"""A job's input: JSONL, one ``{"custom_id": "…", "product": {…}}`` per line (optionally with
+``"attributes"``: on, off or attribute ids / names for that line), checked line by line.
 
 The upload is validated as it streams in (:class:`JobInputParser`), and a job is accepted
 only when every line is valid, so a job never stops halfway on a bad line: the client gets
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from agent.contract import Product
+from agent.contract import AttributeSelection, Product
+from serve.attribute_selection import SelectionField, parse_selection
 from serve.jsonlimits import JsonTooDeep, loads
 
 MAX_PROBLEMS = 20
@@ -39,6 +42,17 @@ class JobItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     custom_id: CustomId = Field(description="your id for this line; each result carries it")
     product: Product
+    attributes: SelectionField | None = Field(
+        default=None,
+        description="which attributes to tag for this line: on, off or attribute ids / names "
+        "(default: the job's `?attributes=`, else the server's tagging.attributes)",
+    )
+
+    @property
+    def selection(self) -> AttributeSelection | None:
+        return None if self.attributes is None else parse_selection(
+            [self.attributes] if isinstance(self.attributes, str) else self.attributes
+        )
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,12 @@ class JobInputParser:
     Both raise :class:`JobInputError` to stop reading; :meth:`finish` also raises it for the
     problems collected on the way, or when there was no line at all."""
 
-    def __init__(self, *, max_items: int, max_line_bytes: int, max_depth: int) -> None:
+    def __init__(
+        self, *, max_items: int, max_line_bytes: int, max_depth: int,
+        check_attributes: Callable[[AttributeSelection], str | None] | None = None,
+    ) -> None:
+        """``check_attributes``: why a line's attribute selection cannot be served (None: fine)."""
+        self.check_attributes = check_attributes
         self.max_items = max_items
         self.max_line_bytes = max_line_bytes
         self.max_depth = max_depth
@@ -132,7 +151,12 @@ class JobInputParser:
         """The line's item, or None after recording its problem(s)."""
         lineno = self._lineno
         try:
-            return JobItem.model_validate(loads(line, max_depth=self.max_depth))
+            item = JobItem.model_validate(loads(line, max_depth=self.max_depth))
+            selection = item.selection
+            problem = self.check_attributes(selection) if selection is not None and self.check_attributes else None
+            if problem is None:
+                return item
+            self.problems.append(Problem(lineno, ("attributes",), problem))
         except UnicodeDecodeError as exc:
             self.problems.append(Problem(lineno, (), f"the line is not UTF-8 (byte {exc.start + 1})"))
         except JsonTooDeep as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.helpers import copy_data_dir, seed_data_dir
+from tests.serve.helpers import copy_data_dir, seed_data_dir, shop_attributes_document
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,19 @@ def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("shop-template") / "data"
     seed_data_dir(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def attrs_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shop with attributes (Color, Material, Brand, Size), seeded once per session."""
+    path = tmp_path_factory.mktemp("attrs-template") / "data"
+    seed_data_dir(path, document=shop_attributes_document())
+    return path
+
+
+@pytest.fixture
+def attrs_dir(attrs_template: Path, tmp_path: Path) -> Path:
+    return copy_data_dir(attrs_template, tmp_path / "data")
 
 
 @pytest.fixture

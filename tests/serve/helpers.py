@@ -23,7 +23,7 @@ from serve.app import create_app
 from serve.keys import SCOPES, KeyStore, key_store_path
 from serve.runtime import embedder_from_settings
 from serve.settings import Settings
-from taxonomy import Node, TaxonomyDocument, TaxonomyStore
+from taxonomy import Attribute, Node, TaxonomyDocument, TaxonomyStore
 
 REPO = Path(__file__).resolve().parents[2]
 TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
@@ -56,6 +56,33 @@ def shop_document() -> TaxonomyDocument:
         {"id": "toys/blocks", "name": "Building Blocks", "parent": "toys"},
     ]
     return TaxonomyDocument(name="tiny shop", source_version="t1", nodes=tuple(n(r) for r in rows))
+
+
+def _closed(attr_id: str, name: str, values: list[str], **extra: Any) -> Attribute:
+    return Attribute.model_validate({
+        "id": attr_id, "name": name, **extra,
+        "values": [{"id": f"{attr_id}/{v.lower().replace(' ', '-')}", "name": v} for v in values],
+    })
+
+
+def shop_attributes_document() -> TaxonomyDocument:
+    """The shop taxonomy with attributes (as the default taxonomy has): Color and Material
+    (closed; Material multi-valued) on Apparel, Material also on Cookware, Brand (open) on
+    every vertical, Size (open) on Shoes."""
+    doc = shop_document()
+    attrs = (
+        _closed("color", "Color", ["Black", "White", "Grey", "Navy", "Red", "Blue"]),
+        _closed("material", "Material", ["Cotton", "Wool", "Leather", "Fleece", "Cast iron", "Stainless steel"],
+                cardinality="multi"),
+        Attribute(id="brand", name="Brand", open_values=True, value_type="name"),
+        Attribute(id="size", name="Size", open_values=True, value_type="text"),
+    )
+    attached = {
+        "apparel": ("color", "material", "brand"), "kitchen": ("brand",), "electronics": ("brand",),
+        "toys": ("brand",), "kitchen/cookware": ("material",), "apparel/shoes": ("size",),
+    }
+    nodes = tuple(n.model_copy(update={"attributes": attached.get(n.id, ())}) for n in doc.nodes)
+    return doc.model_copy(update={"nodes": nodes, "attributes": attrs, "name": "tiny shop with attributes"})
 
 
 _EXAMPLES = {
@@ -101,13 +128,14 @@ def service_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def seed_data_dir(data_dir: Path, **overrides: Any) -> None:
-    """The shop taxonomy (version 1) and its examples as the published index (embedded by
-    the hashing embedder unless ``overrides`` say otherwise)."""
+def seed_data_dir(data_dir: Path, *, document: TaxonomyDocument | None = None, **overrides: Any) -> None:
+    """The shop taxonomy (version 1; ``document`` instead, e.g. :func:`shop_attributes_document`)
+    and its examples as the published index (embedded by the hashing embedder unless
+    ``overrides`` say otherwise)."""
     settings = service_settings(data_dir, **overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
     with TaxonomyStore(settings.taxonomy_db_url) as store:
-        snap = store.import_document(shop_document(), expected_version=0, author="tests")
+        snap = store.import_document(document or shop_document(), expected_version=0, author="tests")
     embedder = embedder_from_settings(settings)
     index = build_index(embedder, shop_examples())
     IndexStore(data_dir / "index").publish(

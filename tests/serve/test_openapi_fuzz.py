@@ -35,14 +35,18 @@ SCOPES = ("tags", "feedback", "taxonomy:write", "admin")
 DOCUMENTED: dict[tuple[str, str], frozenset[str]] = {
     # validity depends on the taxonomy's current state (tags must be active leaves; edits must
     # name existing nodes, new ids must be unused): no static schema can say that
-    ("POST /v1/feedback", "positive_data_acceptance"): frozenset({"invalid_tags"}),
+    ("POST /v1/feedback", "positive_data_acceptance"): frozenset({"invalid_tags", "invalid_attribute_values"}),
+    # ... and so does whether an attribute name in ?attributes= exists (422 only when none of
+    # the names is an attribute of the taxonomy in use)
+    ("POST /v1/tags", "positive_data_acceptance"): frozenset({"unknown_attributes"}),
+    ("POST /v1/tags:batch", "positive_data_acceptance"): frozenset({"unknown_attributes"}),
     # ... and If-Match must name the current version (412), or be sent at all (428, RFC 6585)
     ("POST /v1/taxonomy/edits", "positive_data_acceptance"): frozenset(
         {"edit_rejected", "precondition_failed", "precondition_required"}
     ),
     # the body is JSONL text whose lines are validated as JobLine: a text/plain string schema
     # cannot express that
-    ("POST /v1/jobs", "positive_data_acceptance"): frozenset({"invalid_job_input"}),
+    ("POST /v1/jobs", "positive_data_acceptance"): frozenset({"invalid_job_input", "unknown_attributes"}),
     # the body-size limit is checked before the body is parsed: an oversized invalid body is a
     # 413 (documented on every operation with a body), not a 422
     ("*", "negative_data_rejection"): frozenset({"request_too_large"}),
@@ -76,8 +80,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def app(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Path]]:
-    data = copy_data_dir(shop_template, tmp_path_factory.mktemp("fuzz") / "data")
+def app(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Path]]:
+    # the shop with attributes: the examples' ?attributes=Color&attributes=Size are served
+    data = copy_data_dir(attrs_template, tmp_path_factory.mktemp("fuzz") / "data")
     make_keys(data)  # the service refuses to start without a key
     # generous rate limit: the fuzzer is one client sending as fast as it can
     application = create_app(service_settings(data, limits={"rate_per_s": 1e6, "rate_burst": 1_000_000}))

@@ -61,6 +61,11 @@ def test_readme_api_examples_work_as_written(tmp_path: Path) -> None:
         out = run.stdout
         assert '"status":"ok"' in out and '"id":"sku-1"' in out and 'etag: "1"' in out.lower()
         assert '"added":["acme/loyalty-cards"]' in out and '"example_id":"sku-77"' in out
+        # attributes: only the named ones, from Shopify's lists, with their evidence; feedback
+        # stores corrected values by id
+        assert '"name":"Fabric","values":[{"value_id":"gid://shopify/TaxonomyValue/364","value":"Denim"' in out
+        assert '"name":"Size","values":[{"value_id":"gid://shopify/TaxonomyValue/639","value":"32"' in out
+        assert '"example_id":"sku-501"' in out and '"gid://shopify/TaxonomyAttribute/1":["gid://shopify/TaxonomyValue/' in out
         job = httpx.get(f"http://127.0.0.1:{port}/v1/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
         assert job["total"] == 1 and job["items"][0]["counts"]["total"] == 2
         # one JSON log line per request, with its request id

@@ -12,6 +12,7 @@ from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
 from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
+from serve.api.tags.protocol import ATTRIBUTES_422, AttributesQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="the id returned at creation")]
@@ -21,7 +22,9 @@ _JOB_INPUT: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": 'JSONL: one {"custom_id": "…", "product": {…}} per line (at most '
-        "limits.max_job_items lines, limits.max_job_bytes bytes); validated whole before the job is accepted. "
+        "limits.max_job_items lines, limits.max_job_bytes bytes), optionally with \"attributes\" "
+        "(on, off, or a list of attribute ids / names) for that line instead of the job's "
+        "`?attributes=`; validated whole before the job is accepted. "
         "Declared as text/plain, UTF-8; sent as application/jsonl or application/x-ndjson it reads the same",
         # only text/plain is declared: fuzzers and generated clients cannot serialize a media
         # type they do not know (schemathesis refuses the whole operation), and every one of
@@ -42,14 +45,14 @@ _JOB_INPUT: dict[str, Any] = {
 }
 _RESULTS: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": 'JSONL, one line per custom_id: {"custom_id", "result" (the tagging contract) '
-        'or null, "degraded", "error" ({"code", "message"}) or null}; in input order',
+        "description": 'JSONL, one line per custom_id: {"custom_id", "result" (the tagging contract, '
+        'attributes included) or null, "degraded", "error" ({"code", "message"}) or null}; in input order',
         "content": {JSONL: {"schema": {"type": "string"}, "example": RESULT_LINE_EXAMPLE}},
     },
     **errors(404),
 }
 
-_CREATE_ERRORS = {**errors(503), 503: {
+_CREATE_ERRORS = {**errors(503), **ATTRIBUTES_422, 503: {
     **ERRORS[503], "description": "not ready yet, or `uploads_busy`: limits.max_concurrent_uploads "
     "uploads are being received (the bound is the server's, not a key's rate: not 429); see Retry-After",
 }}
@@ -63,7 +66,8 @@ _CREATE_ERRORS = {**errors(503), 503: {
     "The body is checked line by line as it arrives; reading stops at the first 20 invalid lines "
     "or past `limits.max_job_items` lines (422, nothing created). The server receives at most "
     "`limits.max_concurrent_uploads` uploads at once: beyond, `503 uploads_busy` with `Retry-After`, "
-    "before the body is read.",
+    "before the body is read.\n\n`?attributes=` chooses the attributes tagged for every line that "
+    "does not say (as for POST /v1/tags); an Idempotency-Key retry must repeat it too.",
 )
 async def create_job(
     request: Request,
@@ -73,10 +77,11 @@ async def create_job(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
     ] = None,
+    attributes: AttributesQuery = None,
 ) -> Job:
     with service.upload_slot():
         try:
-            job, created = await service.create(principal, request.stream(), idempotency_key)
+            job, created = await service.create(principal, request.stream(), idempotency_key, attributes)
         except ClientDisconnect:
             # nobody reads this answer; a 4xx keeps an abandoned upload out of the 5xx counts
             raise ApiError(422, "upload_incomplete", "the client left before the end of the upload") from None

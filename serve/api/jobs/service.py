@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from starlette.concurrency import run_in_threadpool
 
+from agent.contract import AttributeSelection
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.jobs.protocol import Job, JobCounts, JobList
+from serve.api.tags.service import attribute_selection
+from serve.attribute_selection import selection_problem
 from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
+from serve.jobs.ingest import fingerprint
 from serve.settings import Settings
+from taxonomy import Snapshot
 
 #: what a refused upload is told to wait: uploads take seconds
 UPLOAD_RETRY_S = 5
@@ -34,10 +39,14 @@ def to_job(record: JobRecord) -> Job:
 
 
 class JobService:
-    def __init__(self, store: JobStore, worker: JobWorker, settings: Settings) -> None:
+    def __init__(
+        self, store: JobStore, worker: JobWorker, settings: Settings, snapshot: Callable[[], Snapshot],
+    ) -> None:
+        """``snapshot``: the taxonomy version in use now (attribute names are checked against it)."""
         self.store = store
         self.worker = worker
         self.settings = settings
+        self.snapshot = snapshot
         self._uploads = threading.BoundedSemaphore(settings.limits.max_concurrent_uploads)
 
     @contextmanager
@@ -58,19 +67,27 @@ class JobService:
             self._uploads.release()
 
     async def create(
-        self, principal: Principal, body: AsyncIterator[bytes], idempotency_key: str | None
+        self, principal: Principal, body: AsyncIterator[bytes], idempotency_key: str | None,
+        attributes: Sequence[str] | None = None,
     ) -> tuple[Job, bool]:
         """(the job, True when created now; False: a retry of an earlier creation). The body
-        is checked and staged as it streams; a problem stops reading it (422)."""
+        is checked and staged as it streams; a problem stops reading it (422).
+        ``attributes``: the job's ``?attributes=`` (lines may give their own)."""
         owner = principal.key_id
+        selection = attribute_selection(attributes, self.snapshot())  # 422 before the body is read
         if idempotency_key is not None:
             earlier = await run_in_threadpool(self.store.find_idempotent, owner, idempotency_key)
             if earlier is not None:  # a retry: only its fingerprint matters, not its lines
-                return self._replay(earlier, await _sha256(body)), False
+                return self._replay(earlier, fingerprint(await _sha256(body), selection)), False
         limits = self.settings.limits
+
+        def check(line_selection: AttributeSelection) -> str | None:
+            return selection_problem(self.snapshot(), line_selection)
+
         upload = await run_in_threadpool(
             JobUpload, self.store, max_items=limits.max_job_items,
             max_line_bytes=limits.max_body_bytes, max_depth=limits.max_json_depth,
+            attributes=selection, check_attributes=check,
         )
         try:
             async for chunk in body:  # each chunk as it arrives (up to 64 KiB from the server)

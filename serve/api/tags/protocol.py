@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.contract import Product, TagResult
+from serve.api.errors import ERRORS
+from serve.attribute_selection import MAX_SELECTED, SELECTION_HELP, AttributeName
+
+#: ``?attributes=``: on, off, or attribute ids / names (repeat the parameter for several)
+AttributesQuery = Annotated[
+    list[AttributeName] | None,
+    Query(
+        max_length=MAX_SELECTED, description=SELECTION_HELP,
+        openapi_examples={
+            "all": {"summary": "all of the category's attributes", "value": ["on"]},
+            "none": {"summary": "the category only", "value": ["off"]},
+            "named": {"summary": "only these (ids or names)", "value": ["Color", "Size"]},
+        },
+    ),
+]
+
+#: the 422 of an operation that takes ``?attributes=``
+ATTRIBUTES_422: dict[int | str, dict[str, Any]] = {422: {
+    **ERRORS[422],
+    "description": "invalid request: field, length or batch-size limits (details say where); "
+    "`unknown_attributes`: none of the names in `?attributes=` is an attribute (id or name) of "
+    "the taxonomy in use",
+}}
 
 
 class TagResponse(TagResult):

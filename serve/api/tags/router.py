@@ -8,24 +8,38 @@ from agent.contract import Product
 from serve.api.auth import TagsScope
 from serve.api.deps import TagServiceDep
 from serve.api.errors import errors
-from serve.api.tags.protocol import BatchTagRequest, BatchTagResponse, TagResponse
+from serve.api.tags.protocol import (
+    ATTRIBUTES_422,
+    AttributesQuery,
+    BatchTagRequest,
+    BatchTagResponse,
+    TagResponse,
+)
 
 router = APIRouter(prefix="/v1", tags=["tagging"])
 
 
 @router.post(
-    "/tags", response_model=TagResponse, responses=errors(503),
+    "/tags", response_model=TagResponse, responses={**errors(503), **ATTRIBUTES_422},
     summary="Tag one product.",
     description="Returns the agent's output contract: tags (nodes of the taxonomy, with path and "
-    "confidence), needs_review, the taxonomy version used, the pipeline and its evidence.",
+    "confidence), the chosen category's attributes with the values found (`attributes`; "
+    "`?attributes=off|on|<id or name>…` chooses which), needs_review, the taxonomy version "
+    "used, the pipeline and its evidence.",
 )
-async def tag_product(product: Product, service: TagServiceDep, _: TagsScope) -> TagResponse:
-    return await service.tag_one(product)
+async def tag_product(
+    product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+) -> TagResponse:
+    return await service.tag_one(product, attributes)
 
 
 @router.post(
-    "/tags:batch", response_model=BatchTagResponse, responses=errors(503),
+    "/tags:batch", response_model=BatchTagResponse, responses={**errors(503), **ATTRIBUTES_422},
     summary="Tag up to limits.max_batch_items products; results in input order.",
+    description="The same contract per product as POST /v1/tags; `?attributes=` applies to "
+    "every product of the batch.",
 )
-async def tag_batch(body: BatchTagRequest, service: TagServiceDep, _: TagsScope) -> BatchTagResponse:
-    return await service.tag_batch(body.products)
+async def tag_batch(
+    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+) -> BatchTagResponse:
+    return await service.tag_batch(body.products, attributes)

@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from agent.contract import Product
-from serve.api.errors import ApiError, retry_after
+from agent.contract import AttributeSelection, Product
+from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.tags.protocol import BatchTagResponse, TagResponse
+from serve.attribute_selection import parse_selection, selection_problem
 from serve.batcher import Batcher, Overloaded
 from serve.metrics import Metrics
 from serve.settings import Settings
+from taxonomy import Snapshot
+
+
+def attribute_selection(
+    values: Sequence[str] | None, snapshot: Snapshot
+) -> AttributeSelection | None:
+    """The ``attributes`` query parameter as a selection (None: not given, the default);
+    422 ``unknown_attributes`` when none of the names is an attribute of ``snapshot``."""
+    if values is None:
+        return None
+    try:
+        selection = parse_selection(values)
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", f"query.attributes: {exc}", details=[
+            ErrorDetail(loc=["query", "attributes"], message=str(exc), type="value_error")
+        ]) from exc
+    problem = selection_problem(snapshot, selection)
+    if problem is not None:
+        raise ApiError(422, "unknown_attributes", problem, details=[
+            ErrorDetail(loc=["query", "attributes"], message=problem, type="unknown_attributes")
+        ])
+    return selection
 
 
 class TagService:
-    def __init__(self, batcher: Batcher, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, batcher: Batcher, settings: Settings, metrics: Metrics, snapshot: Callable[[], Snapshot],
+    ) -> None:
+        """``snapshot``: the taxonomy version in use now (attribute names are checked against it)."""
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
+        self.snapshot = snapshot
 
-    async def tag_one(self, product: Product) -> TagResponse:
-        return (await self._tag([product]))[0]
+    async def tag_one(self, product: Product, attributes: Sequence[str] | None = None) -> TagResponse:
+        return (await self._tag([product], attributes))[0]
 
-    async def tag_batch(self, products: Sequence[Product]) -> BatchTagResponse:
+    async def tag_batch(
+        self, products: Sequence[Product], attributes: Sequence[str] | None = None
+    ) -> BatchTagResponse:
         limit = self.settings.limits.max_batch_items
         if len(products) > limit:
             raise ApiError(
@@ -29,12 +58,13 @@ class TagService:
                 f"a batch holds at most {limit} products, this one has {len(products)}: split it, "
                 "or send a job (POST /v1/jobs) for large catalogs",
             )
-        results = await self._tag(products)
+        results = await self._tag(products, attributes)
         return BatchTagResponse(results=results, taxonomy_version=results[0].taxonomy_version)
 
-    async def _tag(self, products: Sequence[Product]) -> list[TagResponse]:
+    async def _tag(self, products: Sequence[Product], attributes: Sequence[str] | None) -> list[TagResponse]:
+        selection = attribute_selection(attributes, self.snapshot())
         try:
-            results = await self.batcher.tag(products)
+            results = await self.batcher.tag(products, selection)
         except Overloaded as exc:
             raise ApiError(
                 503, "overloaded", f"the tagging queue is full ({exc}); retry shortly",
