@@ -13,6 +13,7 @@ from agent.attributes.candidates import AttributeCandidate, candidates_for, neig
 from agent.attributes.classifier import ValueClassifiers, classifier_text
 from agent.attributes.knowledge import AttributeKnowledge, Gold, category_of, example_text
 from agent.attributes.llm_step import AttributeQuestion, LLMAttributeAnswer, ask_attributes
+from agent.attributes.neighbours import LexicalNeighbours
 from agent.attributes.normalize import ValueNormalizer
 from agent.attributes.ranker import CandidateRanker, Group
 from agent.attributes.text import Field, Match, ProductText, fold
@@ -22,6 +23,8 @@ from retrieval.examples import Example
 from taxonomy import Snapshot
 from taxonomy.grounding import AttributeClaim, validate_attribute_claims
 from taxonomy.model import Attribute
+
+VOTERS = 10  # labelled neighbours whose values vote
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,11 @@ class AttributeExtractor:
         ranker: CandidateRanker,
         config: ExtractorConfig | None = None,
         classifiers: ValueClassifiers | None = None,
+        neighbours: LexicalNeighbours | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.classifiers = classifiers or ValueClassifiers()
+        self.neighbours = neighbours or LexicalNeighbours([])
         self.normalizer = normalizer
         self.ranker = ranker
         self.config = config or ExtractorConfig()
@@ -86,8 +91,10 @@ class AttributeExtractor:
         knowledge = AttributeKnowledge.fit(snapshot, examples)
         normalizer = ValueNormalizer().learn(knowledge.pairs)
         classifiers = _fit_classifiers(snapshot, examples, knowledge, seed)
-        groups = _training_groups(snapshot, examples, knowledge, normalizer, classifiers)
-        return cls(knowledge, normalizer, CandidateRanker.fit(groups, seed=seed), config, classifiers)
+        near = LexicalNeighbours(labelled_examples(snapshot, examples))
+        groups = _training_groups(snapshot, examples, knowledge, normalizer, classifiers, near)
+        ranker = CandidateRanker.fit(groups, seed=seed)
+        return cls(knowledge, normalizer, ranker, config, classifiers, near)
 
     def extract(
         self,
@@ -114,12 +121,17 @@ class AttributeExtractor:
         attrs = selected_attributes(snapshot, category, selection)
         if not attrs:
             return [], None
+        title, description = text.field("title"), text.field("description")
+        if self.neighbours.examples:
+            # the neighbourhood the ranker was trained on (see agent.attributes.neighbours)
+            neighbours = self.neighbours.of_text(
+                title.text if title else "", description.text if description else "", VOTERS
+            )
         votes_from = [
             (dict(ex.attribute_values), score)
             for ex, score in neighbours[: self.config.neighbours]
             if ex.attribute_values
         ]
-        title, description = text.field("title"), text.field("description")
         vector = self.classifiers.vector(classifier_text(
             title.text if title else "", description.text if description else ""))
         ranked = {
@@ -293,21 +305,25 @@ def _fit_classifiers(
     return ValueClassifiers.fit(texts, labels, seed=seed)
 
 
+def labelled_examples(snapshot: Snapshot, examples: Sequence[Example]) -> list[Example]:
+    return [ex for ex in examples if ex.attribute_values and category_of(snapshot, ex.tags)]
+
+
 def _training_groups(
     snapshot: Snapshot, examples: Sequence[Example], k: AttributeKnowledge, normalizer: ValueNormalizer,
-    classifiers: ValueClassifiers,
+    classifiers: ValueClassifiers, neighbours: LexicalNeighbours,
 ) -> list[Group]:
     """Every (example, attribute) of the examples that carry attribute values, with its
     candidates labelled against the example's own values (leave-one-out statistics)."""
     groups: list[Group] = []
     labelled = [ex for ex in examples if ex.attribute_values and category_of(snapshot, ex.tags)]
-    near = _lexical_neighbours(labelled)
+    near = neighbours.of_examples(VOTERS)
     for ex in labelled:
         cat = category_of(snapshot, ex.tags)
         assert cat is not None
         text = example_text(ex)
         golds = k.golds.get(ex.id, {})
-        votes_from = [(dict(labelled[j].attribute_values), w) for j, w in near.get(ex.id, [])]
+        votes_from = [(dict(n.attribute_values), w) for n, w in near.get(ex.id, [])]
         for attr in snapshot.attributes_for(cat):
             gold = golds.get(attr.id)
             if gold is None:
@@ -323,25 +339,3 @@ def _training_groups(
             labels = [fold(c.key) in want for c in found]
             groups.append(Group(found, labels, bool(gold.values)))
     return groups
-
-
-def _lexical_neighbours(examples: Sequence[Example], k: int = 10) -> dict[str, list[tuple[int, float]]]:
-    """Each example's nearest other examples by TF-IDF cosine: stand-ins for the retrieval
-    neighbours a new product gets, so the ranker learns how far to trust their vote (the
-    embedder is not loaded to fit; the vote is a share, so its scale carries over)."""
-    if len(examples) < 2:
-        return {}
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    texts = [f"{ex.title} {ex.description[:500]}" for ex in examples]
-    matrix = TfidfVectorizer(sublinear_tf=True, min_df=1).fit_transform(texts)
-    out: dict[str, list[tuple[int, float]]] = {}
-    for start in range(0, len(examples), 512):
-        block = (matrix[start : start + 512] @ matrix.T).toarray()
-        for row, sims in enumerate(block):
-            i = start + row
-            sims[i] = -1.0
-            top = np.argsort(-sims)[:k]
-            out[examples[i].id] = [(int(j), float(sims[j])) for j in top if sims[j] > 0]
-    return out
