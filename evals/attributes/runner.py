@@ -94,10 +94,13 @@ def _values(tag: AttributeTag, *, written: bool) -> str | list[str]:
 
 
 def _off_schema(snap: Snapshot, category: str | None, tags: Sequence[AttributeTag]) -> int:
-    """Values naming an attribute the category lacks, or a closed value not allowed."""
-    if category is None or category not in snap:
+    """Values naming an attribute the category lacks, or a closed value not allowed. An
+    answer without a category (the dictionary baseline on data that gives none) is held to
+    the taxonomy's active attributes."""
+    if category is not None and category not in snap:
         return sum(len(t.values) for t in tags)
-    attrs = {a.id: a for a in snap.attributes_for(category) if a.active}
+    pool = snap.attributes_for(category) if category is not None else tuple(snap.attributes.values())
+    attrs = {a.id: a for a in pool if a.active}
     bad = 0
     for tag in tags:
         attr = attrs.get(tag.attribute)

@@ -39,7 +39,8 @@ key                      meaning
                          (``attributes_as_written``) against ``gold_attributes_extracted``; null
                          when the dataset has no extracted gold
 ``category_accuracy``    % of offers whose chosen category is the gold one, over the offers whose
-                         category was not given but is known (null when none)
+                         category was not given but is known (null when none, or when the solver
+                         names no category at all, as the dictionary baseline)
 ``off_schema_values``    predicted values outside the schema (an attribute the category does not
                          have, a closed value not allowed): must be 0
 ``values_per_offer``     predicted attribute values per offer (all values, not only the first)
@@ -231,7 +232,9 @@ def compute_attribute_metrics(
                             "ci95": ({"f1": _ci(_f1_rows(w @ ext))} if n_boot else {})}
     else:
         out["extracted"] = None
-    flags = [c for c in (_category_correct(r) for r in records) if c is not None]
+    # a solver that never names a category (the dictionary baseline) has no accuracy
+    chooses = any(r.get("category") is not None for r in records if not r.get("category_given"))
+    flags = [c for c in (_category_correct(r) for r in records) if c is not None] if chooses else []
     out["category_accuracy"] = round(100.0 * sum(flags) / len(flags), 3) if flags else None
     out["off_schema_values"] = int(sum(int(r.get("off_schema") or 0) for r in records))
     out["values_per_offer"] = round(float(np.mean([int(r.get("n_values") or 0) for r in records])), 3)

@@ -106,3 +106,34 @@ def write(dir: Path) -> dict[str, Path]:
     paths["pool"].write_text("".join(json.dumps(r) + "\n" for r in pool()), encoding="utf-8")
     paths["dev"].write_text("".join(json.dumps(r) + "\n" for r in dev()), encoding="utf-8")
     return paths
+
+
+def write_flipkart_shaped(dir: Path) -> dict[str, Path]:
+    """Flipkart's shapes: a tree with observed attributes (every attribute at every root),
+    records with ``gold_tags`` and ``gold_attributes`` rows, no category, nothing asked."""
+    dir.mkdir(parents=True, exist_ok=True)
+    nodes = [{"id": "fk:Home", "name": "Home", "parent": None},
+             {"id": "fk:Home>Mugs", "name": "Mugs", "parent": "fk:Home"},
+             {"id": "fk:Shoes", "name": "Shoes", "parent": None},
+             {"id": "fk:Shoes>Running", "name": "Running", "parent": "fk:Shoes"}]
+    taxonomy = {"name": "toy-fk", "source": "synthetic", "attributes_note": "made up", "nodes": nodes,
+                "attributes": [{"name": "Brand", "n_products": 20, "values": ["Acme", "Nike"]},
+                               {"name": "Color", "n_products": 20, "values": ["Red", "Black"]}]}
+
+    def rec(i: str, leaf: str, title: str, brand: str, color: str, warranty: str = "NA") -> dict[str, Any]:
+        return {"id": i, "title": title, "description": "", "gold_tags": [leaf.split(">")[0], leaf],
+                "gold_attributes": [{"attribute": "Brand", "value": brand}, {"attribute": "Color", "value": color},
+                                    {"attribute": "Warranty", "value": warranty}]}
+
+    pool = [rec(f"p{i}", "fk:Home>Mugs", f"{b} {c.lower()} coffee mug", b, c)
+            for i, (b, c) in enumerate([("Acme", "Red"), ("Bolt", "Red"), ("Acme", "Black")] * 3)]
+    pool += [rec(f"q{i}", "fk:Shoes>Running", f"{b} {c.lower()} running shoe", b, c)
+             for i, (b, c) in enumerate([("Nike", "Black"), ("Puma", "Black"), ("Nike", "Red")] * 3)]
+    dev = [rec("f1", "fk:Home>Mugs", "Bolt black coffee mug", "Bolt", "Black", "1 Year"),
+           rec("f2", "fk:Shoes>Running", "Puma red running shoe", "Puma", "NA"),
+           {"id": "f3", "title": "no spec table", "gold_tags": ["fk:Home"]}]
+    paths = {"schema": dir / "taxonomy.json", "pool": dir / "pool.jsonl", "dev": dir / "dev.jsonl"}
+    paths["schema"].write_text(json.dumps(taxonomy), encoding="utf-8")
+    paths["pool"].write_text("".join(json.dumps(r) + "\n" for r in pool), encoding="utf-8")
+    paths["dev"].write_text("".join(json.dumps(r) + "\n" for r in dev), encoding="utf-8")
+    return paths

@@ -171,3 +171,30 @@ def test_cli_runs_the_attribute_task_and_reports_it(
     gate = runner.invoke(app, ["eval", "compare", str(runs["hybrid"]), str(runs["hybrid"])])
     assert gate.exit_code == 0, gate.output
     assert "off_schema_values" in gate.output
+
+
+def test_records_without_category_or_asked_list(tmp_path: Path) -> None:
+    """Flipkart's shape: the tagger chooses the category and tags all its attributes; the
+    dictionary baseline, which chooses none, is held to the taxonomy's attributes."""
+    fk = {**attr_toy.write_flipkart_shaped(tmp_path / "fk"), "cache": tmp_path / "cache"}
+    assert infer_taxonomy_format(fk["schema"]) == "flipkart"
+    for pipeline in ("dict-baseline", "hybrid"):
+        cfg = EvalConfig(dataset=fk["dev"], taxonomy=fk["schema"], examples=fk["pool"], out=tmp_path / pipeline,
+                         pipeline=pipeline, taxonomy_format="flipkart", n_boot=50, task="attributes")
+        m = run_eval(cfg, embedder=lambda: _embedder(fk["cache"]), llm=_no_llm, cache_dir=fk["cache"]).metrics
+        preds = _lines(tmp_path / pipeline / "predictions.jsonl")
+        assert [p["id"] for p in preds] == ["f1", "f2"]  # f3 has nothing to score
+        assert m["off_schema_values"] == 0
+        assert all(p["attributes_asked"] is None and not p["category_given"] for p in preds)
+        # "NA" is no value; Warranty is not in the taxonomy: reported, not scored
+        assert preds[1]["gold_attributes"] == {"Brand": ["Puma"]} and preds[1]["gold_unknown"] == []
+        assert set(preds[0]["gold_attributes"]) == {"Brand", "Color"} and preds[0]["gold_unknown"] == ["Warranty"]
+        assert set(m["per_category"]) == {"fk:Home", "fk:Shoes"}
+        if pipeline == "dict-baseline":
+            assert {p["id"]: p["attributes"] for p in preds} == {
+                "f1": {"Brand": "Bolt", "Color": "Black"}, "f2": {"Brand": "Puma", "Color": "Red"}}
+            # f1: VC VC; f2: Brand VC, Color VN (gold "NA")
+            assert m["counts"] == {"NN": 0, "NV": 0, "VN": 1, "VC": 3, "VW": 0}
+            assert m["category_accuracy"] is None  # the baseline chooses no category
+        else:
+            assert m["category_accuracy"] is not None
