@@ -119,7 +119,7 @@ def grouped_hbars(
     labels = list(rows)
     runs = list(dict.fromkeys(run for values in rows.values() for run in values))
     height = 0.8 / max(len(runs), 1)
-    fig, ax = plt.subplots(figsize=(9, max(2.0, 0.22 * len(labels) * max(1, len(runs)) ** 0.5 * 1.6 + 1.0)))
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.09 * len(labels) * max(1, len(runs)) + 1.5)))
     y = np.arange(len(labels))[::-1].astype(float)
     for i, run in enumerate(runs):
         values = [rows[label].get(run) for label in labels]
