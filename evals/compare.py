@@ -6,6 +6,9 @@ more than ``margin`` points below the base's. ECE (lower is better) fails when i
 bound rises by more than ``margin``. Any off-taxonomy tag in the new run fails outright.
 Where either run has no CI (``--bootstrap 0``) the point values are compared instead.
 Runs of different sizes or datasets are compared all the same, with a warning.
+
+Attribute runs (``--task attributes``: ``"task": "attributes"`` in ``metrics.json``) are gated
+the same way on WDC-PAVE's F1, precision and recall; any off-schema value fails outright.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 HIGHER_IS_BETTER = ("waf1", "accuracy", "macro_f1", "hierarchical_f1")
 LOWER_IS_BETTER = ("ece",)
+ATTRIBUTE_HIGHER_IS_BETTER = ("f1", "precision", "recall")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,11 @@ class CompareResult:
     off_taxonomy_rate: float  # of the new run
     margin: float
     warnings: tuple[str, ...] = ()
+    off_schema_values: int = 0  # of the new run (attribute runs)
 
     @property
     def ok(self) -> bool:
-        return self.off_taxonomy_rate == 0 and all(r.ok for r in self.rows)
+        return self.off_taxonomy_rate == 0 and self.off_schema_values == 0 and all(r.ok for r in self.rows)
 
     @property
     def failures(self) -> tuple[str, ...]:
@@ -51,6 +56,8 @@ class CompareResult:
                for r in self.rows if not r.ok]
         if self.off_taxonomy_rate > 0:
             out.append(f"off_taxonomy_rate {self.off_taxonomy_rate:g} > 0")
+        if self.off_schema_values > 0:
+            out.append(f"off_schema_values {self.off_schema_values} > 0")
         return tuple(out)
 
 
@@ -65,7 +72,7 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} not found: is it a finished eval run?") from exc
     except ValueError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or "waf1" not in data:
+    if not isinstance(data, dict) or not ("waf1" in data or (data.get("task") == "attributes" and "f1" in data)):
         raise ValueError(f"{path} is not a tagsmith metrics file")
     return data
 
@@ -100,6 +107,11 @@ def compare_runs(base: dict[str, Any], new: dict[str, Any], *, margin: float = 1
     Raises ValueError when either lacks a main metric or the margin is negative."""
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0 points, got {margin}")
+    tasks = {base.get("task", "categories"), new.get("task", "categories")}
+    if "attributes" in tasks:
+        if tasks != {"attributes"}:
+            raise ValueError("an attribute run can only be compared with another attribute run")
+        return _compare_attribute_runs(base, new, margin)
     if "off_taxonomy_rate" not in new:
         raise ValueError("the new metrics have no 'off_taxonomy_rate': not a tagsmith metrics file?")
     rows = []
@@ -115,3 +127,18 @@ def compare_runs(base: dict[str, Any], new: dict[str, Any], *, margin: float = 1
         ok = delta >= -margin if higher else delta <= margin  # NaN compares False: fails
         rows.append(GateRow(key, round(b, 3), round(n, 3), round(delta, 3), compared, ok))
     return CompareResult(tuple(rows), float(new["off_taxonomy_rate"]), margin, _warnings(base, new))
+
+
+def _compare_attribute_runs(base: dict[str, Any], new: dict[str, Any], margin: float) -> CompareResult:
+    if "off_schema_values" not in new:
+        raise ValueError("the new metrics have no 'off_schema_values': not a tagsmith attribute metrics file?")
+    rows = []
+    for key in ATTRIBUTE_HIGHER_IS_BETTER:
+        b, b_ci = _bound(base, key, 0, "base")
+        n, n_ci = _bound(new, key, 0, "new")
+        compared = "ci95 lower" if (b_ci and n_ci) else "point"
+        if compared == "point":
+            b, n = _value(base, key, "base"), _value(new, key, "new")
+        delta = n - b
+        rows.append(GateRow(key, round(b, 3), round(n, 3), round(delta, 3), compared, delta >= -margin))
+    return CompareResult(tuple(rows), 0.0, margin, _warnings(base, new), off_schema_values=int(new["off_schema_values"]))

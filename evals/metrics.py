@@ -55,7 +55,7 @@ resamples of 3,000 items take well under a second; tests check equality with skl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,14 +207,20 @@ def _attributes(records: Sequence[PredictionRecord]) -> dict[str, Any] | None:
     return {**_prf(tp, n_pred, n_gold), "n": len(with_gold)}
 
 
+def resample_weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap resamples of ``n`` items, one a time, as item weights (multinomial
+    counts: scoring with them equals scoring the resample). The same seed gives the same
+    resamples in every metric, so runs of the same items are resampled alike (paired)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+
+
 def _bootstrap(scorer: _Scorer, n_boot: int, seed: int) -> dict[str, list[float]]:
     if n_boot == 0:
         return {}
-    rng = np.random.default_rng(seed)
-    n = scorer.n
     samples: dict[str, list[float]] = {k: [] for k in CI_KEYS}
-    for _ in range(n_boot):
-        weights = rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+    for weights in resample_weights(scorer.n, n_boot, seed):
         for key, value in scorer.point(weights).items():
             samples[key].append(value)
     return {k: [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)]
@@ -300,11 +306,9 @@ def paired_difference(
     a, b = _Scorer(base_recs, snapshot, BINS), _Scorer(new_recs, snapshot, BINS)
     keys = ("waf1", "macro_f1", "accuracy")
     pa, pb = a.point(), b.point()
-    rng = np.random.default_rng(seed)
     n = a.n
     samples: dict[str, list[float]] = {k: [] for k in keys}
-    for _ in range(n_boot):
-        weights = rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+    for weights in resample_weights(n, n_boot, seed):
         sa, sb = a.point(weights), b.point(weights)
         for k in keys:
             samples[k].append(sb[k] - sa[k])

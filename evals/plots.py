@@ -107,3 +107,34 @@ def confusion_bars(pairs: Sequence[tuple[str, int]], title: str, path: Path) -> 
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     return _save(fig, path)
+
+
+def grouped_hbars(
+    rows: Mapping[str, Mapping[str, float | None]], path: Path, *, xlabel: str, title: str = ""
+) -> str:
+    """Horizontal grouped bars: one group per row label (top to bottom in the given order),
+    one bar per run (colour), labelled with the value; a missing value draws no bar. Used
+    for the per-attribute and per-category F1 of attribute runs."""
+    plt = _pyplot()
+    labels = list(rows)
+    runs = list(dict.fromkeys(run for values in rows.values() for run in values))
+    height = 0.8 / max(len(runs), 1)
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.09 * len(labels) * max(1, len(runs)) + 1.5)))
+    y = np.arange(len(labels))[::-1].astype(float)
+    for i, run in enumerate(runs):
+        values = [rows[label].get(run) for label in labels]
+        offsets = y + 0.4 - height / 2 - i * height
+        drawn = [(o, v) for o, v in zip(offsets, values, strict=True) if v is not None]
+        if not drawn:
+            continue
+        bars = ax.barh([o for o, _ in drawn], [v for _, v in drawn], height, label=run)
+        ax.bar_label(bars, fmt="%.0f", fontsize=5, padding=1)
+    ax.set_yticks(y, labels)
+    ax.tick_params(axis="y", labelsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(0, 105)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)

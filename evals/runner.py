@@ -81,6 +81,7 @@ class EvalConfig:
     n_boot: int = 1000
     name: str | None = None
     tagger: dict[str, Any] = field(default_factory=dict)  # TaggerConfig overrides
+    task: str = "categories"  # or "attributes" (evals.attributes.runner)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,13 @@ def run_eval(
     ``llm`` are factories so that a baseline run never loads a model it does not use.
     ``step(description)`` announces each long preparation step and then the tagging,
     whose ``progress(done, total)`` follows."""
+    if cfg.task == "attributes":
+        from evals.attributes.runner import run_attribute_eval
+
+        return run_attribute_eval(cfg, embedder=embedder, llm=llm, cache_dir=cache_dir, llm_model=llm_model,
+                                  review_threshold=review_threshold, progress=progress, step=step)
+    if cfg.task != "categories":
+        raise DatasetError(f"unknown task {cfg.task!r}: use categories or attributes")
     if cfg.pipeline not in PIPELINES:
         raise DatasetError(f"unknown pipeline {cfg.pipeline!r}: use one of {', '.join(PIPELINES)}")
     snap = load_taxonomy(cfg.taxonomy, cfg.taxonomy_format)  # type: ignore[arg-type]

@@ -27,11 +27,21 @@ def report(
         typer.Option(help="taxonomy JSON for node names (default: the one in each run.json)", exists=True, dir_okay=False),
     ] = None,
 ) -> None:
-    """Compare runs side by side in Markdown and HTML, with plots and the worst errors."""
+    """Compare runs side by side in Markdown and HTML, with plots and the worst errors.
+    Attribute runs (--task attributes) get the attribute report: P/R/F1 per category and
+    attribute, and each run minus each one listed before it as a paired bootstrap
+    difference (list the baselines first)."""
+    from evals.attributes.report import is_attribute_run, write_attribute_report
     from evals.report import write_report
 
+    kinds = {is_attribute_run(r) for r in runs}
+    if len(kinds) > 1:
+        fail("cannot report attribute runs and category runs together: give one kind", 2)
     try:
-        path = write_report(runs, out, taxonomy=taxonomy)
+        if kinds == {True}:
+            path = write_attribute_report(runs, out)
+        else:
+            path = write_report(runs, out, taxonomy=taxonomy)
     except (ValueError, OSError) as exc:
         fail(f"cannot build the report: {exc}", 2)
     console.print(f"wrote {path} and {path.with_suffix('.html')}")
@@ -49,7 +59,8 @@ def compare(
     from evals.compare import compare_runs, load_metrics
 
     try:
-        result = compare_runs(load_metrics(base), load_metrics(new), margin=margin)
+        new_metrics = load_metrics(new)
+        result = compare_runs(load_metrics(base), new_metrics, margin=margin)
     except ValueError as exc:
         fail(str(exc), 2)
     table = Table(title=f"regression gate (margin {margin} points)")
@@ -58,8 +69,14 @@ def compare(
     for row in result.rows:
         verdict = "[green]ok[/]" if row.ok else "[bold red]worse[/]"
         table.add_row(row.metric, row.compared, f"{row.base:.2f}", f"{row.new:.2f}", f"{row.delta:+.2f}", verdict)
-    off = result.off_taxonomy_rate
-    table.add_row("off_taxonomy_rate", "point (must be 0)", "", f"{off:g}", "", "[green]ok[/]" if off == 0 else "[bold red]worse[/]")
+    if new_metrics.get("task") == "attributes":
+        bad = result.off_schema_values
+        table.add_row("off_schema_values", "point (must be 0)", "", str(bad), "",
+                      "[green]ok[/]" if bad == 0 else "[bold red]worse[/]")
+    else:
+        off = result.off_taxonomy_rate
+        table.add_row("off_taxonomy_rate", "point (must be 0)", "", f"{off:g}", "",
+                      "[green]ok[/]" if off == 0 else "[bold red]worse[/]")
     console.print(table)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -1,0 +1,1 @@
+"""Attribute tagging evals: dataset, scorer (WDC-PAVE), solvers, runner, report."""
