@@ -180,7 +180,7 @@ def build_attr_solver(
         return NeighbourVoteBaseline(generator)
     tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
     backend = None
-    if cfg.pipeline in LLM_PIPELINES:
+    if cfg.pipeline in LLM_PIPELINES or tagger_cfg.attribute_llm:
         if step is not None:
             step("loading the LLM")
         backend = llm()
@@ -223,7 +223,7 @@ def run_attribute_eval(
         ).hexdigest()
     elif cfg.pipeline in BASELINES:
         raise DatasetError(f"the {cfg.pipeline} baseline needs --examples (it learns from their values)")
-    model = llm_model if cfg.pipeline in LLM_PIPELINES else None
+    model = llm_model if cfg.pipeline in LLM_PIPELINES or cfg.tagger.get("attribute_llm") else None
     _prepare_out(cfg, _run_key(cfg, hashes, model, embedder_name))
 
     predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"

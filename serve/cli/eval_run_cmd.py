@@ -79,6 +79,10 @@ def run(
     llm_mode: Annotated[
         str, typer.Option(help="LLM pipelines: score (probabilities over the candidates), generate, or auto")
     ] = "auto",
+    attribute_llm: Annotated[
+        bool, typer.Option(help="--task attributes: also ask the LLM (one call per product) to confirm or "
+                           "add attribute values")
+    ] = False,
     llm_weight: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="LLM pipelines: weight of the LLM against the vote "
@@ -109,7 +113,7 @@ def run(
         fail("--llm-mode must be auto, generate or score")
     run_pipeline = pipeline or cfg_settings.tagging.pipeline
     llm_only = f"applies to the LLM pipelines ({', '.join(sorted(LLM_PIPELINES))}), not {run_pipeline}"
-    if model is not None and run_pipeline not in LLM_PIPELINES:
+    if model is not None and run_pipeline not in LLM_PIPELINES and not attribute_llm:
         # it would never be loaded: refuse rather than run (and label) a run without it
         fail(f"--model {llm_only}: add --pipeline rag (or another LLM pipeline)")
     if model is not None:
@@ -122,6 +126,10 @@ def run(
     # The service honours tagging.llm_weight; an eval of "the service's configuration" must too.
     weight = llm_weight if llm_weight is not None else cfg_settings.tagging.llm_weight
     tagger: dict[str, object] = {} if llm_mode == "auto" else {"llm_mode": llm_mode}
+    if attribute_llm:
+        if task != "attributes":
+            fail("--attribute-llm applies to --task attributes")
+        tagger["attribute_llm"] = True
     if weight is not None and run_pipeline in LLM_PIPELINES:
         tagger["llm_weight"] = weight
     cfg = EvalConfig(
