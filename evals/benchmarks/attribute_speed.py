@@ -17,15 +17,20 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from agent.contract import Product
+from agent.llm import create_backend
 from agent.tagger import Tagger
-from serve.runtime import build_runtime
-from serve.settings import load_settings
+from retrieval import (
+    CandidateGenerator,
+    SentenceTransformerEmbedder,
+    build_index,
+    packaged_examples,
+)
+from taxonomy import load_default_taxonomy
 
 FLIPKART = Path(__file__).resolve().parents[3] / "shared" / "data" / "flipkart" / "dev.jsonl"
 
@@ -58,34 +63,32 @@ def _line(name: str, times: list[float], values: float) -> str:
 
 
 def main(n: int = 200, n_llm: int = 30) -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(data_dir=data_dir)
-        runtime = build_runtime(settings)
-        tagger = runtime.tagger
-        products = _products(n)
-        t = time.perf_counter()
-        _ = tagger.extractor
-        print(f"extractor fit on {len(runtime.index)} examples: {time.perf_counter() - t:.2f} s")
-        _measure(tagger, products, "on")  # warm-up: embeddings cached for both modes alike
-        off = _measure(tagger, products, "off")
-        on = _measure(tagger, products, "on")
-        print(_line("attributes off", *off))
-        print(_line("attributes on", *on))
-        print(f"added by attributes: {statistics.fmean(on[0]) - statistics.fmean(off[0]):.1f} ms/product")
-        if n_llm:
-            from serve.backends import backend_from_settings
-
-            llm = backend_from_settings(settings)
-            with_llm = Tagger(tagger.generator, llm, config=replace(tagger.config, attribute_llm=True),
-                              extractor=tagger.extractor)
-            sub = products[:n_llm]
-            base = _measure(tagger, sub, "on")
-            llm_on = _measure(with_llm, sub, "on")
-            print(_line("attributes on (same items)", *base))
-            print(_line("attributes on + embedded LLM", *llm_on))
-            print(f"added by the LLM step: {statistics.fmean(llm_on[0]) - statistics.fmean(base[0]):.1f} ms/product")
-            llm.close()
-        runtime.close()
+    # the service's default composition, built from the packages (evals does not import serve)
+    snap = load_default_taxonomy()
+    embedder = SentenceTransformerEmbedder()
+    examples = packaged_examples()
+    tagger = Tagger(CandidateGenerator(embedder, snap, build_index(embedder, examples)), None)
+    products = _products(n)
+    t = time.perf_counter()
+    _ = tagger.extractor
+    print(f"extractor fit on {len(examples)} examples: {time.perf_counter() - t:.2f} s")
+    _measure(tagger, products, "on")  # warm-up: embeddings cached for both modes alike
+    off = _measure(tagger, products, "off")
+    on = _measure(tagger, products, "on")
+    print(_line("attributes off", *off))
+    print(_line("attributes on", *on))
+    print(f"added by attributes: {statistics.fmean(on[0]) - statistics.fmean(off[0]):.1f} ms/product")
+    if n_llm:
+        llm = create_backend("embedded")
+        with_llm = Tagger(tagger.generator, llm, config=replace(tagger.config, attribute_llm=True),
+                          extractor=tagger.extractor)
+        sub = products[:n_llm]
+        base = _measure(tagger, sub, "on")
+        llm_on = _measure(with_llm, sub, "on")
+        print(_line("attributes on (same items)", *base))
+        print(_line("attributes on + embedded LLM", *llm_on))
+        print(f"added by the LLM step: {statistics.fmean(llm_on[0]) - statistics.fmean(base[0]):.1f} ms/product")
+        llm.close()
 
 
 if __name__ == "__main__":
