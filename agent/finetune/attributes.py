@@ -1,12 +1,13 @@
-"""Training prompts for the attribute step, built exactly as the agent builds them, leave-one-out.
+"""Training prompts for the attribute step, exactly as the agent sends them, leave-one-out.
 
-For every example that carries attribute values, the prompt is the one the attribute
-extractor sends the LLM for that product (:meth:`AttributeExtractor._ask` →
-:func:`agent.attributes.llm_step.render_attribute_prompt`): the gold category (as when the
-category step got it right), all of its active attributes (the ``"on"`` selection), closed
-attributes' options ordered candidates first, the top candidates as hints, the text shown
-being the title and the head of the description. The answer is the JSON object the
-request's schema admits, in the compact form constrained decoding writes:
+For every example that carries attribute values, the prompt is the request the attribute
+extractor makes of the LLM for that product: the extractor (with the LLM step on) is run
+on the example with a backend that records the request and answers nothing
+(:func:`sent_request`), so the prompt, its options, hints and cut text are the agent's by
+construction, whatever the extractor does to build them. The example's gold category is
+given (as when the category step got it right) and all its active attributes are asked
+(the ``"on"`` selection). The answer is the JSON object the request's schema admits, in the
+compact form constrained decoding writes:
 
 - a closed attribute: the gold values' option names (``"none"`` / ``[]`` when the example
   has no value, or when its value is not among the options shown: then no option is right);
@@ -16,16 +17,15 @@ request's schema admits, in the compact form constrained decoding writes:
   fits the schema's bounds (length; no quote or backslash: a bounded string cannot hold one,
   so ``18"`` is answered ``18``, which grounds and normalizes the same).
 
-Two leaks are closed, as for the category prompts (:mod:`agent.finetune.data`):
-
-- **neighbours**: retrieved from all examples minus the example itself and its exact
-  duplicates; their values vote for candidates (and so order options and hints);
-- **the extractor's knowledge** (the values it has seen written, how often a writing is the
-  value, shapes, the ranker): *cross-fitted*. The examples are split in ``folds`` groups by
-  text (exact duplicates together) and an example's candidates come from an extractor fitted
-  on the other groups, so its own value is never a "value seen before" unless another product
-  has it too. ``folds`` < 2 fits one extractor on every example instead (faster, but each
-  prompt's hints then come partly from the example's own gold).
+Leave-one-out: the extractor is **cross-fitted**. The examples are split in ``folds`` groups
+by text (exact duplicates together) and an example's request comes from an extractor fitted
+on the other groups only, so neither its knowledge (values seen written, how often a writing
+is the value, shapes, value classifiers, the ranker) nor its own neighbour index (the
+labelled examples whose values vote) contains the example or its exact duplicates. The
+retrieval neighbours the tagger would hand over are computed leave-one-out as well
+(:func:`loo_neighbours`: all examples minus the example and its exact duplicates), though
+the extractor currently votes with its own index. Without cross-fitting the example's own
+values would vote for themselves and be "seen before", so ``folds`` must be at least 2.
 """
 
 from __future__ import annotations
@@ -38,25 +38,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from agent.attributes.candidates import AttributeCandidate
 from agent.attributes.extractor import AttributeExtractor, ExtractorConfig, selected_attributes
 from agent.attributes.knowledge import category_of, example_text
 from agent.attributes.llm_step import (
     MAX_PROMPT_CHARS,
     AttributeQuestion,
-    AttributeRequest,
     GroundingText,
     fold,
-    open_max_chars,
     render_attribute_prompt,
 )
 from agent.attributes.text import ProductText
 from agent.contract import AttributeSelection
 from agent.finetune.data import exclusion_sets, fold_of
+from agent.llm.base import ChatMessage, Generation, LLMUnavailableError, ModelInfo
 from agent.llm.fake import product_block
 from agent.llm.manifest import AttributePromptProfile
-from prompts import NONE_ANSWER, RenderedAttribute
+from prompts import NONE_ANSWER, sanitize_untrusted
 from retrieval import CandidateConfig, CandidateGenerator, Embedder, Example, build_index, text_of
 from taxonomy import Snapshot
 from taxonomy.model import Attribute
@@ -120,65 +119,104 @@ class AttributeDatasetStats:
 # --- the prompt the agent sends ----------------------------------------------------------
 
 
-def shown_text(text: ProductText, config: ExtractorConfig) -> tuple[str, int]:
-    """The product text the attribute prompt shows (title, newline, description head) and
-    the title's length (:meth:`AttributeExtractor._ask`)."""
-    title = text.field("title")
-    description = text.field("description")
-    head = title.text if title is not None else ""
-    body = description.text[: config.llm_description_chars] if description is not None else ""
-    return (f"{head}\n{body}" if body else head), len(head)
+class PromptDriftError(RuntimeError):
+    """The attribute step asks differently from what training assumes (other attributes or
+    keys): :mod:`agent.finetune.attributes` must follow the extractor."""
 
 
-def questions_for(
-    attrs: Sequence[Attribute], ranked: Mapping[str, Sequence[AttributeCandidate]], config: ExtractorConfig
-) -> list[AttributeQuestion]:
-    """The questions :meth:`AttributeExtractor._ask` asks: closed attributes' options ordered
-    candidates first then the rest (capped), the top two as hints; open attributes' hints the
-    top two candidates' texts."""
-    questions = []
-    for attr in attrs:
-        found = ranked[attr.id]
-        if attr.closed:
-            first = [attr.value(c.key) for c in found]
-            order = [v for v in first if v is not None and v.active]
-            rest = [v for v in attr.active_values() if v not in order]
-            options = tuple(dict.fromkeys([*order, *rest]))[: config.llm_max_options]
-            questions.append(AttributeQuestion(attr, options, tuple(v.name for v in order[:2])))
-        else:
-            hint = tuple(c.match.text for c in found[:2] if c.match is not None)
-            questions.append(AttributeQuestion(attr, (), hint))
-    return questions
+@dataclass(frozen=True)
+class SentRequest:
+    """One request of the attribute step, as the backend received it."""
+
+    messages: tuple[ChatMessage, ...]
+    schema: Mapping[str, Any]
+    max_tokens: int
+
+    @property
+    def system(self) -> str:
+        return next(m.content for m in self.messages if m.role == "system")
+
+    @property
+    def user(self) -> str:
+        return next(m.content for m in self.messages if m.role == "user")
 
 
-def attribute_request(
+class _Recorder:
+    """A backend that records the first request and answers none (the step then ends as
+    with a backend that is down: nothing is re-asked)."""
+
+    def __init__(self) -> None:
+        self.sent: SentRequest | None = None
+        self._info = ModelInfo(name="recorder", model="recorder")
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def generate(
+        self, messages: Sequence[ChatMessage], schema: Mapping[str, Any], *, max_tokens: int = 64,
+        temperature: float = 0.0, seed: int = 0, top_logprobs: int = 0,
+    ) -> Generation:
+        if self.sent is None:
+            self.sent = SentRequest(tuple(messages), dict(schema), max_tokens)
+        raise LLMUnavailableError("recording the request only")
+
+    def close(self) -> None:
+        pass
+
+
+def sent_request(
     extractor: AttributeExtractor,
     snapshot: Snapshot,
     text: ProductText,
     category: str,
     neighbours: Sequence[tuple[Example, float]] = (),
     selection: AttributeSelection = "on",
-    *,
-    profile: AttributePromptProfile | None = None,
-) -> tuple[AttributeRequest, str] | None:
-    """The request the extractor makes of the LLM for this product (``extract_with_llm``),
-    and the product text it shows; None when the category has no attribute to ask."""
-    cfg = extractor.config
-    prof = profile or agent_profile(cfg)
+) -> SentRequest | None:
+    """The request the attribute step makes of the LLM for this product: the extractor is
+    run with a backend that records it (so the prompt is the agent's by construction, whatever
+    the extractor does to build it); None when nothing is asked."""
+    recorder = _Recorder()
+    extractor.extract_with_llm(snapshot, text, category, neighbours, selection, recorder)
+    return recorder.sent
+
+
+def shown_text(text: ProductText, config: ExtractorConfig) -> str:
+    """The product text the attribute step shows and grounds answers in: the title, a
+    newline and the head of the description (:meth:`AttributeExtractor._ask`)."""
+    title = text.field("title")
+    description = text.field("description")
+    head = title.text if title is not None else ""
+    body = description.text[: config.llm_description_chars] if description is not None else ""
+    return f"{head}\n{body}" if body else head
+
+
+def answer_keys(snapshot: Snapshot, category: str, selection: AttributeSelection = "on") -> list[tuple[str, Attribute]]:
+    """The answer's keys, in order, with their attributes: the attributes the step asks
+    (active, askable) keyed as :class:`~prompts.AttributePromptBuilder` names them."""
     attrs = selected_attributes(snapshot, category, selection)
     if not attrs:
-        return None
-    votes_from = [
-        (dict(ex.attribute_values), score) for ex, score in neighbours[: cfg.neighbours] if ex.attribute_values
-    ]
-    ranked = {attr.id: extractor.candidates(attr, text, votes_from) for attr in attrs}
-    shown, _ = shown_text(text, cfg)
-    request = render_attribute_prompt(
-        shown, snapshot.path_text(category), questions_for(attrs, ranked, cfg),
-        max_product_chars=prof.max_product_chars, max_options=cfg.llm_max_options,
-        max_prompt_chars=prof.max_prompt_chars,
-    )
-    return request, shown
+        return []
+    request = render_attribute_prompt("-", "-", [AttributeQuestion(a) for a in attrs])
+    by_id = {a.id: a for a in attrs}
+    return [(a.key, by_id[a.attribute_id]) for a in request.prompt.attributes] if request.prompt else []
+
+
+def option_ids(attr: Attribute) -> dict[str, str]:
+    """Folded option name → value id, for every active value, named as the prompt names
+    options (sanitised, a value called "none" renamed; the first of equal names wins)."""
+    out: dict[str, str] = {}
+    for v in attr.active_values():
+        name = sanitize_untrusted(v.name, OPTION_NAME_CHARS)
+        if name.casefold() == NONE_ANSWER:
+            name = f"{name} (value)"
+        if name:
+            out.setdefault(name.casefold(), v.id)
+    return out
+
+
+#: the attribute prompt's cap on option names (AttributePromptBuilder's max_name_chars)
+OPTION_NAME_CHARS = 60
 
 
 # --- the answer to train on ----------------------------------------------------------------
@@ -207,10 +245,9 @@ def _written(block: GroundingText, shown: GroundingText, mention: str) -> str | 
 
 
 def _open_answer(
-    a: RenderedAttribute, mentions: Sequence[str], block: GroundingText, shown: GroundingText,
+    mentions: Sequence[str], limit: int, most: int, block: GroundingText, shown: GroundingText,
     stats: AttributeDatasetStats,
 ) -> list[str]:
-    limit = open_max_chars(a)
     picked: list[str] = []
     too_long = cut = False
     for mention in mentions:
@@ -227,7 +264,7 @@ def _open_answer(
             continue
         cut = cut or bounded != mention.strip()
         picked.append(found)
-        if len(picked) >= (a.max_items if a.multi else 1):
+        if len(picked) >= most:
             break
     if picked:
         stats.open_cut += cut
@@ -239,42 +276,50 @@ def _open_answer(
 
 
 def attribute_answer(
-    request: AttributeRequest,
+    sent: SentRequest,
+    keys: Sequence[tuple[str, Attribute]],
     example: Example,
     extractor: AttributeExtractor,
-    snapshot: Snapshot,
     shown: str,
     stats: AttributeDatasetStats | None = None,
 ) -> tuple[str, int]:
-    """The answer the request's schema admits for the example's gold values, as compact
-    JSON (the form constrained decoding writes), and how many attributes it fills."""
-    prompt = request.prompt
-    if prompt is None:
-        raise ValueError("the request asks nothing")
+    """The answer ``sent``'s schema admits for the example's gold values, as compact JSON
+    (the form constrained decoding writes), and how many attributes it fills. ``keys``: the
+    answer's keys with their attributes (:func:`answer_keys`); PromptDriftError when the
+    schema has others."""
     st = stats if stats is not None else AttributeDatasetStats()
-    names = [a.attribute.name for a in request.asked.values()]
-    block = GroundingText(product_block(request.messages()), names)
+    props = dict(sent.schema.get("properties") or {})
+    if list(props) != [k for k, _ in keys]:
+        raise PromptDriftError(
+            f"the attribute step asks {list(props)}, training expects {[k for k, _ in keys]}"
+        )
+    names = [attr.name for _, attr in keys]
+    block = GroundingText(product_block(sent.messages), names)
     shown_g = GroundingText(shown, names)
     out: dict[str, str | list[str]] = {}
     filled = 0
-    for a in prompt.attributes:
-        attr = request.asked[a.attribute_id].attribute
+    for key, attr in keys:
+        prop = props[key]
+        multi = prop.get("type") == "array"
+        item = prop["items"] if multi else prop
+        most = int(prop.get("maxItems", 1)) if multi else 1
         st.asked += 1
-        gold = [v for v in example.attribute_values.get(a.attribute_id, ()) if v.strip()]
+        gold = [v for v in example.attribute_values.get(attr.id, ()) if v.strip()]
         picked: list[str] = []
         if not gold:
             st.gold_none += 1
-        elif a.options:
-            by_id = {o.value_id: o.name for o in a.options}
-            keys = [extractor.knowledge.value_key(attr, v) for v in gold]
-            picked = list(dict.fromkeys(by_id[k] for k in keys if k in by_id))[: a.max_items if a.multi else 1]
+        elif "enum" in item:
+            ids = option_ids(attr)
+            shown_ids = {ids.get(str(n).casefold()): str(n) for n in item["enum"] if str(n) != NONE_ANSWER}
+            wanted = [extractor.knowledge.value_key(attr, v) for v in gold]
+            picked = list(dict.fromkeys(shown_ids[k] for k in wanted if k in shown_ids))[:most]
             if not picked:
                 st.closed_not_shown += 1
         else:
-            mentions = list(example.attribute_mentions.get(a.attribute_id, ())) or gold
-            picked = _open_answer(a, mentions, block, shown_g, st)
+            mentions = list(example.attribute_mentions.get(attr.id, ())) or gold
+            picked = _open_answer(mentions, int(item.get("maxLength", 60)), most, block, shown_g, st)
         filled += bool(picked)
-        out[a.key] = picked if a.multi else (picked[0] if picked else NONE_ANSWER)
+        out[key] = picked if multi else (picked[0] if picked else NONE_ANSWER)
     st.filled += filled
     return compact_json(out), filled
 
@@ -335,13 +380,12 @@ def cross_fitted_extractors(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> list[tuple[list[int], AttributeExtractor]]:
-    """(positions, the extractor their prompts are built with): with ``folds`` >= 2, one
-    extractor per fold fitted on the examples of the other folds (exact duplicates share a
-    fold); else one extractor fitted on every example."""
+    """(positions, the extractor their prompts are built with): one extractor per fold,
+    fitted on the examples of the other folds (exact duplicates share a fold)."""
     say = progress or (lambda _msg: None)
     if folds < 2:
-        say("attribute extractor (all examples: not cross-fitted)")
-        return [(list(positions), AttributeExtractor.fit(snap, examples, config, seed=seed))]
+        raise ValueError("attribute prompts need a cross-fitted extractor (folds >= 2): fitted on the "
+                         "example itself, its own values would vote for and be known to the prompt")
     fold_ids = [fold_of(ex, folds) for ex in examples]
     plan: list[tuple[list[int], AttributeExtractor]] = []
     for f in range(folds):
@@ -368,7 +412,10 @@ def build_attribute_items(
 ) -> tuple[list[AttributeTrainItem], AttributeDatasetStats]:
     """Leave-one-out attribute prompts and answers for ``examples[i]``, i in ``select``
     (default all), retrieving neighbours from all of ``examples``; the extractor is
-    cross-fitted over ``folds`` groups (< 2: one extractor on everything)."""
+    cross-fitted over ``folds`` (>= 2) groups."""
+    if folds < 2:
+        raise ValueError("attribute prompts need a cross-fitted extractor (folds >= 2): fitted on the "
+                         "example itself, its own values would vote for and be known to the prompt")
     say = progress or (lambda _msg: None)
     prof = profile or agent_profile()
     cfg = extractor_config(prof)
@@ -393,31 +440,46 @@ def build_attribute_items(
     neighbours = loo_neighbours(examples, usable, snap, embedder, candidate_config)
     exclude = exclusion_sets(examples)
     stats.excluded_duplicates = sum(len(exclude[i]) - 1 for i in usable)
-    stats.folds = folds if folds >= 2 else 0
+    stats.folds = folds
     plan = cross_fitted_extractors(examples, usable, snap, folds, cfg, seed=seed, progress=say)
 
     built: dict[int, AttributeTrainItem] = {}
+    # one OpenMP thread for the ranker's predictions: with faiss/torch's OpenMP runtime in the
+    # process, sklearn's threads contend (measured ~1 s a product instead of ~0.05 s)
+    with threadpool_limits(limits=1):
+        _build(plan, examples, snap, neighbours, cfg, stats, built)
+    items = [built[i] for i in chosen if i in built]  # the order of `select`
+    stats.items = len(items)
+    return items, stats
+
+
+
+def _build(
+    plan: Sequence[tuple[list[int], AttributeExtractor]],
+    examples: Sequence[Example],
+    snap: Snapshot,
+    neighbours: Mapping[int, list[tuple[Example, float]]],
+    cfg: ExtractorConfig,
+    stats: AttributeDatasetStats,
+    built: dict[int, AttributeTrainItem],
+) -> None:
     for rows, extractor in plan:
         for i in rows:
             ex = examples[i]
             cat = category_of(snap, ex.tags)
             assert cat is not None
-            made = attribute_request(extractor, snap, example_text(ex), cat, neighbours[i], profile=prof)
-            if made is None or made[0].prompt is None:
+            text = example_text(ex)
+            sent = sent_request(extractor, snap, text, cat, neighbours[i])
+            keys = answer_keys(snap, cat)
+            if sent is None or not keys:
                 stats.no_attributes += 1
                 continue
-            request, shown = made
-            answer, filled = attribute_answer(request, ex, extractor, snap, shown, stats)
-            prompt = request.prompt
-            assert prompt is not None
+            answer, filled = attribute_answer(sent, keys, ex, extractor, shown_text(text, cfg), stats)
             built[i] = AttributeTrainItem(
-                id=ex.id, system=prompt.system, user=prompt.user, answer=answer, category=cat,
-                attributes=tuple(a.attribute_id for a in prompt.attributes), filled=filled,
+                id=ex.id, system=sent.system, user=sent.user, answer=answer, category=cat,
+                attributes=tuple(attr.id for _, attr in keys), filled=filled,
             )
             stats.by_category[cat] = stats.by_category.get(cat, 0) + 1
-    items = [built[i] for i in chosen if i in built]  # the order of `select`
-    stats.items = len(items)
-    return items, stats
 
 
 def attribute_stats_json(stats: AttributeDatasetStats) -> dict[str, Any]:

@@ -17,6 +17,12 @@ Predictions are appended per offer to ``OUT/<config>.jsonl``: an interrupted run
 
 from __future__ import annotations
 
+import os
+
+# sklearn's OpenMP (the extractor's ranker) contends with faiss/torch in one process: one
+# thread for it (~1 s a product otherwise); the LLM sets its own torch threads (--threads)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import json
 import random

@@ -55,7 +55,7 @@ def finetune(
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.05,
     max_val: Annotated[int, typer.Option(min=0)] = 200,
     lexical_folds: Annotated[int, typer.Option(min=0, help="cross-fitting folds of the lexical classifier (category) or of "
-                                                           "the attribute extractor (attributes); <2: off")] = 5,
+                                                           "the attribute extractor (attributes: at least 2); <2: off")] = 5,
     max_tokens: Annotated[int | None, typer.Option(min=16, help="leave out longer prompts (default 640 for category, "
                                                               "2048 for attributes)")] = None,
     dtype: Annotated[str, typer.Option(help="auto (bf16 for LoRA where the hardware has native bf16, else fp32), fp32 or bf16")] = "auto",

@@ -20,14 +20,17 @@ from agent.attributes.llm_step import LLMAttributeAnswer, ask_attributes, render
 from agent.finetune.attributes import (
     AttributeDatasetStats,
     AttributeTrainItem,
+    PromptDriftError,
     agent_profile,
+    answer_keys,
     attribute_answer,
-    attribute_request,
     build_attribute_items,
     compact_json,
     cross_fitted_extractors,
     loo_neighbours,
     read_attribute_records,
+    sent_request,
+    shown_text,
 )
 from agent.finetune.data import exclusion_sets
 from agent.finetune.run import FinetuneJob, job_json, split
@@ -110,22 +113,34 @@ def built(snap: Snapshot, pool: list[Example]) -> tuple[list[AttributeTrainItem]
 
 # -- the prompt is the agent's ------------------------------------------------------------------
 
-def test_the_training_prompt_is_the_request_the_extractor_sends(snap: Snapshot, pool: list[Example]) -> None:
-    """The extractor with the LLM on, asked about a product, sends exactly the prompt, schema
-    and token bound that training renders for it (same neighbours, same extractor)."""
-    extractor = AttributeExtractor.fit(snap, pool[:50])
-    neighbours = loo_neighbours(pool, list(range(50, 60)), snap, HashingEmbedder())
-    for i in range(50, 60):
-        ex = pool[i]
-        recorder = ScriptedBackend(LLMUnavailableError("recording only"))
-        extractor.extract_with_llm(snap, example_text(ex), "parts", neighbours[i], "on", recorder)
-        assert recorder.calls == 1
-        sent = recorder.requests[0]
-        made = attribute_request(extractor, snap, example_text(ex), "parts", neighbours[i])
-        assert made is not None
-        request, _ = made
-        assert [(m.role, m.content) for m in sent.messages] == [(m.role, m.content) for m in request.messages()]
-        assert dict(sent.schema) == request.schema and sent.max_tokens == request.max_tokens
+def test_the_training_prompt_is_the_request_the_extractor_sends(
+    built: tuple[list[AttributeTrainItem], AttributeDatasetStats], snap: Snapshot, pool: list[Example],
+) -> None:
+    """Each training prompt is what the attribute step sends the LLM for that product, with
+    the extractor of the product's fold (recorded from a real call, the tagger's neighbours)."""
+    items, _ = built
+    by_id = {it.id: it for it in items}
+    positions = list(range(len(pool)))
+    neighbours = loo_neighbours(pool, positions, snap, HashingEmbedder())
+    for rows, extractor in cross_fitted_extractors(pool, positions, snap, 2, ExtractorConfig()):
+        for i in rows[:5]:
+            recorder = ScriptedBackend(LLMUnavailableError("recording only"))
+            extractor.extract_with_llm(snap, example_text(pool[i]), "parts", neighbours[i], "on", recorder)
+            assert recorder.calls == 1  # a backend that is down is not asked again
+            sent = recorder.requests[0].messages
+            assert [m.role for m in sent] == ["system", "user"]
+            assert (sent[0].content, sent[1].content) == (by_id[pool[i].id].system, by_id[pool[i].id].user)
+
+
+def test_a_request_with_other_keys_is_refused(snap: Snapshot, pool: list[Example]) -> None:
+    extractor = AttributeExtractor.fit(snap, pool[:20])
+    sent = sent_request(extractor, snap, example_text(pool[30]), "parts")
+    assert sent is not None
+    keys = answer_keys(snap, "parts")
+    assert [k for k, _ in keys] == list(sent.schema["properties"])
+    with pytest.raises(PromptDriftError):
+        attribute_answer(sent, keys[:-1], pool[30], extractor, "")
+    assert sent_request(extractor, snap, example_text(pool[30]), "misc") is None  # nothing to ask
 
 
 def test_render_attribute_prompt_is_what_ask_attributes_sends(snap: Snapshot) -> None:
@@ -181,11 +196,12 @@ def test_answers_are_names_written_values_and_none(
 def test_every_answer_is_in_the_language_of_its_request_schema(snap: Snapshot, pool: list[Example]) -> None:
     extractor = AttributeExtractor.fit(snap, pool[:40])
     for ex in pool[40:]:
-        made = attribute_request(extractor, snap, example_text(ex), "parts", [])
-        assert made is not None
-        request, shown = made
-        answer, _ = attribute_answer(request, ex, extractor, snap, shown)
-        machine = compile_object(request.schema)
+        text = example_text(ex)
+        sent = sent_request(extractor, snap, text, "parts")
+        assert sent is not None
+        answer, _ = attribute_answer(sent, answer_keys(snap, "parts"), ex, extractor,
+                                     shown_text(text, extractor.config))
+        machine = compile_object(sent.schema)
         assert machine is not None and machine.accepts(answer), answer
         # and the attribute step accepts every value of it
         checked = _check_answer(snap, extractor, ex, answer)
@@ -212,10 +228,12 @@ def test_none_when_the_value_cannot_be_answered(snap: Snapshot, pool: list[Examp
                           "color": ("Purple",)},
         attribute_mentions={"brand": ("Acme",), "material": ("steel",)},
     )
-    made = attribute_request(extractor, snap, example_text(hidden), "parts", [])
-    assert made is not None
+    text = example_text(hidden)
+    sent = sent_request(extractor, snap, text, "parts")
+    assert sent is not None
     stats = AttributeDatasetStats()
-    answer, filled = attribute_answer(made[0], hidden, extractor, snap, made[1], stats)
+    answer, filled = attribute_answer(sent, answer_keys(snap, "parts"), hidden, extractor,
+                                      shown_text(text, extractor.config), stats)
     got = json.loads(answer)
     assert got["Brand"] == got["Material"] == "none"  # beyond the description's shown head
     assert got["Color"] == "none"  # "Purple" is no option
@@ -227,9 +245,9 @@ def test_examples_without_values_or_category_are_left_out(snap: Snapshot, pool: 
     extra = [replace(pool[0], id="bare", title="bare", attribute_values={}, attribute_mentions={}),
              replace(pool[1], id="lost", title="lost", tags=("nowhere",)),
              replace(pool[2], id="misc", title="misc", tags=("misc",))]
-    items, stats = build_attribute_items([*pool[:10], *extra], snap, HashingEmbedder(), folds=0)
+    items, stats = build_attribute_items([*pool[:10], *extra], snap, HashingEmbedder(), folds=2)
     assert {it.id for it in items} == {ex.id for ex in pool[:10]}
-    assert (stats.unlabelled, stats.no_category, stats.no_attributes, stats.folds) == (1, 1, 1, 0)
+    assert (stats.unlabelled, stats.no_category, stats.no_attributes, stats.folds) == (1, 1, 1, 2)
     # the attribute job's split picks only examples with values
     job = FinetuneJob(task=ATTRIBUTES_TASK, val_fraction=0.2)
     train, val = split([*pool[:10], *extra], job, snap)
@@ -258,10 +276,14 @@ def test_the_extractor_is_cross_fitted(snap: Snapshot, pool: list[Example]) -> N
     covered = sorted(i for rows, _ in plan for i in rows)
     assert covered == positions and len(plan) == 3
     for rows, extractor in plan:
+        own = {pool[i].id for i in rows}
         seen = set(extractor.knowledge.golds)
-        assert seen and not seen & {pool[i].id for i in rows}
-    (rows, single), = cross_fitted_extractors(pool, positions, snap, 0, ExtractorConfig())
-    assert rows == positions and set(single.knowledge.golds) == {ex.id for ex in pool}
+        assert seen and not seen & own  # its knowledge, classifiers and ranker
+        voters = {ex.id for ex in extractor.neighbours.examples}
+        assert voters and not voters & own  # the labelled examples whose values vote
+    for folds in (0, 1):
+        with pytest.raises(ValueError, match="cross-fitted"):
+            build_attribute_items(pool, snap, HashingEmbedder(), folds=folds)
 
 
 # -- example files ------------------------------------------------------------------------------

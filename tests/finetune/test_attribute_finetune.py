@@ -7,8 +7,9 @@ interrupted-then-resumed run equals an uninterrupted one. Hashing embedder (no M
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,15 +48,19 @@ class _Recording:
 
     def __init__(self, inner: LLMBackend) -> None:
         self.inner = inner
-        self.calls: list[tuple[dict[str, object], Generation]] = []
+        self.calls: list[tuple[dict[str, Any], Generation]] = []
 
     @property
     def info(self) -> ModelInfo:
         return self.inner.info
 
-    def generate(self, messages: list[ChatMessage], schema: dict[str, object], **kwargs: object) -> Generation:
-        gen = self.inner.generate(messages, schema, **kwargs)  # type: ignore[arg-type]
-        self.calls.append((schema, gen))
+    def generate(
+        self, messages: Sequence[ChatMessage], schema: Mapping[str, Any], *, max_tokens: int = 64,
+        temperature: float = 0.0, seed: int = 0, top_logprobs: int = 0,
+    ) -> Generation:
+        gen = self.inner.generate(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                  top_logprobs=top_logprobs)
+        self.calls.append((dict(schema), gen))
         return gen
 
     def close(self) -> None:
@@ -132,7 +137,7 @@ def test_the_attribute_model_answers_the_attribute_step_in_its_schema(
         machine = compile_object(schema)
         assert machine is not None and gen.finish_reason == "stop"
         assert machine.accepts(gen.text), gen.text  # the schema's compact language, every time
-        assert isinstance(gen.parsed, dict) and list(gen.parsed) == list(schema["properties"])  # type: ignore[call-overload]
+        assert isinstance(gen.parsed, dict) and list(gen.parsed) == list(schema["properties"])
     backend.close()
 
 
