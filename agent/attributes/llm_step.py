@@ -422,6 +422,49 @@ def _reason(exc: Exception) -> str:
     return (str(exc) or type(exc).__name__)[:300]
 
 
+@dataclass(frozen=True)
+class AttributeRequest:
+    """What :func:`ask_attributes` sends for one product: the rendered prompt, the answer's
+    schema and token bound. ``prompt`` is None when nothing can be asked (``notes`` say why)."""
+
+    prompt: RenderedAttributePrompt | None
+    schema: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int = 0
+    notes: tuple[str, ...] = ()
+    asked: Mapping[str, _Asked] = field(default_factory=dict)
+
+    def messages(self) -> list[ChatMessage]:
+        """The chat messages of the first attempt (system, user)."""
+        if self.prompt is None:
+            return []
+        return [ChatMessage("system", self.prompt.system), ChatMessage("user", self.prompt.user)]
+
+
+def render_attribute_prompt(
+    product_text: str,
+    category_path: str,
+    questions: Sequence[AttributeQuestion],
+    examples: Sequence[tuple[str, Mapping[str, Sequence[str]]]] = (),
+    *,
+    max_product_chars: int = 600,
+    max_options: int = 40,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
+) -> AttributeRequest:
+    """The request :func:`ask_attributes` makes for these arguments, without asking: the
+    prompt, schema and token bound exactly as sent (fine-tuning trains on these prompts)."""
+    notes: list[str] = []
+    specs, asked = _prepare(questions, max(1, max_options), notes)
+    if not specs:
+        return AttributeRequest(None, notes=tuple(notes))
+    prompt = _builder(max_product_chars, max(1, max_options), max_prompt_chars).build(
+        product_text, category_path, specs, examples
+    )
+    return AttributeRequest(
+        prompt, attributes_schema(prompt.attributes), max_answer_tokens(prompt.attributes),
+        tuple(notes), asked,
+    )
+
+
 def ask_attributes(
     llm: LLMBackend,
     *,
@@ -442,16 +485,16 @@ def ask_attributes(
     ``max_prompt_chars``: over it, examples, then options beyond the first few of each
     attribute, then descriptions are left out (see :class:`AttributePromptBuilder`)."""
     answer = LLMAttributeAnswer(values={})
-    specs, asked = _prepare(questions, max(1, max_options), answer.rejections)
-    if not specs:
-        return answer
-    prompt = _builder(max_product_chars, max(1, max_options), max_prompt_chars).build(
-        product_text, category_path, specs, examples
+    request = render_attribute_prompt(
+        product_text, category_path, questions, examples, max_product_chars=max_product_chars,
+        max_options=max_options, max_prompt_chars=max_prompt_chars,
     )
-    schema = attributes_schema(prompt.attributes)
-    max_tokens = max_answer_tokens(prompt.attributes)
+    answer.rejections.extend(request.notes)
+    if request.prompt is None:
+        return answer
+    prompt, schema, max_tokens, asked = request.prompt, request.schema, request.max_tokens, request.asked
     text = GroundingText(product_text, [a.attribute.name for a in asked.values()])
-    messages = [ChatMessage("system", prompt.system), ChatMessage("user", prompt.user)]
+    messages = request.messages()
     for _ in range(1 + max(0, reask_budget)):
         answer.attempts += 1
         start = time.perf_counter()

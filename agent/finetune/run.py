@@ -5,6 +5,10 @@ transformers backend and vLLM load it as is), ``adapter/`` (LoRA only, for vLLM'
 serving), and the manifest ``tagsmith-model.json``. While training it also holds
 ``run.json`` (what must match to resume), ``dataset.jsonl`` (the prompts, built once),
 ``checkpoints/`` and ``train.log``.
+
+Two tasks: ``category`` (the tagging prompt, :mod:`agent.finetune.data`) and ``attributes``
+(the attribute step's prompt, :mod:`agent.finetune.attributes`). The manifest records the
+task and the prompt profile the model was trained on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.finetune.attributes import (
+    AttributeTrainItem,
+    agent_profile,
+    attribute_stats_json,
+    build_attribute_items,
+    labelled,
+)
 from agent.finetune.blend import MIN_ITEMS, fit_blend
 from agent.finetune.data import (
     TrainItem,
@@ -27,15 +38,19 @@ from agent.finetune.data import (
     duplicate_key,
     stats_json,
 )
-from agent.finetune.train import Progress, TrainConfig, Trainer, config_json
+from agent.finetune.train import AnyItem, Progress, TrainConfig, Trainer, config_json
 from agent.llm.base import ModelNotFoundError
 from agent.llm.manifest import (
+    ATTRIBUTES_TASK,
+    CATEGORY_TASK,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
+    AttributePromptProfile,
     PromptProfile,
     profile_json,
     profile_of,
     read_manifest,
+    task_of,
 )
 from retrieval import Embedder, Example
 from retrieval.durable import atomic_path, atomic_write_json
@@ -50,6 +65,9 @@ FINETUNE_PROFILE = PromptProfile(
     max_label_chars=120, version="tag.ft1",
 )
 RUN_FORMAT = "tagsmith-finetune-run/1"
+#: attribute prompts run to ~1,450 SmolLM2 tokens on WDC-PAVE (20 attributes, their options
+#: and hints) plus ~150 answer tokens: the default cut (640) would drop them all
+ATTRIBUTE_MAX_TOKENS = 2048
 
 
 class RunMismatchError(ValueError):
@@ -65,6 +83,21 @@ class FinetuneJob:
     val_fraction: float = 0.05
     max_val: int = 200
     lexical_folds: int = 5
+    task: str = CATEGORY_TASK
+    """``category`` or ``attributes``; ``lexical_folds`` then cross-fits the attribute
+    extractor (< 2: one extractor fitted on every example)."""
+    attribute_profile: AttributePromptProfile = field(default_factory=agent_profile)
+    """The attribute prompt to train on (the agent's, by default; the attributes task only)."""
+
+
+def job_json(job: FinetuneJob) -> dict[str, Any]:
+    """The job as the run key and manifest record it (a category job as before tasks existed,
+    so that its runs still resume)."""
+    out = {**asdict(job), "profile": profile_json(job.profile), "train": config_json(job.train)}
+    del out["task"], out["attribute_profile"]
+    if job.task == ATTRIBUTES_TASK:
+        out.update(task=job.task, profile=profile_json(job.attribute_profile))
+    return out
 
 
 def resolve_base(base: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -88,11 +121,16 @@ def resolve_base(base: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     return directory, {"name": base, "file": source.get("file"), "sha256": source.get("sha256")}
 
 
-def split(examples: Sequence[Example], job: FinetuneJob) -> tuple[list[int], list[int]]:
+def split(
+    examples: Sequence[Example], job: FinetuneJob, snap: Snapshot | None = None
+) -> tuple[list[int], list[int]]:
     """Seeded sub-sample, then a validation slice; exact duplicates of a validation item
     are dropped from training (they would leak its answer)."""
     order = list(range(len(examples)))
     random.Random(job.train.seed).shuffle(order)
+    if job.task == ATTRIBUTES_TASK:  # products with attribute values only: the rest have no answer
+        keep = set(labelled(examples, snap)) if snap is not None else set(order)
+        order = [i for i in order if i in keep]
     if job.max_items is not None:
         order = order[: job.max_items]
     n_val = min(job.max_val, round(len(order) * job.val_fraction))
@@ -106,19 +144,27 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_json(path, data, ensure_ascii=False)
 
 
-def _items_to_file(path: Path, train: Sequence[TrainItem], val: Sequence[TrainItem]) -> None:
+def _items_to_file(path: Path, train: Sequence[AnyItem], val: Sequence[AnyItem]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for part, items in (("train", train), ("val", val)):
             for it in items:
                 fh.write(json.dumps({"split": part, **asdict(it)}, ensure_ascii=False) + "\n")
 
 
-def _items_from_file(path: Path) -> tuple[list[TrainItem], list[TrainItem]]:
-    train: list[TrainItem] = []
-    val: list[TrainItem] = []
+def _items_from_file(path: Path) -> tuple[list[AnyItem], list[AnyItem]]:
+    train: list[AnyItem] = []
+    val: list[AnyItem] = []
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             row = json.loads(line)
+            item: AnyItem
+            if "answer" in row:
+                item = AttributeTrainItem(
+                    row["id"], row["system"], row["user"], row["answer"], row["category"],
+                    tuple(row["attributes"]), int(row.get("filled", 0)),
+                )
+                (train if row["split"] == "train" else val).append(item)
+                continue
             item = TrainItem(
                 row["id"], row["system"], row["user"], row["letter"], tuple(row["letters"]),
                 row["gold"], row.get("vote_letter", ""), tuple(row.get("vote", ())),
@@ -163,7 +209,7 @@ def finetune(
         "data_sha256": data_hash(examples),
         "taxonomy": {"version": snap.version, "sha256": taxonomy_hash},
         "embedder": embedder.name,
-        "job": {**asdict(job), "profile": profile_json(job.profile), "train": config_json(job.train)},
+        "job": job_json(job),
     }
     run_file = out / "run.json"
     if run_file.exists():
@@ -184,30 +230,54 @@ def finetune(
         say(f"dataset reused: {len(train_items)} train, {len(val_items)} validation prompts")
     else:
         t0 = time.perf_counter()
-        train_idx, val_idx = split(examples, job)
-        items, built = build_items(
-            examples, snap, embedder, profile=job.profile, select=train_idx + val_idx,
-            folds=job.lexical_folds, progress=say,
-        )
+        train_idx, val_idx = split(examples, job, snap)
+        items: Sequence[AnyItem]
+        if job.task == ATTRIBUTES_TASK:
+            items, attr_stats = build_attribute_items(
+                examples, snap, embedder, profile=job.attribute_profile, select=train_idx + val_idx,
+                folds=job.lexical_folds, progress=say, seed=job.train.seed,
+            )
+            built_json = attribute_stats_json(attr_stats)
+        else:
+            items, built = build_items(
+                examples, snap, embedder, profile=job.profile, select=train_idx + val_idx,
+                folds=job.lexical_folds, progress=say,
+            )
+            built_json = stats_json(built)
+        if not items:
+            raise ValueError("no training prompt could be built from these examples"
+                             + (" (none carries attribute values)" if job.task == ATTRIBUTES_TASK else ""))
         val_ids = {examples[i].id for i in val_idx}
         train_items = [it for it in items if it.id not in val_ids]
         val_items = [it for it in items if it.id in val_ids]
-        stats = {**stats_json(built), "build_seconds": round(time.perf_counter() - t0, 1),
+        stats = {**built_json, "build_seconds": round(time.perf_counter() - t0, 1),
                  "train_items": len(train_items), "val_items": len(val_items)}
         _items_to_file(dataset_file, train_items, val_items)
         _write_json(stats_file, stats)
         say(f"dataset built: {json.dumps(stats)}")
 
     trainer = Trainer(base_dir, out, train_items, val_items, job.train, threads=threads, log=say)
+    if not trainer.train:
+        raise ValueError(f"every training prompt is longer than max_tokens={job.train.max_tokens} "
+                         f"({trainer.dropped_long} left out): raise it")
     t_train = time.perf_counter()
     history = trainer.run(progress)
     train_seconds = time.perf_counter() - t_train
-    # the retrieval vote's accuracy on the same validation prompts: the bar the model must clear
-    vote_top1 = sum(1 for it in val_items if it.letter == it.vote_letter) / max(1, len(val_items))
     trainer.save_model(out)
     dropped_long, total_steps, device = trainer.dropped_long, trainer.total_steps, trainer.device
     del trainer  # free the training copy: the fit loads the merged model the way the agent will
-    blend = _fit_on(out, val_items, "the validation split", say)
+    task_fields: dict[str, Any]
+    if job.task == ATTRIBUTES_TASK:
+        task_fields = {"task": ATTRIBUTES_TASK, "prompt": profile_json(job.attribute_profile)}
+    else:
+        cat_val = [it for it in val_items if isinstance(it, TrainItem)]
+        # the retrieval vote's accuracy on the same validation prompts: the bar the model must clear
+        vote_top1 = sum(1 for it in cat_val if it.letter == it.vote_letter) / max(1, len(cat_val))
+        task_fields = {
+            "prompt": profile_json(job.profile),
+            "validation_vote_top1": vote_top1,
+            "blend": _fit_on(out, cat_val, "the validation split", say),
+        }
     manifest = {
         "format": MANIFEST_FORMAT,
         "kind": "fine-tuned",
@@ -215,13 +285,12 @@ def finetune(
         "data": {"sha256": key["data_sha256"], "examples": len(examples), **stats},
         "taxonomy": key["taxonomy"],
         "embedder": embedder.name,
-        "prompt": profile_json(job.profile),
+        **{k: v for k, v in task_fields.items() if k != "blend" and k != "validation_vote_top1"},
         "hyperparameters": {**config_json(job.train), "max_items": job.max_items,
                             "val_fraction": job.val_fraction, "max_val": job.max_val,
                             "lexical_folds": job.lexical_folds},
         "validation": history,
-        "validation_vote_top1": vote_top1,
-        "blend": blend,
+        **{k: v for k, v in task_fields.items() if k in ("validation_vote_top1", "blend")},
         "dropped_long_prompts": dropped_long,
         "steps": total_steps,
         "timing": {"train_seconds_this_process": round(train_seconds, 1),
@@ -282,6 +351,8 @@ def fit_model_blend(
     more products. Returns the ``blend`` entry; ValueError when nothing is left to fit on."""
     say = log or (lambda _m: None)
     manifest = read_manifest(model_dir)
+    if task_of(manifest) != CATEGORY_TASK:
+        raise ValueError(f"{model_dir} is fine-tuned for {task_of(manifest)}: the blend weight is the category step's")
     profile = profile_of(manifest)
     if manifest is None or profile is None:
         raise ValueError(f"{model_dir} has no fine-tuning manifest ({MANIFEST_FILE})")

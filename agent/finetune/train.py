@@ -2,7 +2,8 @@
 
 Design choices, each measured or forced by a 2-core CPU (docs/finetune.md):
 
-- the loss covers the answer tokens only (``{"tags":["C"]}`` + end of turn), and the
+- the loss covers the answer tokens only (``{"tags":["C"]}`` + end of turn; for the
+  attribute task the whole JSON answer + end of turn), and the
   language-model head runs only at those positions: SmolLM2's head is a 49k × 576 matrix,
   ~20% of the forward cost if applied to every prompt token;
 - LoRA may be restricted to the last ``lora_layers`` transformer layers: the backward pass
@@ -28,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.finetune.attributes import AttributeTrainItem
 from agent.finetune.data import TrainItem
 from agent.llm.base import ChatMessage, option_token_ids
 from agent.llm.transformers_backend import chat_prompt, encode_text
@@ -39,6 +41,8 @@ DType = Literal["fp32", "bf16"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CHECKPOINTS = "checkpoints"
 IGNORE = -100
+#: a training item of either task
+AnyItem = TrainItem | AttributeTrainItem
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,15 @@ class Progress:
     tokens_per_s: float
 
 
-def encode(tokenizer: Any, item: TrainItem) -> Encoded:
+def encode(tokenizer: Any, item: AnyItem) -> Encoded:
     messages = [ChatMessage("system", item.system), ChatMessage("user", item.user)]
-    prompt = tokenizer(chat_prompt(tokenizer, messages, ANSWER_PREFIX), add_special_tokens=False)["input_ids"]
     end = tokenizer.eos_token or ""
+    if isinstance(item, AttributeTrainItem):
+        # the attribute step forces no answer prefix: the whole JSON object is generated
+        prompt = encode_text(tokenizer, chat_prompt(tokenizer, messages))
+        answer = encode_text(tokenizer, item.answer + end)
+        return Encoded(prompt + answer, len(prompt), {})
+    prompt = tokenizer(chat_prompt(tokenizer, messages, ANSWER_PREFIX), add_special_tokens=False)["input_ids"]
     answer = tokenizer(item.letter + ANSWER_SUFFIX + end, add_special_tokens=False)["input_ids"]
     tokenize = partial(encode_text, tokenizer)
     options = {letter: option_token_ids(tokenize, letter, [ANSWER_SUFFIX]) for letter in item.letters}
@@ -117,8 +126,8 @@ class Trainer:
         self,
         base_dir: Path,
         out: Path,
-        train: Sequence[TrainItem],
-        val: Sequence[TrainItem],
+        train: Sequence[AnyItem],
+        val: Sequence[AnyItem],
         cfg: TrainConfig,
         *,
         threads: int | None = None,
@@ -204,11 +213,14 @@ class Trainer:
     # -- validation ------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """Accuracy of the model's top letter (what scoring and greedy constrained
-        generation both answer) on the held-out items, and of the retrieval vote's top one."""
+        generation both answer) on the held-out items, and of the retrieval vote's top one;
+        for attribute items :meth:`validate_answers`."""
         import torch
 
         if not self.val:
             return {}
+        if isinstance(self.val[0][1], AttributeTrainItem):
+            return self.validate_answers()
         lm = self._causal_lm()
         self.model.eval()
         correct = 0
@@ -223,10 +235,38 @@ class Trainer:
                     for letter, toks in enc.option_ids.items()
                 }
                 best = max(mass, key=lambda k: mass[k])
+                assert isinstance(item, TrainItem)
                 correct += best == item.letter
                 nll -= mass[item.letter]
         self.model.train()
         return {"val_accuracy": correct / len(self.val), "val_nll": nll / len(self.val), "val_n": len(self.val)}
+
+    def validate_answers(self) -> dict[str, float]:
+        """Teacher-forced on the held-out answers (one forward pass each): the share of
+        answer tokens the model ranks first, the share of answers it would write exactly
+        (every token first: what greedy decoding writes, unconstrained), and the mean
+        negative log-likelihood per answer token."""
+        import torch
+
+        lm = self._causal_lm()
+        self.model.eval()
+        tokens = right = exact = 0
+        nll = 0.0
+        with torch.inference_mode():
+            for enc, _item in self.val:
+                ids = torch.tensor([enc.ids], device=self.device)
+                hidden = lm.model(input_ids=ids).last_hidden_state[0, enc.n_prompt - 1 : len(enc.ids) - 1]
+                logp = torch.log_softmax(lm.lm_head(hidden).float(), dim=-1)
+                target = torch.tensor(enc.ids[enc.n_prompt :], device=logp.device)
+                hits = int((logp.argmax(dim=-1) == target).sum())
+                tokens += len(target)
+                right += hits
+                exact += hits == len(target)
+                nll -= float(logp[torch.arange(len(target)), target].sum())
+        self.model.train()
+        n = len(self.val)
+        return {"val_token_accuracy": right / max(1, tokens), "val_exact": exact / n,
+                "val_nll": nll / max(1, tokens), "val_n": n}
 
     # -- checkpoints -----------------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:

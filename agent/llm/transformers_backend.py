@@ -10,7 +10,9 @@ Two ways to answer, both constrained to the allowed values:
 
 - :meth:`generate`: greedy decoding where, at every step, only tokens that keep the text a
   prefix of ``{"tags":["<allowed value>"]}`` are allowed (the schemas of
-  :func:`agent.llm.base.tags_schema`; anything else is refused);
+  :func:`agent.llm.base.tags_schema`), or of a compact JSON object of the request's schema
+  (enums, bounded strings, bounded arrays: the attribute step's schemas, decoded by
+  :mod:`agent.llm.json_decode`); anything else is refused;
 - :meth:`score_options`: one forward pass over the prompt, then the next-token
   distribution read over the options (candidate letters): a probability over the allowed
   answers for the cost of one prompt evaluation.
@@ -40,6 +42,7 @@ from agent.llm.base import (
     option_token_ids,
     parse_json,
 )
+from agent.llm.json_decode import Vocabulary, compile_object, token_texts
 from agent.llm.manifest import blend_weight_of, profile_of, read_manifest
 
 TAGS_PREFIX = '{"tags":["'
@@ -111,6 +114,7 @@ class TransformersBackend:
         self._cache: Any = None
         self._cached_ids: list[int] = []
         self._vocab: dict[str, list[int]] | None = None
+        self._vocabulary: Vocabulary | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -190,8 +194,19 @@ class TransformersBackend:
         top_logprobs: int = 0,
     ) -> Generation:
         """Greedy decoding constrained to ``{"tags":["<one allowed value>"]}`` (one item:
-        what the agent asks for; the schema's ``maxItems`` above 1 is not used)."""
-        values = allowed_values(schema)
+        what the agent asks for; the schema's ``maxItems`` above 1 is not used), or to the
+        compact answers of an object schema (:func:`agent.llm.json_decode.compile_object`).
+        ValueError for a schema of neither kind."""
+        try:
+            values = allowed_values(schema)
+        except ValueError:
+            machine = compile_object(schema)
+            if machine is None:
+                raise ValueError(
+                    "the transformers backend supports tags_schema() schemas and compact object "
+                    "schemas (enums, bounded strings, bounded arrays)"
+                ) from None
+            return self._generate_object(messages, machine, max_tokens)
         table = self._token_table()
         with self._lock:
             start = time.perf_counter()
@@ -227,6 +242,37 @@ class TransformersBackend:
             finish_reason=finish,
         )
 
+    def _generate_object(self, messages: Sequence[ChatMessage], machine: Any, max_tokens: int) -> Generation:
+        import torch
+
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(token_texts(self.tokenizer))
+        vocab = self._vocabulary
+        with self._lock:
+            start = time.perf_counter()
+            ids = self._encode(chat_prompt(self.tokenizer, messages))
+            n_prompt = len(ids)
+            state = machine.start
+            text = ""
+            finish = "length"
+            for _ in range(max(1, max_tokens)):
+                allowed = vocab.allowed(machine, state)
+                if not allowed:
+                    break
+                logits = self._next_logits(ids)
+                best = allowed[int(torch.argmax(logits[torch.tensor(allowed)]))]
+                ids.append(best)
+                text += vocab.texts[best]
+                state = machine.feed(state, vocab.texts[best])
+                if machine.done(state):
+                    finish = "stop"
+                    break
+            latency_ms = (time.perf_counter() - start) * 1000.0
+        return Generation(
+            text=text, parsed=parse_json(text), prompt_tokens=n_prompt,
+            completion_tokens=len(ids) - n_prompt, latency_ms=latency_ms, finish_reason=finish,
+        )
+
     def describe(self) -> dict[str, Any]:
         """What ``tagsmith doctor`` shows: the directory and its manifest's key facts."""
         m = self.manifest or {}
@@ -235,6 +281,7 @@ class TransformersBackend:
         return {
             "model": str(self._path),
             "kind": m.get("kind", "export"),
+            "task": m.get("task", "category") if m else None,
             "base": m.get("base"),
             "data_sha256": (m.get("data") or {}).get("sha256"),
             "taxonomy": m.get("taxonomy"),

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 
 def _load_examples(path: Path, snap: Snapshot) -> list[Example]:
-    """Examples in either format: the index's (``tags``) or the eval datasets' (``gold_tags``)."""
+    """Examples in any of the formats: the index's (``tags``, optionally ``attribute_values``
+    / ``attribute_mentions``), the eval datasets' (``gold_tags``), or attribute records
+    (``category`` + ``gold_attributes`` by name, as in WDC-PAVE)."""
+    from agent.finetune.attributes import read_attribute_records
     from evals.dataset import load_dataset
     from retrieval import read_examples
 
@@ -26,6 +29,8 @@ def _load_examples(path: Path, snap: Snapshot) -> list[Example]:
         head = json.loads(first) if first else {}
     except ValueError:
         head = {}
+    if isinstance(head, dict) and "category" in head and isinstance(head.get("gold_attributes"), dict):
+        return read_attribute_records(path, snap)
     if isinstance(head, dict) and "gold_tags" in head:
         return [it.example(snap) for it in load_dataset(path) if it.gold_tags]
     return list(read_examples(path))
@@ -35,6 +40,8 @@ def finetune(
     examples: Annotated[Path, typer.Option(help="tagged products (JSONL: tags or gold_tags)", exists=True, dir_okay=False)],
     taxonomy: Annotated[Path, typer.Option(help="the taxonomy the tags belong to", exists=True, dir_okay=False)],
     out: Annotated[Path, typer.Option(help="model directory to write (a matching run there is resumed)", file_okay=False)],
+    task: Annotated[str, typer.Option(help="category (the tagging prompt) or attributes (the attribute step's prompt; "
+                                           "examples with attribute values)")] = "category",
     base: Annotated[str, typer.Option(help="smollm2, gemma3-270m, or a Hugging Face model directory")] = "smollm2",
     method: Annotated[str, typer.Option(help="lora or full")] = "lora",
     epochs: Annotated[int, typer.Option(min=1)] = 1,
@@ -47,15 +54,19 @@ def finetune(
     max_steps: Annotated[int | None, typer.Option(min=1, help="stop after N optimiser steps")] = None,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.05,
     max_val: Annotated[int, typer.Option(min=0)] = 200,
-    lexical_folds: Annotated[int, typer.Option(min=0, help="cross-fitting folds of the lexical classifier (<2: off)")] = 5,
+    lexical_folds: Annotated[int, typer.Option(min=0, help="cross-fitting folds of the lexical classifier (category) or of "
+                                                           "the attribute extractor (attributes: at least 2); <2: off")] = 5,
+    max_tokens: Annotated[int | None, typer.Option(min=16, help="leave out longer prompts (default 640 for category, "
+                                                              "2048 for attributes)")] = None,
     dtype: Annotated[str, typer.Option(help="auto (bf16 for LoRA where the hardware has native bf16, else fp32), fp32 or bf16")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="optimiser steps between checkpoints")] = 25,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")] = None,
     taxonomy_format: Annotated[str, typer.Option(help="json, google, shopify, wdc-pave or flipkart")] = "json",
 ) -> None:
-    """Fine-tune the LLM on leave-one-out tagging prompts; writes a model directory that
-    TAGSMITH_LLM__MODEL=DIR serves. Re-run the same command to resume after an interruption."""
+    """Fine-tune the LLM on leave-one-out tagging prompts (--task category; a model directory that
+    TAGSMITH_LLM__MODEL=DIR serves) or attribute prompts (--task attributes: the attribute step's
+    exact prompt, the gold values as the answer). Re-run the same command to resume after an interruption."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -66,13 +77,17 @@ def finetune(
 
     from agent.finetune import FinetuneJob, RunMismatchError, TrainConfig
     from agent.finetune import finetune as run_finetune
+    from agent.finetune.run import ATTRIBUTE_MAX_TOKENS
     from agent.finetune.train import Progress as StepProgress
     from agent.llm import LLMError
+    from agent.llm.manifest import ATTRIBUTES_TASK, TASKS
     from evals.dataset import DatasetError, file_sha256
     from retrieval import RetrievalError
     from serve.runtime import embedder_from_settings
     from taxonomy import TaxonomyError, load_taxonomy
 
+    if task not in TASKS:
+        fail(f"--task must be one of {', '.join(TASKS)}")
     if method not in ("lora", "full"):
         fail("--method must be lora or full")
     if dtype not in ("auto", "fp32", "bf16"):
@@ -89,15 +104,18 @@ def finetune(
     except (DatasetError, TaxonomyError, RetrievalError, ValueError) as exc:
         fail(str(exc))
     lr = learning_rate if learning_rate is not None else (5e-4 if method == "lora" else 5e-5)
+    if max_tokens is None:
+        max_tokens = ATTRIBUTE_MAX_TOKENS if task == ATTRIBUTES_TASK else TrainConfig.max_tokens
     job = FinetuneJob(
         base=base,
         train=TrainConfig(
             method=method, epochs=epochs, learning_rate=lr, batch_size=batch_size,  # type: ignore[arg-type]
             grad_accum=grad_accum, lora_r=lora_r, lora_alpha=2 * lora_r, lora_layers=lora_layers,
             dtype=train_dtype, seed=seed, checkpoint_every=checkpoint_every,  # type: ignore[arg-type]
-            max_steps=max_steps,
+            max_steps=max_steps, max_tokens=max_tokens,
         ),
         max_items=max_items, val_fraction=val_fraction, max_val=max_val, lexical_folds=lexical_folds,
+        task=task,
     )
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -105,10 +123,10 @@ def finetune(
     )
     try:
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task("fine-tune", total=None, loss=float("nan"), tps=0.0)
+            bar_task = bar.add_task("fine-tune", total=None, loss=float("nan"), tps=0.0)
 
             def progress(p: StepProgress) -> None:
-                bar.update(task, completed=p.step, total=p.total_steps, loss=p.loss, tps=p.tokens_per_s)
+                bar.update(bar_task, completed=p.step, total=p.total_steps, loss=p.loss, tps=p.tokens_per_s)
 
             manifest = run_finetune(
                 pool, snap, embedder_from_settings(s), out, job,
@@ -118,6 +136,15 @@ def finetune(
     except (RunMismatchError, LLMError, RetrievalError, ValueError) as exc:
         fail(str(exc))
     last = (manifest.get("validation") or [{}])[-1]
+    if task == ATTRIBUTES_TASK:
+        console.print(
+            f"model → {out}: on {last.get('val_n', 0)} held-out examples the model writes "
+            f"{last.get('val_exact', float('nan')):.3f} of the answers exactly and ranks "
+            f"{last.get('val_token_accuracy', float('nan')):.3f} of their tokens first (teacher-forced); "
+            f"it answers the attribute step (manifest task 'attributes'), loaded with create_backend('embedded', "
+            f"model='{out}')"
+        )
+        return
     console.print(
         f"model → {out}: validation accuracy {last.get('val_accuracy', float('nan')):.3f} "
         f"(retrieval vote {manifest['validation_vote_top1']:.3f}) on {last.get('val_n', 0)} held-out examples; "
