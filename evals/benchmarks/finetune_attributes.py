@@ -195,9 +195,12 @@ def main() -> None:
 
         manifest = read_manifest(args.model) or {}
         base_name = str((manifest.get("base") or {}).get("name") or "smollm2")
-        from serve.settings import load_settings
-
-        base = resolve_base(base_name, load_settings().data_dir / "models")[0]  # where `tagsmith finetune` put it
+        # where `tagsmith finetune` put it: the service's data directory (serve.settings'
+        # default, spelled out here because evals does not import serve)
+        data_dir = os.environ.get("TAGSMITH_DATA_DIR") or str(
+            Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tagsmith"
+        )
+        base = resolve_base(base_name, Path(data_dir) / "models")[0]
     results: dict[str, Any] = {"n": len(records), "configs": {}}
     per_offer: dict[str, dict[str, list[Counts]]] = {}
     for name in args.configs.split(","):
