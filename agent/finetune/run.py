@@ -85,7 +85,7 @@ class FinetuneJob:
     lexical_folds: int = 5
     task: str = CATEGORY_TASK
     """``category`` or ``attributes``; ``lexical_folds`` then cross-fits the attribute
-    extractor (< 2: one extractor fitted on every example)."""
+    extractor (at least 2)."""
     attribute_profile: AttributePromptProfile = field(default_factory=agent_profile)
     """The attribute prompt to train on (the agent's, by default; the attributes task only)."""
 
