@@ -117,9 +117,34 @@ class LLMEvidence(BaseModel):
     degraded_reason: str | None = Field(default=None, description="why the LLM was unavailable (its error)")
 
 
+class CandidateEvidence(BaseModel):
+    """A category the tagger weighed, with its calibrated probability (best first)."""
+
+    id: str
+    name: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+ReviewReason = Literal[
+    "low_confidence",  # top confidence below the review threshold
+    "no_tag",  # nothing valid to return
+    "llm_fallback",  # the LLM's answer was refused and retrieval's was used
+    "attribute_low_confidence",  # an attribute value below the attribute review threshold
+    "unreadable_text",  # the embedder reads the text as mostly unknown tokens / an uncovered script
+    "far_from_examples",  # the nearest tagged example is far away
+    "thin_vote",  # the winning category rests on a single example
+]
+
+
 class Evidence(BaseModel):
     neighbors: list[Neighbor]
     llm: LLMEvidence
+    candidates: list[CandidateEvidence] = Field(
+        default_factory=list, description="the categories weighed, best first, with probabilities"
+    )
+    review_reasons: list[ReviewReason] = Field(
+        default_factory=list, description="why needs_review is true (empty when it is false)"
+    )
 
 
 class Timings(BaseModel):

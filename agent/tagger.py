@@ -31,11 +31,13 @@ from agent.attributes import AttributeExtractor, ProductText
 from agent.contract import (
     AttributeSelection,
     AttributeTag,
+    CandidateEvidence,
     Evidence,
     LLMEvidence,
     Neighbor,
     PipelineName,
     Product,
+    ReviewReason,
     Tag,
     TagResult,
     Timings,
@@ -248,12 +250,20 @@ class Tagger:
         attributes = self._attributes(product, retrieval, tags[0].id, selection, outcome) if tags else []
         total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
         confidence = tags[0].confidence if tags else 0.0
+        reasons: list[ReviewReason] = []
+        if not tags:
+            reasons.append("no_tag")
+        elif confidence < cfg.review_threshold:
+            reasons.append("low_confidence")
+        if fallback:
+            reasons.append("llm_fallback")
+        if self._doubtful(attributes):
+            reasons.append("attribute_low_confidence")
         return TagResult(
             id=product.id,
             tags=tags,
             attributes=attributes,
-            needs_review=(not tags) or confidence < cfg.review_threshold or fallback
-            or self._doubtful(attributes),
+            needs_review=bool(reasons),
             taxonomy_version=snap.version,
             pipeline=cfg.pipeline if cfg.pipeline == pipeline else f"{cfg.pipeline}:{pipeline}",
             evidence=Evidence(
@@ -261,6 +271,8 @@ class Tagger:
                     Neighbor(id=n.example.id, score=round(n.score, 6), tags=list(n.tags))
                     for n in retrieval.neighbours[: cfg.max_neighbors_shown]
                 ],
+                candidates=_candidate_evidence(snap, scores, cfg.max_neighbors_shown),
+                review_reasons=reasons,
                 llm=LLMEvidence(
                     attempts=outcome.attempts,
                     fallback_used=fallback,
@@ -326,15 +338,21 @@ class Tagger:
         outcome = _LLMOutcome(rejections=rejections)
         attributes = self._attributes(product, retrieval, category, selection, outcome) if tags else []
         total_ms = retrieval_ms + (time.perf_counter() - t0) * 1000.0
+        reasons: list[ReviewReason] = []
+        if not tags:
+            reasons.append("no_tag")
+        if self._doubtful(attributes):
+            reasons.append("attribute_low_confidence")
         return TagResult(
             id=product.id, tags=tags, attributes=attributes,
-            needs_review=not tags or self._doubtful(attributes),
+            needs_review=bool(reasons),
             taxonomy_version=snap.version, pipeline="given-category",
             evidence=Evidence(
                 neighbors=[
                     Neighbor(id=n.example.id, score=round(n.score, 6), tags=list(n.tags))
                     for n in retrieval.neighbours[: self.config.max_neighbors_shown]
                 ],
+                review_reasons=reasons,
                 llm=LLMEvidence(
                     attempts=outcome.attempts, fallback_used=False, rejections=outcome.rejections[:5],
                     model=self.llm.info.model if (self.llm is not None and outcome.attempts) else None,
@@ -428,6 +446,15 @@ def prompt_builder(profile: PromptProfile) -> PromptBuilder:
         max_example_chars=profile.max_example_chars,
         max_label_chars=profile.max_label_chars,
     )
+
+
+def _candidate_evidence(snap: Snapshot, scores: dict[str, float], limit: int) -> list[CandidateEvidence]:
+    """The best ``limit`` categories weighed, as shown to reviewers (active ones only)."""
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    return [
+        CandidateEvidence(id=i, name=snap.node(i).name, probability=round(min(max(p, 0.0), 1.0), 6))
+        for i, p in ranked if snap.is_active(i)
+    ][:limit]
 
 
 def select_candidates(retrieval: Retrieval, snap: Snapshot, max_candidates: int) -> list[Candidate]:
