@@ -54,6 +54,8 @@ from agent.llm import (
 from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
 from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
+from retrieval.calibration import DEFAULT_REVIEW_THRESHOLD
+from retrieval.readability import UNREADABLE_SHARE
 from taxonomy import Snapshot, TagValidator
 
 ANSWER_PREFIX = '{"tags":["'
@@ -73,7 +75,14 @@ class TaggerConfig:
     """The LLM's share in the blend with the vote; None: the weight fitted for the model
     (its manifest, ``tagsmith finetune``) or else :data:`DEFAULT_LLM_WEIGHT`."""
     cascade_threshold: float = 0.8
-    review_threshold: float = 0.5
+    review_threshold: float | None = None
+    """``needs_review`` below this confidence. None: the threshold fitted for the index
+    generation (its calibration, for ``target_precision``); an explicit value always wins.
+    Without a fitted calibration (tiny pool, old generation) and for the LLM pipelines
+    ``rag`` and ``zero-shot`` (whose confidence blends in the LLM): 0.5."""
+    target_precision: float | None = None
+    """The precision of unflagged answers the fitted threshold aims at (None: the one the
+    generation was calibrated for)."""
     reask_budget: int = 2
     shuffle_candidates: bool = True
     max_neighbors_shown: int = 5
@@ -150,6 +159,39 @@ class Tagger:
     @property
     def snapshot(self) -> Snapshot:
         return self.generator.snapshot
+
+    @property
+    def review_threshold(self) -> float:
+        """The confidence below which an answer goes to review: the configured one, else the
+        one fitted for this index generation (see :attr:`TaggerConfig.review_threshold`)."""
+        cfg = self.config
+        if cfg.review_threshold is not None:
+            return cfg.review_threshold
+        calibration = self.generator.calibration
+        if calibration is None or not calibration.fitted or cfg.pipeline in ("rag", "zero-shot"):
+            return DEFAULT_REVIEW_THRESHOLD
+        return calibration.threshold(cfg.target_precision, lexical=cfg.pipeline != "knn")
+
+    def _doubts(self, retrieval: Retrieval, winner: str, pipeline: str) -> list[ReviewReason]:
+        """Out-of-distribution reasons: text the embedder cannot read, a product far from
+        every example, a winning category backed by a single neighbour."""
+        reasons: list[ReviewReason] = []
+        if retrieval.unreadable > UNREADABLE_SHARE:
+            reasons.append("unreadable_text")
+        index = self.generator.index
+        if pipeline == "zero-shot" or index is None or not len(index):
+            return reasons
+        calibration = self.generator.calibration
+        far = calibration.far_similarity if calibration is not None else None
+        nearest = max((n.score for n in retrieval.neighbours), default=0.0)
+        if far is not None and nearest < far:
+            reasons.append("far_from_examples")
+        # examples count as support when at least as close as a typical product's nearest
+        # example (the fitted far similarity), else when close enough to vote at all
+        floor = far if far is not None else self.generator.config.far_similarity
+        if sum(1 for n in retrieval.neighbours if winner in n.tags and n.score >= floor) == 1:
+            reasons.append("thin_vote")
+        return reasons
 
     @property
     def extractor(self) -> AttributeExtractor:
@@ -253,8 +295,10 @@ class Tagger:
         reasons: list[ReviewReason] = []
         if not tags:
             reasons.append("no_tag")
-        elif confidence < cfg.review_threshold:
-            reasons.append("low_confidence")
+        else:
+            if confidence < self.review_threshold:
+                reasons.append("low_confidence")
+            reasons += self._doubts(retrieval, tags[0].id, pipeline)
         if fallback:
             reasons.append("llm_fallback")
         if self._doubtful(attributes):
