@@ -172,6 +172,18 @@ class Tagger:
             return DEFAULT_REVIEW_THRESHOLD
         return calibration.threshold(cfg.target_precision, lexical=cfg.pipeline != "knn")
 
+    def _calibrated(self, scores: dict[str, float], *, lexical: bool) -> dict[str, float]:
+        """The generation's calibration map applied to the top answer's probability (the
+        others scaled to share the rest)."""
+        calibration = self.generator.calibration
+        if calibration is None or not calibration.fitted or not scores:
+            return scores
+        top = max(scores, key=lambda k: scores[k])
+        old = scores[top]
+        new = calibration.confidence(old, lexical=lexical)
+        rest = (1.0 - new) / (1.0 - old) if old < 1.0 else 0.0
+        return {k: (new if k == top else v * rest) for k, v in scores.items()}
+
     def _doubts(self, retrieval: Retrieval, winner: str, pipeline: str) -> list[ReviewReason]:
         """Out-of-distribution reasons: text the embedder cannot read, a product far from
         every example, a winning category backed by a single neighbour."""
@@ -271,6 +283,8 @@ class Tagger:
             llm_ms = (time.perf_counter() - t_llm) * 1000.0
         t_val = time.perf_counter()
         scores = _blend(votes, outcome.probs, self.llm_weight if outcome.probs else 0.0)
+        if pipeline in ("hybrid", "knn"):
+            scores = self._calibrated(scores, lexical=pipeline == "hybrid")
         tags: list[Tag] = []
         fallback = bool(outcome.failed)
         for tag_id, confidence in sorted(scores.items(), key=lambda kv: -kv[1]):

@@ -101,6 +101,7 @@ def test_fitted_calibration_is_stored_checksummed_with_the_generation(tmp_path: 
     manifest, calibration = publish_index(
         store, index, embedder=embedder, snapshot=snap, lexical=LexicalClassifier.fit(list(index)),
     )
+    assert manifest.calibration == calibration and "calibration" in manifest.extra
     assert calibration.fitted and calibration.note == ""
     assert calibration.held_out >= 30 and calibration.folds >= 1
     assert 0.0 < calibration.temperature < 20 and 0.0 < calibration.review_threshold <= 1.0
