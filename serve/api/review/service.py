@@ -182,9 +182,8 @@ class ReviewService:
     def export(self, statuses: Collection[str] | None = None) -> Iterator[bytes]:
         """Every item of these statuses (default: all), oldest first, one JSON line each
         (:class:`ReviewItemOut`), read from the store a page at a time."""
-        wanted = self._statuses(statuses) if statuses else list(STATUSES)
-        for item in self.store.iter_items(statuses=wanted):
-            yield export_line(item).encode()
+        wanted = self._statuses(statuses) if statuses else list(STATUSES)  # 422 before streaming
+        return (export_line(item).encode() for item in self.store.iter_items(statuses=wanted))
 
     # ---- claims ------------------------------------------------------------------------
     def claim(self, principal: Principal, item_id: str) -> ReviewItemOut:
