@@ -227,39 +227,44 @@ def test_claims_expire_and_return_to_the_queue(tmp_path: Path) -> None:
     store.close()
 
 
+def _race(stores: list[ReviewStore], item_id: str, *, named: bool) -> list[str]:
+    """Every store (its own connections) claims at once: the named item, or the next one."""
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def claim(i: int, store: ReviewStore) -> None:
+        barrier.wait()
+        try:
+            if named:
+                store.claim(item_id, f"k{i}", f"reviewer {i}")
+                outcomes.append(f"k{i}")
+            else:
+                outcomes.append(f"k{i}" if store.claim_next(1, f"k{i}", f"reviewer {i}") else "none")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=claim, args=(i, s)) for i, s in enumerate(stores)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return outcomes
+
+
 def test_two_reviewers_racing_for_one_item_exactly_one_wins(tmp_path: Path) -> None:
     path = tmp_path / "review.db"
     ReviewStore(path).enqueue_many([_entry("p1", "a", 0.4)])
-    for attempt in range(5):  # several rounds: a race that passes once by luck fails another time
-        stores = [ReviewStore(path) for _ in range(4)]  # separate engines: separate connections
-        barrier = threading.Barrier(len(stores))
-        outcomes: list[str] = []
-        item_id = stores[0].list_items(statuses=("open",))[0][0].id
-
-        def race(i: int, store: ReviewStore) -> None:
-            barrier.wait()
-            try:
-                if attempt % 2:
-                    store.claim(item_id, f"k{i}", f"reviewer {i}")
-                    outcomes.append(f"k{i}")
-                else:
-                    got = store.claim_next(1, f"k{i}", f"reviewer {i}")
-                    outcomes.append(f"k{i}" if got else "none")
-            except Conflict:
-                outcomes.append("conflict")
-
-        threads = [threading.Thread(target=race, args=(i, s)) for i, s in enumerate(stores)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
+    stores = [ReviewStore(path) for _ in range(4)]  # separate engines: separate connections
+    item_id = stores[0].list_items(statuses=("open",))[0][0].id
+    for attempt in range(6):  # several rounds: a race that passes once by luck fails another time
+        outcomes = _race(stores, item_id, named=attempt % 2 == 1)
         winners = [o for o in outcomes if o.startswith("k")]
         assert len(outcomes) == 4 and len(winners) == 1, outcomes
         holder = stores[0].get(item_id).claim
         assert holder is not None and holder.by == winners[0]
         stores[0].release(item_id, holder.by)
-        for s in stores:
-            s.close()
+    for s in stores:
+        s.close()
 
 
 # ---- decisions over HTTP -------------------------------------------------------------------
