@@ -20,6 +20,9 @@ log = logging.getLogger("tagsmith.review")
 
 #: entries written per transaction
 BATCH = 256
+#: how long the writer waits for more entries before writing a batch (one transaction, one
+#: fsync, for a burst of single-product requests instead of one each)
+LINGER_S = 0.05
 
 
 class ReviewEnqueuer:
@@ -79,6 +82,8 @@ class ReviewEnqueuer:
                 self._cond.wait_for(lambda: self._buffer or self._stopping)
                 if not self._buffer:
                     return  # stopping, nothing left
+                if not self._stopping and len(self._buffer) < BATCH:
+                    self._cond.wait_for(lambda: len(self._buffer) >= BATCH or self._stopping, LINGER_S)
                 batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
                 self._busy = True
             try:
