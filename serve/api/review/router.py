@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from serve.api.auth import FeedbackScope
 from serve.api.deps import ReviewServiceDep
 from serve.api.errors import ERRORS, errors
+from serve.api.limits import cost_note
 from serve.api.review.protocol import (
     ClaimedItems,
     ClaimRequest,
@@ -150,6 +151,7 @@ def skip_item(
     responses={200: {"description": "JSONL: one review item per line (as GET /v1/review/items/{id}), oldest first",
                      "content": {JSONL: {"schema": {"type": "string"}}}}, **errors(503)},
     summary="Every item (of these statuses), streamed as JSONL.",
+    description=cost_note("/v1/review/export"),
 )
 def export_items(
     service: ReviewServiceDep, _: FeedbackScope,
