@@ -437,3 +437,38 @@ def test_a_crash_mid_decision_leaves_no_half_decided_item(app: tuple[TestClient,
     assert client.get(f"/v1/examples/{TRAIN['id']}", headers=auth(keys["feedback"])).json()["tags"] == [right]
     with pytest.raises(NotFound):
         service.store.get("rv_missing")
+
+
+def test_two_reviewers_deciding_one_open_item_exactly_one_decides(app: tuple[TestClient, dict[str, str]]) -> None:
+    from serve.api.auth import Principal
+    from serve.api.errors import ApiError
+    from serve.api.review.protocol import CorrectionRequest
+
+    client, keys = app
+    client.post("/v1/tags?review=true", json=TRAIN, headers=auth(keys["tags"]))
+    _flush(client)
+    service = _state(client).services.review
+    item_id = service.list_items().items[0].id
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(name: str, category: str) -> None:
+        who = Principal(name, name, frozenset({"feedback"}))
+        barrier.wait()
+        try:
+            outcomes.append(service.correct(who, item_id, CorrectionRequest(category=category)).decision.by)
+        except ApiError as exc:
+            outcomes.append(f"{exc.status} {exc.code}")
+
+    threads = [threading.Thread(target=decide, args=a) for a in (("alice", "toys/blocks"), ("bob", "toys/puzzles"))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    winners = [o for o in outcomes if o in ("alice", "bob")]
+    assert len(winners) == 1 and [o for o in outcomes if o not in winners] == ["409 claimed"], outcomes
+    final = service.get(item_id)
+    assert final.decision is not None and final.decision.by == winners[0]
+    log = client.get("/v1/feedback", headers=auth(keys["feedback"])).json()["items"]
+    assert [r["reviewer"] for r in log] == winners  # the loser taught the index nothing
+    assert client.get(f"/v1/examples/{TRAIN['id']}", headers=auth(keys["feedback"])).json()["tags"] == [final.decision.category]
