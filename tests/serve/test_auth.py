@@ -84,6 +84,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("DELETE", "/v1/examples/{example_id:path}"): case("feedback", "/v1/examples/ex-toys-blocks-0", 204, 404),
     ("GET", "/v1/review/items"): case("feedback", "/v1/review/items", 200),
     ("GET", "/v1/review/items/{item_id}"): case("feedback", "/v1/review/items/rv_missing", 404),
+    ("GET", "/v1/review/items/{item_id}/history"): case("feedback", "/v1/review/items/rv_missing/history", 404),
     ("POST", "/v1/review/claim"): case("feedback", "/v1/review/claim", 200, json={"n": 1}),
     ("POST", "/v1/review/items/{item_id}/claim"): case("feedback", "/v1/review/items/rv_missing/claim", 404),
     ("POST", "/v1/review/items/{item_id}/release"): case("feedback", "/v1/review/items/rv_missing/release", 404),

@@ -308,6 +308,11 @@ def test_accept_correct_skip_record_who_and_when(app: tuple[TestClient, dict[str
     assert skipped["decision"]["verdict"] == "skipped" and skipped["decision"]["feedback_id"] is None
     assert client.get("/v1/feedback", headers=f).json()["total"] == 2  # a skip teaches nothing
 
+    history = client.get(f"/v1/review/items/{second['id']}/history", headers=f).json()
+    assert [(e["action"], e["by_name"]) for e in history["events"]] == [
+        ("claim", "feedback"), ("release", "feedback"), ("skipped", "feedback")]
+    assert history["events"][2]["detail"]["note"] == "not a product"
+    assert_error(client.get("/v1/review/items/rv_nope/history", headers=f), 404, "not_found")
     for verb in ("accept", "skip", "claim", "release"):
         assert_error(client.post(f"/v1/review/items/{first['id']}/{verb}", headers=f), 409, "already_decided")
     stats = client.get("/v1/review/stats", headers=f).json()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,3 +105,18 @@ class ReviewStatsOut(BaseModel):
     decided_today: dict[str, int] = Field(description="decisions since 00:00 UTC, by verdict")
     decided_total: int
     oldest_pending_at: datetime | None
+
+
+class ReviewEventOut(BaseModel):
+    action: Literal["claim", "release", "accepted", "corrected", "skipped"]
+    by: str = Field(description="the API key id")
+    by_name: str | None = Field(description="that key's name")
+    at: datetime
+    detail: dict[str, Any] | None = Field(
+        description="claim: until; release: whose claim; a decision: category, attribute_values, note, feedback_id",
+    )
+
+
+class ReviewHistory(BaseModel):
+    item_id: str
+    events: list[ReviewEventOut] = Field(description="oldest first")

@@ -17,6 +17,7 @@ from serve.api.review.protocol import (
     CorrectionRequest,
     DecisionRequest,
     ItemStatus,
+    ReviewHistory,
     ReviewItemOut,
     ReviewPage,
     ReviewStatsOut,
@@ -80,6 +81,14 @@ def list_items(
 @router.get("/items/{item_id}", response_model=ReviewItemOut, responses=errors(404, 503), summary="One review item.")
 def get_item(item_id: ItemId, service: ReviewServiceDep, _: FeedbackScope) -> ReviewItemOut:
     return service.get(item_id)
+
+
+@router.get(
+    "/items/{item_id}/history", response_model=ReviewHistory, responses=errors(404, 503),
+    summary="The item's audit trail: claims, releases, the decision; who and when.",
+)
+def item_history(item_id: ItemId, service: ReviewServiceDep, _: FeedbackScope) -> ReviewHistory:
+    return service.history(item_id)
 
 
 @router.post(

@@ -42,6 +42,8 @@ from serve.api.review.protocol import (
     CorrectionRequest,
     DecisionOut,
     DecisionRequest,
+    ReviewEventOut,
+    ReviewHistory,
     ReviewItemOut,
     ReviewPage,
     ReviewStatsOut,
@@ -170,6 +172,15 @@ class ReviewService:
     def get(self, item_id: str) -> ReviewItemOut:
         """One item (404 ``not_found``)."""
         return item_out(_store_call(lambda: self.store.get(item_id)))
+
+    def history(self, item_id: str) -> ReviewHistory:
+        """Who claimed, released and decided the item, when (404 ``not_found``)."""
+        _store_call(lambda: self.store.get(item_id))
+        events = [
+            ReviewEventOut(action=e["action"], by=e["actor"], by_name=e["actor_name"], at=e["at"], detail=e["detail"])
+            for e in self.store.events(item_id)
+        ]
+        return ReviewHistory(item_id=item_id, events=events)
 
     def stats(self) -> ReviewStatsOut:
         """Open and claimed counts, pending items by reason, decisions today."""
