@@ -76,13 +76,19 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     if settings.auth.dev_mode:
         log.warning("DEV MODE: authentication is off, every request has every scope")
     limits = settings.limits
+    metrics = Metrics()
     review_store = ReviewStore(review_store_path(settings), claim_ttl_s=settings.review.claim_ttl_s)
+
+    def count(outcome: str, n: int) -> None:
+        metrics.review_enqueue.labels(outcome).inc(n)
+
     return AppState(
-        settings=settings, metrics=Metrics(), keys=keys,
+        settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
         feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), review_store=review_store,
-        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer), llm=llm,
+        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
+        llm=llm,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from serve.review.store import EnqueueEntry, ReviewStore
 
@@ -26,8 +26,12 @@ LINGER_S = 0.05
 
 
 class ReviewEnqueuer:
-    def __init__(self, store: ReviewStore, *, max_pending: int = 10_000) -> None:
+    def __init__(
+        self, store: ReviewStore, *, max_pending: int = 10_000, count: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``count(outcome, n)``: told how many entries were ``written``, ``dropped`` or ``failed``."""
         self.store = store
+        self._count = count or (lambda outcome, n: None)
         self.max_pending = max_pending
         self._buffer: deque[EnqueueEntry] = deque()
         self._cond = threading.Condition()
@@ -52,6 +56,7 @@ class ReviewEnqueuer:
             lost = len(entries) - len(accepted)
             if lost:
                 self.dropped += lost
+                self._count("dropped", lost)
                 if not self._warned:
                     self._warned = True
                     log.warning(
@@ -88,8 +93,10 @@ class ReviewEnqueuer:
                 self._busy = True
             try:
                 self.store.enqueue_many(batch)
+                self._count("written", len(batch))
             except Exception:
                 self.failed += len(batch)
+                self._count("failed", len(batch))
                 log.exception("review queue write failed; %d flagged result(s) not enqueued", len(batch))
             finally:
                 with self._cond:

@@ -111,6 +111,9 @@ def test_unflagged_results_and_a_failing_store_never_affect_tagging(shop_dir: Pa
         monkeypatch.setattr(enqueuer, "max_pending", 0)
         assert client.post("/v1/tags?review=true", json=TRAIN, headers=t).status_code == 200
         assert enqueuer.dropped >= 1
+        metrics = client.get("/metrics").text
+        assert 'tagsmith_review_enqueue_total{outcome="dropped"}' in metrics
+        assert 'tagsmith_review_enqueue_total{outcome="failed"}' in metrics
 
 
 def test_jobs_enqueue_by_option(app: tuple[TestClient, dict[str, str]]) -> None:
