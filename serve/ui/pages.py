@@ -11,7 +11,9 @@ from fastapi.responses import Response
 
 from serve.api.auth import authenticate
 from serve.api.auth_failures import client_key
+from serve.api.context import AppState
 from serve.ui.reports import list_reports
+from serve.ui.review_pages import open_count
 from serve.ui.sessions import COOKIE, LOGIN_COOKIE
 from serve.ui.web import (
     SessionDep,
@@ -102,10 +104,8 @@ async def home(request: Request, session: SessionDep) -> Response:
     )
 
 
-def _queue_count(state: object) -> int | None:
-    from serve.ui.review_pages import open_count
-
-    return open_count(state)
+def _queue_count(state: AppState) -> int | None:
+    return open_count(state) if state.services is not None else None
 
 
 @router.get("")
