@@ -53,6 +53,23 @@ def test_pages_need_a_login_and_redirect_to_it(ui: Any) -> None:
     assert r.status_code == 303
 
 
+def test_every_ui_route_needs_a_session(ui: Any) -> None:
+    from fastapi.routing import iter_route_contexts
+
+    client = fresh(ui[0])
+    seen = 0
+    for route in iter_route_contexts(client.app.routes):  # type: ignore[attr-defined]
+        if not route.path.startswith("/ui/") or route.path in ("/ui/login", "/ui/{rest:path}"):
+            continue  # the login form, and unknown pages (a 404 page, which names nothing)
+        path = route.path.replace("{name}", "r").replace("{file}", "f.png")
+        path = path.replace("{item_id}", "i").replace("{action}", "accept")
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            r = client.request(method, path, data={"csrf": "x"}, headers=ORIGIN, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/ui/login"), (method, path, r.status_code)
+            seen += 1
+    assert seen >= 12
+
+
 def test_login_sets_a_strict_httponly_session_and_never_logs_or_redirects_with_the_key(
     ui: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -257,3 +274,15 @@ def test_logout_and_revocation_end_the_session(ui: Any) -> None:
     store.revoke(record.id)
     store.close()
     assert browser.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_no_template_or_script_marks_data_safe_or_writes_html() -> None:
+    """Escaping holds by construction: no template turns autoescaping off or marks a value
+    safe, and the script never assigns markup (innerHTML, insertAdjacentHTML, document.write)."""
+    ui_dir = Path(__file__).resolve().parents[2] / "serve" / "ui"
+    for template in (ui_dir / "templates").glob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        assert "|safe" not in text.replace(" ", "") and "autoescape" not in text, template.name
+    script = (ui_dir / "static" / "ui.js").read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, sink
