@@ -23,7 +23,15 @@ from agent.contract import Product, TagResult
 from serve.review import ReviewStore, flagged_entries
 from tests.conftest import free_port
 from tests.serve.browser import chromium
-from tests.serve.helpers import HASHING_ENV, auth, copy_data_dir, make_keys, start_server, stop_server, wait_ready
+from tests.serve.helpers import (
+    HASHING_ENV,
+    auth,
+    copy_data_dir,
+    make_keys,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.browser
 
