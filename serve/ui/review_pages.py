@@ -2,7 +2,7 @@
 the queue in review order (most valuable first), and an item page with the product, the
 suggested category and attribute values with their confidence and evidence (neighbours,
 candidates, review reasons), and accept / correct / skip. After a decision the reviewer lands on
-the next open item, so a run of items is a run of keystrokes (``static/ui.js``: a accept, s skip,
+the next item, claimed for them (two reviewers never get the same one), so a run of items is a run of keystrokes (``static/ui.js``: a accept, s skip,
 c correct, j/k next/previous, / search). Viewing needs the ``feedback`` scope, as the API does."""
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from serve.api.auth import Principal
 from serve.api.context import AppState
 from serve.api.errors import ApiError
-from serve.api.review.protocol import CorrectionRequest, DecisionRequest, ReviewItemOut
+from serve.api.review.protocol import (
+    ClaimRequest,
+    CorrectionRequest,
+    DecisionRequest,
+    ReviewItemOut,
+)
 from serve.api.review.service import ReviewService
 from serve.ui.sessions import Session
 from serve.ui.web import (
@@ -114,16 +120,33 @@ async def item_page(item_id: str, request: Request, session: SessionDep) -> Resp
     return _item_page(request, session, item)
 
 
-def _next_open(service: ReviewService) -> str | None:
-    page = service.list_items(statuses=["open"], limit=1)
-    return page.items[0].id if page.items else None
+def next_for(service: ReviewService, principal: Principal) -> str | None:
+    """The reviewer's next item: one they already hold, else the most valuable open one,
+    claimed for them (so that two reviewers working down the queue never get the same item)."""
+    held = service.list_items(statuses=["claimed"], limit=NEIGHBOURHOOD).items
+    mine = [i for i in held if i.claim is not None and i.claim.by == principal.key_id]
+    if mine:
+        return mine[0].id
+    claimed = service.claim_next(principal, ClaimRequest(n=1)).items
+    return claimed[0].id if claimed else None
 
 
-def _after_decision(service: ReviewService, message: str) -> Response:
-    following = _next_open(service)
+def _after_decision(service: ReviewService, principal: Principal, message: str) -> Response:
+    following = next_for(service, principal)
     if following is None:
         return redirect("/ui/queue", f"{message} The queue is empty.")
     return redirect(f"/ui/queue/item/{quote(following, safe='')}", message)
+
+
+@router.post("/next")
+async def review_next(request: Request, session: SessionDep) -> Response:
+    """Start (or go on) reviewing: the next item, claimed for this reviewer."""
+    await checked_form(request, session)
+    service = _service(request, session)
+    following = next_for(service, session.principal)
+    if following is None:
+        return redirect("/ui/queue", "Nothing to review.")
+    return redirect(f"/ui/queue/item/{quote(following, safe='')}")
 
 
 def parse_attribute_values(text: str) -> dict[str, list[str]] | None:
@@ -178,4 +201,4 @@ async def decide(item_id: str, action: str, request: Request, session: SessionDe
             return _item_page(request, session, current, status=exc.status, error=f"Not saved: {exc.message}", form=form)
         api_call_failed(exc)
     title = item.product.title[:60]
-    return _after_decision(service, f"{label}: {title}.")
+    return _after_decision(service, session.principal, f"{label}: {title}.")

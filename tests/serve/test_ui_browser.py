@@ -38,7 +38,7 @@ pytestmark = pytest.mark.browser
 XSS_NODE = '<img src=x onerror="window.__xss=1">xss node<script>window.__xss=2</script>'
 XSS_TITLE = '<script>window.__xss=3</script><b onmouseover="window.__xss=4">Wool</b> socks <img src=x onerror="window.__xss=5">'
 PRODUCTS = [
-    Product(id="b-1", title="Merino wool hiking socks 2 pairs"),
+    Product(id="b-1", title="Merino wool hiking socks 2 pairs, navy", description="Brand: Trailhead. Warm wool socks."),
     Product(id="b-2", title="Cast iron pan for camping"),
     Product(id="b-3", title="Wooden coffee table puzzle 500 pieces"),
     Product(id="b-4", title="Bluetooth speaker waterproof"),
@@ -95,8 +95,8 @@ def no_script_ran(driver: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ui(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
-    data = copy_data_dir(shop_template, tmp_path_factory.mktemp("ui-browser") / "data")
+def ui(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
+    data = copy_data_dir(attrs_template, tmp_path_factory.mktemp("ui-browser") / "data")
     keys = make_keys(data)
     env = {
         "TAGSMITH_DATA_DIR": str(data), **HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "knn",
@@ -179,7 +179,6 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
     press(d, "k")
     press_and_wait_for_a_new_page(d, "\n")
     assert "/ui/queue/item/" in d.current_url
-    shot(d, "item")
     decisions: list[tuple[str, str]] = []
     for step, action in enumerate(["a", "s", "c", "a", "s"]):
         title = d.find_element("css selector", "h1.product-title").text
@@ -268,6 +267,10 @@ def test_a_crawl_of_every_ui_link_finds_no_500(ui: UI) -> None:
     d.get(ui.url("/ui/reports/demo-run"))
     assert XSS_TITLE in d.find_element("css selector", "article.report").text and no_script_ran(d)
     shot(d, "report")
+    d.get(ui.url("/ui/queue"))
+    d.find_element("xpath", "//tr[@data-row]//a[contains(., 'Merino')]").click()
+    wait(d, lambda d: d.find_elements("css selector", "h1.product-title"))
+    shot(d, "item")
     cookie = d.get_cookie("tagsmith_session")
     assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict"
     seen: set[str] = set()

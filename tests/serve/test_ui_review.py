@@ -90,6 +90,8 @@ def test_accept_correct_and_skip_decide_and_move_on(app: Any, reviewer: TestClie
                              follow_redirects=False)
     assert accepted.status_code == 303 and accepted.headers["location"].startswith("/ui/queue/item/")
     service = client.app.state.tagsmith.services.review
+    landed = service.get(accepted.headers["location"].split("/ui/queue/item/")[1].split("?")[0])
+    assert landed.id != first.id and landed.claim is not None and landed.claim.by_name == "feedback"
     decided = service.get(first.id)
     assert decided.status == "accepted" and decided.decision is not None and decided.decision.by_name == "feedback"
     # the same item again: already decided, a 409 page, not a 500
@@ -114,6 +116,26 @@ def test_accept_correct_and_skip_decide_and_move_on(app: Any, reviewer: TestClie
     assert skipped.status_code == 303 and service.get(third.id).status == "skipped"
     decided_page = reviewer.get("/ui/queue?view=decided")
     assert decided_page.status_code == 200 and first.id in decided_page.text
+
+
+def test_two_reviewers_working_down_the_queue_get_different_items(app: Any, reviewer: TestClient) -> None:
+    client, keys = app
+    other = TestClient(client.app, raise_server_exceptions=False)
+    assert login(other, keys["admin"]).status_code == 303
+    token_a = csrf_of(reviewer.get("/ui/queue").text)
+    token_b = csrf_of(other.get("/ui/queue").text)
+    a = reviewer.post("/ui/queue/next", data={"csrf": token_a}, headers=ORIGIN, follow_redirects=False)
+    b = other.post("/ui/queue/next", data={"csrf": token_b}, headers=ORIGIN, follow_redirects=False)
+    assert a.status_code == b.status_code == 303
+    item_a, item_b = (r.headers["location"].removeprefix("/ui/queue/item/") for r in (a, b))
+    assert item_a != item_b
+    # asking again gives each the item they hold
+    again = reviewer.post("/ui/queue/next", data={"csrf": token_a}, headers=ORIGIN, follow_redirects=False)
+    assert again.headers["location"].endswith(item_a)
+    page = other.get(f"/ui/queue/item/{item_a}")
+    assert "is reviewing this item" in page.text
+    refused = other.post(f"/ui/queue/item/{item_a}/accept", data={"csrf": token_b}, headers=ORIGIN)
+    assert refused.status_code == 409 and "Not saved" in refused.text
 
 
 def test_decisions_need_the_token_and_the_feedback_scope(app: Any, reviewer: TestClient) -> None:

@@ -153,6 +153,7 @@ document.addEventListener("keydown", (event) => {
   } else if (page === "queue") {
     if (key === "j") { moveSelection(1); handled = true; }
     else if (key === "k") { moveSelection(-1); handled = true; }
+    else if (key === "n") handled = click("form#review-next");
     else if (key === "Enter" || key === "o") {
       const row = document.querySelector("[data-row].selected a") || document.querySelector("[data-row] a");
       if (row) { row.click(); handled = true; }
