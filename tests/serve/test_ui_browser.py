@@ -180,7 +180,7 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
     press_and_wait_for_a_new_page(d, "\n")
     assert "/ui/queue/item/" in d.current_url
     decisions: list[tuple[str, str]] = []
-    for step, action in enumerate(["a", "s", "c", "a", "s"]):
+    for step, action in enumerate(["a", "s", "c", "2", "a"]):
         title = d.find_element("css selector", "h1.product-title").text
         if action == "c":
             product = next(p for p in PRODUCTS if p.title == title)
@@ -194,17 +194,22 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
             assert d.find_element("id", "category").get_attribute("value") == target
             press_and_wait_for_a_new_page(d, "\n")  # submit the correction
             corrected = (product, before, target)
+        elif action == "2":  # the second candidate, by its number
+            second = d.find_elements("css selector", "[data-candidate]")[1].get_attribute("data-candidate")
+            press(d, "2")
+            assert d.find_element("id", "category").get_attribute("value") == second
+            press_and_wait_for_a_new_page(d, "\n")
         else:
             press_and_wait_for_a_new_page(d, action)
         flash = d.find_element("css selector", "p.flash").text
-        assert flash.startswith({"a": "Accepted", "s": "Skipped", "c": "Corrected"}[action]), (step, flash)
+        assert flash.startswith({"a": "Accepted", "s": "Skipped", "c": "Corrected", "2": "Corrected"}[action]), (step, flash)
         decisions.append((action, title))
     store = ReviewStore(ui.data / "review.db")
     try:
         decided = {i.product["title"]: i.status for i in store.list_items(statuses=["accepted", "corrected", "skipped"], limit=100)[0]}
     finally:
         store.close()
-    verdicts = {"a": "accepted", "s": "skipped", "c": "corrected"}
+    verdicts = {"a": "accepted", "s": "skipped", "c": "corrected", "2": "corrected"}
     assert {title: verdicts[a] for a, title in decisions} == decided
     product, before, target = corrected
     assert before != target and _tag(ui, product) == target  # the reviewer's correction taught the tagger

@@ -150,6 +150,17 @@ document.addEventListener("keydown", (event) => {
     else if (key === "j") handled = click("a#next");
     else if (key === "k") handled = click("a#prev");
     else if (key === "u") handled = click("a#up");
+    else if (/^[1-9]$/.test(key)) {
+      const candidate = document.querySelectorAll("[data-candidate]")[Number(key) - 1];
+      const input = document.getElementById("category");
+      if (candidate && input) {
+        input.value = candidate.dataset.candidate;
+        const label = document.getElementById("category-path");
+        if (label) label.textContent = candidate.dataset.path;
+        input.focus();
+        handled = true;
+      }
+    }
   } else if (page === "queue") {
     if (key === "j") { moveSelection(1); handled = true; }
     else if (key === "k") { moveSelection(-1); handled = true; }
