@@ -101,8 +101,10 @@ def _item_page(request: Request, session: Session, item: ReviewItemOut, *, statu
     names = _names(snap, [item.category, *neighbour_tags, *(c.id for c in item.result.evidence.candidates)])
     if item.decision and item.decision.category:
         names.update(_names(snap, [item.decision.category]))
+    index = services(request).tagging.current.index
+    titles = {n.id: ex.title for n in item.result.evidence.neighbors if (ex := index.get(n.id)) is not None}
     return render(
-        request, "item.html", status=status, session=session, item=item, names=names, prev_id=prev_id,
+        request, "item.html", status=status, session=session, item=item, names=names, titles=titles, prev_id=prev_id,
         next_id=next_id, error=error, form=form or {}, decided=item.decision is not None,
         can_decide=session.principal.allows("feedback"),
     )

@@ -286,3 +286,30 @@ def test_no_template_or_script_marks_data_safe_or_writes_html() -> None:
     script = (ui_dir / "static" / "ui.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink
+
+
+def test_pages_say_starting_while_the_service_loads(ui: Any, admin: TestClient) -> None:
+    state = ui[0].app.state.tagsmith
+    services, state.services = state.services, None  # as during start-up
+    try:
+        home = admin.get("/ui/")
+        assert home.status_code == 200 and "(loading)" in home.text
+        for path in ("/ui/taxonomy", "/ui/queue", "/ui/taxonomy/node?id=toys", "/ui/taxonomy/search.json?q=x"):
+            r = admin.get(path)
+            assert r.status_code == 503 and "Starting" in r.text, path
+        assert admin.get("/ui/reports").status_code == 200  # needs no service
+    finally:
+        state.services = services
+
+
+def test_a_run_without_a_report_shows_its_metrics(ui: Any, admin: TestClient) -> None:
+    run = ui[2] / "reports" / "run-b"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"n": 20, "waf1": 81.5, "ci": {"waf1": [80.1, 82.9]}}', encoding="utf-8")
+    (run / "run.json").write_text('{"name": "<b>run b</b>"}', encoding="utf-8")
+    listing = admin.get("/ui/reports").text
+    assert "&lt;b&gt;run b&lt;/b&gt;" in listing and "<b>run b" not in listing
+    page = admin.get("/ui/reports/run-b")
+    assert page.status_code == 200 and "<td>81.5</td>" in page.text and "80.1" in page.text
+    (run / "metrics.json").write_text("{not json", encoding="utf-8")
+    assert admin.get("/ui/reports/run-b").status_code == 422

@@ -76,6 +76,8 @@ def test_the_item_page_shows_the_suggestion_and_its_evidence(app: Any, reviewer:
     assert str(markupsafe.escape(XSS_TITLE)) in text
     assert "Candidates" in text and "Nearest tagged examples" in text
     assert item.result.evidence.neighbors[0].id in text
+    example = app[0].app.state.tagsmith.services.tagging.current.index.get(item.result.evidence.neighbors[0].id)
+    assert str(markupsafe.escape(example.title)) in text  # the neighbour's title, for the reviewer
     for reason in item.reasons:
         assert reason in text
     assert 'id="accept"' in text and 'id="skip"' in text and 'id="category"' in text
