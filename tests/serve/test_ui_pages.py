@@ -313,3 +313,13 @@ def test_a_run_without_a_report_shows_its_metrics(ui: Any, admin: TestClient) ->
     assert page.status_code == 200 and "<td>81.5</td>" in page.text and "80.1" in page.text
     (run / "metrics.json").write_text("{not json", encoding="utf-8")
     assert admin.get("/ui/reports/run-b").status_code == 422
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/ui/", "/ui/\\evil", "javascript:alert(1)"])
+def test_login_never_redirects_off_the_ui(ui: Any, target: str) -> None:
+    browser = fresh(ui[0])
+    form = browser.get(f"/ui/login?next={target}")
+    assert "evil.example" not in form.text and "javascript:" not in form.text
+    r = browser.post("/ui/login", data={"key": ui[1]["tags"], "csrf": csrf_of(form.text), "next": target},
+                     headers=ORIGIN, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/"
