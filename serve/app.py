@@ -32,6 +32,7 @@ from serve.api.taxonomy.router import router as taxonomy_router
 from serve.llm_health import llm_canary
 from serve.settings import Settings, load_settings
 from serve.state import AppState, load_services, open_state
+from serve.ui.app import install_ui
 
 __all__ = ["create_app", "llm_canary"]
 log = logging.getLogger("tagsmith.service")
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
     install_error_handlers(app)
     for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, review_router, keys_router):
         app.include_router(router)
+    install_ui(app, settings)  # the web UI at /ui/ (serve/ui)
 
     def job_upload(scope: Scope) -> bool:
         return bool(scope["path"] == "/v1/jobs")
