@@ -62,6 +62,8 @@ ANSWER_PREFIX = '{"tags":["'
 LLM_PIPELINES = frozenset({"zero-shot", "rag", "cascade"})
 ANSWER_SUFFIX = '"]}'
 LLMMode = Literal["auto", "generate", "score"]
+#: a neighbour at least this similar is the same product (thin_vote does not apply)
+NEAR_DUPLICATE = 0.95
 #: the blend weight for a model that brings none (chosen for the untuned SmolLM2)
 DEFAULT_LLM_WEIGHT = 0.3
 
@@ -199,9 +201,11 @@ class Tagger:
         if far is not None and nearest < far:
             reasons.append("far_from_examples")
         # examples count as support when at least as close as a typical product's nearest
-        # example (the fitted far similarity), else when close enough to vote at all
+        # example (the fitted far similarity), else when close enough to vote at all; one
+        # example that is the same product (a near-duplicate) is not thin evidence
         floor = far if far is not None else self.generator.config.far_similarity
-        if sum(1 for n in retrieval.neighbours if winner in n.tags and n.score >= floor) == 1:
+        support = [n.score for n in retrieval.neighbours if winner in n.tags and n.score >= floor]
+        if len(support) == 1 and support[0] < NEAR_DUPLICATE:
             reasons.append("thin_vote")
         return reasons
 
