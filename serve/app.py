@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from agent.llm import LLMBackend
 from serve.api.auth import AuthMiddleware
+from serve.api.crosswalks.router import router as crosswalks_router
 from serve.api.errors import install_error_handlers
 from serve.api.feedback.router import router as feedback_router
 from serve.api.jobs.router import router as jobs_router
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
         description=DESCRIPTION, lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, keys_router):
+    for router in (ops_router, tags_router, jobs_router, taxonomy_router, crosswalks_router, feedback_router, keys_router):
         app.include_router(router)
 
     def job_upload(scope: Scope) -> bool:

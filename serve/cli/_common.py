@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -11,10 +11,14 @@ from rich.console import Console
 from serve.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import TaskID
 
-    from agent.contract import AttributeSelection
-    from taxonomy import Snapshot
+    from agent.contract import AttributeSelection, TagResult
+    from taxonomy import Snapshot, TaxonomyStore
+
+    R = TypeVar("R", bound=TagResult)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,6 +57,32 @@ def check_selection(snapshot: Snapshot, selection: AttributeSelection | None) ->
     )
     if problem is not None:
         fail(f"--attributes: {problem}")
+
+
+CROSSWALK_HELP = "also give the top tag in a second taxonomy through this stored crosswalk (e.g. google)"
+
+
+def with_crosswalk(runtime_store: TaxonomyStore, data_dir: Path, name: str | None, results: list[R]) -> list[R]:
+    """``results`` with their ``crosswalk`` field from crosswalk ``name`` (None: unchanged);
+    an unknown crosswalk fails the command."""
+    if name is None:
+        return results
+    from serve.crosswalk_tags import add_crosswalk, check_crosswalk
+    from serve.filemodes import private_db_file
+    from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
+    from taxonomy.crosswalk_store import UnknownCrosswalk
+
+    with CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file) as catalog:
+        try:
+            check_crosswalk(catalog, name)
+            return add_crosswalk(catalog, name, results)
+        except (UnknownCrosswalk, MissingTaxonomy, ValueError) as exc:
+            fail(f"--crosswalk: {exc} (`tagsmith crosswalk list` lists them)")
+
+
+def check_crosswalk_flag(runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
+    """Fail before any tagging when ``--crosswalk`` names no usable crosswalk."""
+    with_crosswalk(runtime_store, data_dir, name, [])
 
 
 def settings() -> Settings:

@@ -19,12 +19,14 @@ import typer
 
 from serve.cli._common import (
     ATTRIBUTES_HELP,
+    CROSSWALK_HELP,
     StepProgress,
     attribute_selection,
     check_selection,
     console,
     fail,
     settings,
+    with_crosswalk,
 )
 
 
@@ -62,6 +64,7 @@ def tag_file(
     pipeline: Annotated[str | None, typer.Option(help="hybrid | knn | zero-shot | rag | cascade (default from settings)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="products per batch")] = 32,
     attributes: Annotated[str | None, typer.Option("--attributes", help=ATTRIBUTES_HELP)] = None,
+    crosswalk: Annotated[str | None, typer.Option("--crosswalk", help=CROSSWALK_HELP)] = None,
 ) -> None:
     """Tag every product of a JSONL file; re-run the same command to resume. Each result
     line is the tagging contract (attributes included; needs_review also flags attribute
@@ -116,11 +119,12 @@ def tag_file(
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
+            with_crosswalk(runtime.store, config.data_dir, crosswalk, [])  # an unknown name fails before tagging
             with Progress(*columns, console=console) as bar:
                 task = bar.add_task("tag", total=total, completed=len(done))
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
-                    results = runtime.tagger.tag_many(batch)
+                    results = with_crosswalk(runtime.store, config.data_dir, crosswalk, runtime.tagger.tag_many(batch))
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     bar.update(task, advance=len(batch))
         finally:

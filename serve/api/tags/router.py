@@ -7,12 +7,14 @@ from fastapi import APIRouter
 from agent.contract import Product
 from serve.api.auth import TagsScope
 from serve.api.deps import TagServiceDep
-from serve.api.errors import errors
+from serve.api.errors import ApiError, errors
 from serve.api.tags.protocol import (
     ATTRIBUTES_422,
     AttributesQuery,
     BatchTagRequest,
     BatchTagResponse,
+    CrosswalkQuery,
+    FallbackQuery,
     TagResponse,
 )
 
@@ -25,12 +27,14 @@ router = APIRouter(prefix="/v1", tags=["tagging"])
     description="Returns the agent's output contract: tags (nodes of the taxonomy, with path and "
     "confidence), the chosen category's attributes with the values found (`attributes`; "
     "`?attributes=off|on|<id or name>…` chooses which), needs_review, the taxonomy version "
-    "used, the pipeline and its evidence.",
+    "used, the pipeline and its evidence; with `?crosswalk=NAME` also the top tag in a second "
+    "taxonomy (`crosswalk`: status mapped, ancestor or unmapped).",
 )
 async def tag_product(
-    product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+    product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
+    crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> TagResponse:
-    return await service.tag_one(product, attributes)
+    return await service.tag_one(product, attributes, crosswalk, crosswalk_fallback)
 
 
 @router.post(
@@ -40,6 +44,9 @@ async def tag_product(
     "every product of the batch.",
 )
 async def tag_batch(
-    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
+    crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> BatchTagResponse:
-    return await service.tag_batch(body.products, attributes)
+    if crosswalk is not None and body.crosswalk is not None and crosswalk != body.crosswalk:
+        raise ApiError(422, "validation_error", "?crosswalk= and the body's crosswalk differ: send one")
+    return await service.tag_batch(body.products, attributes, crosswalk or body.crosswalk, crosswalk_fallback)
