@@ -46,7 +46,8 @@ Reading the taxonomy needs any valid key. `/healthz`, `/readyz`, `/metrics` and 
 `{"error": {"status": 422, "code": "validation_error", "message": "…", "request_id": "…",
 "details": [{"loc": ["body", "title"], "message": "…", "type": "…"}]}}`.
 401 missing/invalid key, 403 missing scope, 404 unknown resource, 405 method not allowed
-(Allow lists the path's methods), 408 request too slow to arrive, 409 wrong state,
+(Allow lists the path's methods), 408 request too slow to arrive, 409 wrong state
+(`taxonomy_missing`: a crosswalk's taxonomy is not imported yet),
 412 stale If-Match, 413 body too large, 422 invalid input or limits, 428 If-Match missing,
 429 rate limit, per key or per address for failed authentications (Retry-After),
 503 starting/overloaded/busy/LLM unavailable (Retry-After).

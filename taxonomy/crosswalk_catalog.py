@@ -192,6 +192,11 @@ class CrosswalkCatalog:
         document = read_crosswalk(PACKAGED_GOOGLE_CROSSWALK)
         store = self.taxonomy_store(document.target_taxonomy)
         if store.version == 0:
+            if not PACKAGED_GOOGLE_TAXONOMY.exists():
+                raise MissingTaxonomy(
+                    "the Google Product Taxonomy is not packaged in this installation: import it first "
+                    "(tagsmith crosswalk import-taxonomy google google taxonomy-with-ids.en-US.txt)"
+                )
             self.import_taxonomy(
                 document.target_taxonomy, read_document(PACKAGED_GOOGLE_TAXONOMY),
                 author=author, message="packaged Google Product Taxonomy 2021-09-21",
