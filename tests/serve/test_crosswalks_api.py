@@ -14,7 +14,14 @@ from fastapi.testclient import TestClient
 
 from taxonomy import Node, TaxonomyDocument, TaxonomyStore
 from taxonomy.crosswalk_catalog import CrosswalkCatalog
-from tests.serve.helpers import assert_error, auth, copy_data_dir, make_keys, running_app, service_settings
+from tests.serve.helpers import (
+    assert_error,
+    auth,
+    copy_data_dir,
+    make_keys,
+    running_app,
+    service_settings,
+)
 from tests.serve.test_jobs import wait_for
 
 SKILLET = {"id": "sku-1", "title": "Cast iron skillet 12 inch", "description": "pre-seasoned"}

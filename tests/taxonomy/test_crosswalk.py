@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from taxonomy import MergeNodes, MoveNode, Node, StaleVersion, TaxonomyDocument, TaxonomyFormatError, TaxonomyStore
+from taxonomy import (
+    MergeNodes,
+    MoveNode,
+    Node,
+    StaleVersion,
+    TaxonomyDocument,
+    TaxonomyFormatError,
+    TaxonomyStore,
+)
 from taxonomy.crosswalk import CrosswalkDocument, CrosswalkRow, RowEdit
 from taxonomy.crosswalk_catalog import PACKAGED_GOOGLE_CROSSWALK, CrosswalkCatalog, MissingTaxonomy
 from taxonomy.crosswalk_store import CrosswalkStore, UnknownCrosswalk
