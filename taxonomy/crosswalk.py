@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from taxonomy.model import Meta, NodeId
 from taxonomy.snapshot import Snapshot
@@ -33,9 +33,13 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):  # fullmatch: "$" alone would let a trailing newline through
         raise ValueError(f"invalid name {name!r}: {NAME_HELP}")
     return name
+
+
+#: a crosswalk or taxonomy name, as the JSON Schema says it and as it is enforced
+StoreName = Annotated[str, Field(pattern=NAME_RE.pattern, max_length=64), AfterValidator(check_name)]
 
 
 class CrosswalkRow(BaseModel):
@@ -53,14 +57,23 @@ class CrosswalkDocument(BaseModel):
     model_config = _FROZEN
 
     title: str = ""
-    source_taxonomy: str = Field(default=DEFAULT_TAXONOMY, description="store name of the source taxonomy")
+    source_taxonomy: StoreName = Field(default=DEFAULT_TAXONOMY, description="store name of the source taxonomy")
     source_label: str | None = Field(default=None, description="the publisher's label, e.g. shopify/2024-04")
-    target_taxonomy: str = Field(description="store name of the target taxonomy, e.g. google")
+    target_taxonomy: StoreName = Field(description="store name of the target taxonomy, e.g. google")
     target_label: str | None = Field(default=None, description="the publisher's label, e.g. google/2021-09-21")
     source: str | None = Field(default=None, description="provenance: where the mapping was published, licence")
     note: str | None = None
-    rows: tuple[CrosswalkRow, ...] = ()
+    rows: tuple[CrosswalkRow, ...] = Field(default=(), description="one per source id")
     meta: Meta = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_row_per_source(self) -> CrosswalkDocument:
+        seen: set[str] = set()
+        for row in self.rows:
+            if row.source_id in seen:
+                raise ValueError(f"source id {row.source_id!r} has two rows")
+            seen.add(row.source_id)
+        return self
 
 
 class CrosswalkVersionInfo(BaseModel):

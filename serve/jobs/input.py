@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from agent.contract import AttributeSelection, Product
 from serve.attribute_selection import SelectionField, parse_selection
 from serve.jsonlimits import JsonTooDeep, loads
+from taxonomy.crosswalk import StoreName
 
 MAX_PROBLEMS = 20
 
@@ -47,8 +48,8 @@ class JobItem(BaseModel):
         description="which attributes to tag for this line: on, off or attribute ids / names "
         "(default: the job's `?attributes=`, else the server's tagging.attributes)",
     )
-    crosswalk: str | None = Field(
-        default=None, min_length=1, max_length=64,
+    crosswalk: StoreName | None = Field(
+        default=None,
         description="also give the top tag through this stored crosswalk (default: the job's `?crosswalk=`)",
     )
 

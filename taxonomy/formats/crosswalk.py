@@ -4,7 +4,7 @@ Shopify's form (as in ``shared/data/taxonomies/shopify_2024-04_to_google_2021-09
 ``{"name", "input_taxonomy": "shopify/2024-04", "output_taxonomy": "google/2021-09-21",
 "source", "note", "mapping": {"<short id>": ["<target id>", ...]}}``; short ids are the tail of
 ``gid://shopify/TaxonomyCategory/<short id>`` and are expanded to it. Our own form is the
-:class:`~taxonomy.crosswalk.CrosswalkDocument` as JSON (what ``tagsmith crosswalk export`` writes).
+:class:`~taxonomy.crosswalk.CrosswalkDocument` as JSON.
 """
 
 from __future__ import annotations
@@ -13,22 +13,50 @@ import gzip
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taxonomy.crosswalk import DEFAULT_TAXONOMY, CrosswalkDocument, CrosswalkRow
 from taxonomy.errors import TaxonomyFormatError
+from taxonomy.model import NodeId
 
 SHOPIFY_CATEGORY_PREFIX = "gid://shopify/TaxonomyCategory/"
+#: "google/2021-09-21": a store name (any case: it is lower-cased), then the publisher's label
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(/[^\u0000-\u001f\u007f]{1,200})?$"
+TaxonomyLabel = Annotated[str, Field(pattern=LABEL_PATTERN, max_length=265)]
 
 
-def _taxonomy_label(value: object) -> tuple[str, str | None]:
-    """``"google/2021-09-21"`` → ("google", "2021-09-21")."""
-    if not isinstance(value, str) or not value.strip():
-        raise TaxonomyFormatError("input_taxonomy and output_taxonomy must be strings such as google/2021-09-21")
-    name, _, label = value.strip().partition("/")
-    return name.lower(), label or None
+class PublishedMapping(BaseModel):
+    """Shopify's published form of a category mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(default="", max_length=1000)
+    input_taxonomy: TaxonomyLabel = Field(description="e.g. shopify/2024-04")
+    output_taxonomy: TaxonomyLabel = Field(description="e.g. google/2021-09-21")
+    source: str | None = Field(default=None, max_length=10_000)
+    note: str | None = Field(default=None, max_length=10_000)
+    mapping: dict[NodeId, Annotated[list[NodeId], Field(max_length=100)]] = Field(
+        description="source id (a Shopify short id is expanded to its gid) → target ids",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
+def from_published(
+    published: PublishedMapping, *, source_taxonomy: str = DEFAULT_TAXONOMY, target_taxonomy: str | None = None
+) -> CrosswalkDocument:
+    source_name = published.input_taxonomy.partition("/")[0].lower()
+    target_name = published.output_taxonomy.partition("/")[0].lower()
+    shopify = source_name == "shopify"
+    rows = []
+    for key, targets in published.mapping.items():
+        source_id = key if not shopify or key.startswith("gid://") else SHOPIFY_CATEGORY_PREFIX + key
+        rows.append(CrosswalkRow(source_id=source_id, target_ids=tuple(dict.fromkeys(targets))))
+    return CrosswalkDocument(
+        title=published.name, source_taxonomy=source_taxonomy, source_label=published.input_taxonomy,
+        target_taxonomy=target_taxonomy or target_name, target_label=published.output_taxonomy,
+        source=published.source, note=published.note, rows=tuple(rows),
+    )
 
 
 def parse_crosswalk(
@@ -40,7 +68,10 @@ def parse_crosswalk(
         raise TaxonomyFormatError("a crosswalk file is a JSON object")
     try:
         if "mapping" in data:
-            return _parse_published(data, source_taxonomy, target_taxonomy)
+            return from_published(
+                PublishedMapping.model_validate(data), source_taxonomy=source_taxonomy,
+                target_taxonomy=target_taxonomy,
+            )
         updates: dict[str, Any] = {}
         if target_taxonomy is not None:
             updates["target_taxonomy"] = target_taxonomy
@@ -49,33 +80,6 @@ def parse_crosswalk(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise TaxonomyFormatError(f"invalid crosswalk: {where}: {first['msg']}") from exc
-
-
-def _parse_published(
-    data: Mapping[str, Any], source_taxonomy: str, target_taxonomy: str | None
-) -> CrosswalkDocument:
-    mapping = data["mapping"]
-    if not isinstance(mapping, Mapping):
-        raise TaxonomyFormatError('"mapping" must be an object: source id → [target id, ...]')
-    source_name, _ = _taxonomy_label(data.get("input_taxonomy"))
-    target_name, _ = _taxonomy_label(data.get("output_taxonomy"))
-    shopify = source_name == "shopify"
-    rows = []
-    for key, targets in mapping.items():
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise TaxonomyFormatError(f"mapping[{key!r}] must be a list of target ids")
-        source_id = key if not shopify or key.startswith("gid://") else SHOPIFY_CATEGORY_PREFIX + key
-        rows.append(CrosswalkRow(source_id=source_id, target_ids=tuple(dict.fromkeys(targets))))
-    return CrosswalkDocument(
-        title=str(data.get("name") or ""), source_taxonomy=source_taxonomy,
-        source_label=str(data["input_taxonomy"]), target_taxonomy=target_taxonomy or target_name,
-        target_label=str(data["output_taxonomy"]),
-        source=data.get("source") if isinstance(data.get("source"), str) else None,
-        note=data.get("note") if isinstance(data.get("note"), str) else None,
-        rows=tuple(rows),
-    )
 
 
 def read_crosswalk(path: str | Path, **kwargs: Any) -> CrosswalkDocument:

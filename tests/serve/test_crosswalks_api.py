@@ -104,14 +104,20 @@ def test_import_errors_are_documented_4xx(env: tuple[TestClient, dict[str, str]]
     w = auth(keys["taxonomy:write"])
     missing = {**PUBLISHED, "output_taxonomy": "absent/1"}
     assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": missing}, headers=w), 409, "taxonomy_missing")
-    assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": {"mapping": []}}, headers=w), 422, "invalid_crosswalk")
-    assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": {"rows": "x"}}, headers=w), 422, "invalid_crosswalk")
+    assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": {"mapping": []}}, headers=w), 422, "validation_error")
+    assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": {"rows": "x"}}, headers=w), 422, "validation_error")
+    # two rows for one source once short ids are expanded: refused whole
+    twice = {**PUBLISHED, "input_taxonomy": "shopify/2024-04",
+             "mapping": {"ap": ["1"], "gid://shopify/TaxonomyCategory/ap": ["2"]}}
+    assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": twice}, headers=w), 422, "invalid_crosswalk")
     assert_error(client.put("/v1/crosswalks/Bad!", json={"crosswalk": PUBLISHED}, headers=w), 422, "validation_error")
     assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": PUBLISHED, "target_taxonomy": "../x"}, headers=w),
                  422, "validation_error")
     assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": PUBLISHED, "extra": 1}, headers=w), 422, "validation_error")
     assert_error(client.put("/v1/crosswalks/h", json={"crosswalk": PUBLISHED}, headers={**w, "If-Match": '"3"'}),
                  412, "precondition_failed")
+    assert_error(client.get("/v1/crosswalks/a%0A", headers=w), 422, "validation_error")
+    assert_error(client.post("/v1/tags?crosswalk=a%0A", json=SKILLET, headers=auth(keys["tags"])), 422, "validation_error")
     assert client.get("/v1/crosswalks/h", headers=w).status_code == 404  # nothing half-created
 
 

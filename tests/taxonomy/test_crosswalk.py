@@ -152,7 +152,7 @@ def test_rows_broken_by_source_edits(catalog: CrosswalkCatalog) -> None:
 def test_shopify_published_form() -> None:
     data = {
         "name": "Shopify → Google", "input_taxonomy": "shopify/2024-04", "output_taxonomy": "google/2021-09-21",
-        "source": "MIT", "note": "n", "mapping": {"ap": ["1"], "ap-1": ["3237", "3237"], "gid://shopify/TaxonomyCategory/x": "5"},
+        "source": "MIT", "note": "n", "mapping": {"ap": ["1"], "ap-1": ["3237", "3237"], "gid://shopify/TaxonomyCategory/x": ["5"]},
     }
     doc = parse_crosswalk(data)
     assert doc.target_taxonomy == "google" and doc.source_label == "shopify/2024-04" and doc.source == "MIT"
@@ -162,7 +162,9 @@ def test_shopify_published_form() -> None:
     ]
     assert parse_crosswalk(json.loads(doc.model_dump_json()), target_taxonomy="g2").rows == doc.rows  # our own form
     for bad in ({"mapping": []}, {"mapping": {"a": [1]}, "input_taxonomy": "s/1", "output_taxonomy": "g/1"},
-                {"rows": [{"source_id": ""}], "target_taxonomy": "g"}, []):
+                {"rows": [{"source_id": ""}], "target_taxonomy": "g"}, [],
+                {"mapping": {"a": "1"}, "input_taxonomy": "s/1", "output_taxonomy": "g/1"},
+                {"rows": [{"source_id": "a"}, {"source_id": "a"}], "target_taxonomy": "g"}):
         with pytest.raises(TaxonomyFormatError):
             parse_crosswalk(bad)
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.contract import CrosswalkTag
 from taxonomy.crosswalk import (
     BrokenRow,
+    CrosswalkDocument,
     CrosswalkReport,
     CrosswalkRow,
     CrosswalkVersionInfo,
     RowEdit,
+    StoreName,
 )
+from taxonomy.formats.crosswalk import PublishedMapping
 
 
 class CrosswalkSummary(BaseModel):
@@ -60,9 +63,9 @@ class CrosswalkImportRequest(BaseModel):
     ``mapping``) or our own crosswalk document (``target_taxonomy``, ``rows``)."""
 
     model_config = ConfigDict(extra="forbid")
-    crosswalk: dict[str, JsonValue] = Field(description="the mapping document")
-    target_taxonomy: str | None = Field(
-        default=None, max_length=64,
+    crosswalk: PublishedMapping | CrosswalkDocument = Field(description="the mapping document, in either form")
+    target_taxonomy: StoreName | None = Field(
+        default=None,
         description="store name of the target taxonomy (default: from the document, e.g. google); "
         "it must have been imported (tagsmith crosswalk import-taxonomy)",
     )

@@ -21,9 +21,12 @@ from serve.api.crosswalks.protocol import (
 )
 from serve.api.deps import CrosswalkServiceDep
 from serve.api.errors import ERRORS, errors
+from taxonomy.crosswalk import NAME_HELP, NAME_RE
 
 router = APIRouter(prefix="/v1/crosswalks", tags=["crosswalks"])
-Name = Annotated[str, Path(min_length=1, max_length=64, description="the crosswalk's name, e.g. google")]
+Name = Annotated[str, Path(
+    min_length=1, max_length=64, pattern=NAME_RE.pattern, description=f"the crosswalk's name, e.g. google: {NAME_HELP}",
+)]
 NodeId = Annotated[str, Path(min_length=1, max_length=512)]
 PinnedVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="a stored version (default: current)")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]

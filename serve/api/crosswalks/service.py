@@ -31,7 +31,7 @@ from taxonomy import Snapshot, StaleVersion, TaxonomyError, UnknownVersion
 from taxonomy.crosswalk import DEFAULT_TAXONOMY, Crosswalk, check_name
 from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
 from taxonomy.crosswalk_store import UnknownCrosswalk
-from taxonomy.formats.crosswalk import parse_crosswalk
+from taxonomy.formats.crosswalk import PublishedMapping, from_published
 
 
 @contextmanager
@@ -51,6 +51,8 @@ def api_errors() -> Iterator[None]:
             headers={"ETag": f'"{exc.current}"'},
         ) from exc
     except TaxonomyError as exc:  # a document that cannot be read as a crosswalk
+        raise ApiError(422, "invalid_crosswalk", str(exc)) from exc
+    except ValueError as exc:  # a name or row the models refuse
         raise ApiError(422, "invalid_crosswalk", str(exc)) from exc
 
 
@@ -111,9 +113,11 @@ class CrosswalkService:
         _name(name)
         expected = None if if_match is None else parse_if_match(if_match)
         with api_errors():
-            if request.target_taxonomy is not None:
-                _name(request.target_taxonomy)
-            document = parse_crosswalk(request.crosswalk, target_taxonomy=request.target_taxonomy)
+            document = request.crosswalk
+            if isinstance(document, PublishedMapping):
+                document = from_published(document, target_taxonomy=request.target_taxonomy)
+            elif request.target_taxonomy is not None:
+                document = document.model_copy(update={"target_taxonomy": request.target_taxonomy})
             previous = self.catalog.store.head(name)
             crosswalk, report = self.catalog.import_crosswalk(
                 name, document, expected_version=expected, author=principal.name,

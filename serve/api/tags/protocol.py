@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.contract import Product, TagResult
 from serve.api.errors import ERRORS
 from serve.attribute_selection import MAX_SELECTED, SELECTION_HELP, AttributeName
+from taxonomy.crosswalk import NAME_RE, StoreName
 
 #: ``?attributes=``: on, off, or attribute ids / names (repeat the parameter for several)
 AttributesQuery = Annotated[
@@ -29,7 +30,9 @@ CROSSWALK_HELP = (
     "GET /v1/crosswalks lists them); the result gains `crosswalk`"
 )
 #: ``?crosswalk=``: the name of a stored crosswalk
-CrosswalkQuery = Annotated[str | None, Query(min_length=1, max_length=64, description=CROSSWALK_HELP)]
+CrosswalkQuery = Annotated[
+    str | None, Query(min_length=1, max_length=64, pattern=NAME_RE.pattern, description=CROSSWALK_HELP)
+]
 #: ``?crosswalk_fallback=``
 FallbackQuery = Annotated[bool, Query(
     description="with a crosswalk: a tag without a usable row of its own gets its nearest mapped "
@@ -61,9 +64,7 @@ class BatchTagRequest(BaseModel):
     products: list[Product] = Field(
         min_length=1, description="at most limits.max_batch_items products (default 64)"
     )
-    crosswalk: str | None = Field(
-        default=None, min_length=1, max_length=64, description=CROSSWALK_HELP + " (as `?crosswalk=`)"
-    )
+    crosswalk: StoreName | None = Field(default=None, description=CROSSWALK_HELP + " (as `?crosswalk=`)")
 
 
 class BatchTagResponse(BaseModel):
