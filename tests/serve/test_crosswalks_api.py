@@ -90,6 +90,7 @@ def test_import_list_show_and_counterparts(env: tuple[TestClient, dict[str, str]
     # the service method the web UI calls
     service = client.app.state.tagsmith.services.crosswalks  # type: ignore[attr-defined]
     assert [c.status for c in service.counterparts("kitchen/cookware/pans")] == ["mapped"]
+    assert service.counterpart("kitchen/cookware/pans").targets[0].id == "4"  # the first crosswalk
 
     assert_error(client.get("/v1/crosswalks/nope", headers=r), 404, "not_found")
     assert_error(client.get("/v1/crosswalks/g/nodes/kitchen/nope", headers=r), 404, "not_found")

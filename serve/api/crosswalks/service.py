@@ -139,9 +139,15 @@ class CrosswalkService:
             name=name, version=crosswalk.version, previous_version=crosswalk.version - 1, report=report
         )
 
-    def counterpart(self, node_id: str, crosswalk: str, *, fallback: bool = True) -> CounterpartOut:
+    def counterpart(self, node_id: str, crosswalk: str | None = None, *, fallback: bool = True) -> CounterpartOut:
         """Where source node ``node_id`` lands in crosswalk ``crosswalk``'s target taxonomy
-        (404: no such crosswalk, or no such node in the source taxonomy)."""
+        (default: the first crosswalk, by name, from the tagging taxonomy). 404: no such
+        crosswalk (or none at all), or no such node in the source taxonomy; 409: the
+        crosswalk's taxonomy is not imported."""
+        if crosswalk is None:
+            crosswalk = next(iter(self._from_tagging_taxonomy()), None)
+            if crosswalk is None:
+                raise ApiError(404, "not_found", "no crosswalk from the tagging taxonomy: import one first")
         with api_errors():
             resolved, found = self.catalog.counterpart(crosswalk, node_id, fallback=fallback)
         if node_id not in resolved.source:
@@ -162,16 +168,20 @@ class CrosswalkService:
         """``node_id``'s counterparts in every crosswalk from the tagging taxonomy whose
         target taxonomy is present (what a node's page shows)."""
         out: list[CounterpartOut] = []
-        for name in self.catalog.names():
+        for name in self._from_tagging_taxonomy():
             try:
-                if self.catalog.get(name).document.source_taxonomy != DEFAULT_TAXONOMY:
-                    continue
                 out.append(self.counterpart(node_id, name, fallback=fallback))
             except ApiError as exc:
                 if exc.status == 409:  # its target taxonomy is missing: nothing to show
                     continue
                 raise
         return out
+
+    def _from_tagging_taxonomy(self) -> list[str]:
+        return [
+            name for name in self.catalog.names()
+            if self.catalog.get(name).document.source_taxonomy == DEFAULT_TAXONOMY
+        ]
 
     def sources(self, name: str, target_id: str) -> SourcesOut:
         """The source nodes mapped to target node ``target_id``."""
