@@ -196,6 +196,24 @@ class JobSettings(BaseModel):
     batch_size: int = Field(default=32, ge=1, le=1024, description="products tagged per step")
 
 
+class ReviewSettings(BaseModel):
+    enqueue: bool = Field(
+        default=False,
+        description="put results flagged needs_review from POST /v1/tags, /v1/tags:batch and jobs "
+        "into the review queue when the request or job does not say (`?review=true|false`)",
+    )
+    claim_ttl_s: float = Field(
+        default=900.0, ge=10.0, le=86400.0,
+        description="how long a reviewer's claim on an item lasts; then the item is back in the queue",
+    )
+    max_claim: int = Field(default=50, ge=1, le=500, description="items one claim-next call may take")
+    enqueue_buffer: int = Field(
+        default=10_000, ge=1,
+        description="flagged results waiting to be written to the queue (in the background); beyond, "
+        "they are dropped (logged), never slowing or failing the tagging response",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TAGSMITH_",
@@ -212,6 +230,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
+    review: ReviewSettings = ReviewSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod

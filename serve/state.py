@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.contract import TagResult
 from agent.llm import LLMBackend
@@ -24,6 +25,7 @@ from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
+from serve.api.review.service import ReviewService
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
 from serve.attribute_selection import selection_key, selection_problem
@@ -36,6 +38,7 @@ from serve.jobs import JobItem, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
+from serve.review import ReviewEnqueuer, ReviewStore
 from serve.runtime import build_runtime
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
@@ -76,12 +79,19 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     if settings.auth.dev_mode:
         log.warning("DEV MODE: authentication is off, every request has every scope")
     limits = settings.limits
+    review_store = ReviewStore(review_store_path(settings), claim_ttl_s=settings.review.claim_ttl_s)
     return AppState(
         settings=settings, metrics=Metrics(), keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
-        feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), llm=llm,
+        feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), review_store=review_store,
+        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer), llm=llm,
     )
+
+
+def review_store_path(settings: Settings) -> Path:
+    """The review queue's database (the CLI's ``tag-file --review-queue`` writes it too)."""
+    return settings.data_dir / "review.db"
 
 
 def tag_job_items(
@@ -136,12 +146,14 @@ def load_services(state: AppState) -> Services:
         batch_size=settings.jobs.batch_size,
         fail_when_degraded=settings.server.on_llm_unavailable == "error",
     )
+    feedback = FeedbackService(tagging, runtime.embedder, state.feedback_store)
     return Services(
         tagging=tagging, batcher=batcher, worker=worker,
         tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot, crosswalks=crosswalks),
         jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot, crosswalks=crosswalks),
         taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
-        feedback=FeedbackService(tagging, runtime.embedder, state.feedback_store),
+        feedback=feedback,
+        review=ReviewService(state.review_store, feedback, tagging, settings.review, state.review_enqueuer),
         crosswalks=CrosswalkService(crosswalks),
         close=close,
     )
