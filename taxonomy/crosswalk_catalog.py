@@ -171,6 +171,7 @@ class CrosswalkCatalog:
         current versions of both taxonomies (which must exist); rows with problems are kept
         and listed in the report."""
         check_name(name)
+        document.check_rows()
         source = self.taxonomy(document.source_taxonomy, fresh=True)
         target = self.taxonomy(document.target_taxonomy, fresh=True)
         report = validate_crosswalk(document.rows, source, target)

@@ -68,18 +68,23 @@ def parse_crosswalk(
         raise TaxonomyFormatError("a crosswalk file is a JSON object")
     try:
         if "mapping" in data:
-            return from_published(
+            document = from_published(
                 PublishedMapping.model_validate(data), source_taxonomy=source_taxonomy,
                 target_taxonomy=target_taxonomy,
             )
-        updates: dict[str, Any] = {}
-        if target_taxonomy is not None:
-            updates["target_taxonomy"] = target_taxonomy
-        return CrosswalkDocument.model_validate({**data, **updates})
+        else:
+            updates: dict[str, Any] = {}
+            if target_taxonomy is not None:
+                updates["target_taxonomy"] = target_taxonomy
+            document = CrosswalkDocument.model_validate({**data, **updates})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise TaxonomyFormatError(f"invalid crosswalk: {where}: {first['msg']}") from exc
+    try:
+        return document.check_rows()
+    except ValueError as exc:
+        raise TaxonomyFormatError(f"invalid crosswalk: {exc}") from exc
 
 
 def read_crosswalk(path: str | Path, **kwargs: Any) -> CrosswalkDocument:

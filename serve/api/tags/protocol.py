@@ -64,7 +64,7 @@ class BatchTagRequest(BaseModel):
     products: list[Product] = Field(
         min_length=1, description="at most limits.max_batch_items products (default 64)"
     )
-    crosswalk: StoreName | None = Field(default=None, description=CROSSWALK_HELP + " (as `?crosswalk=`)")
+    crosswalk: StoreName | None = Field(default=None, description=CROSSWALK_HELP + " (as `?crosswalk=`; this one wins when both are sent)")
 
 
 class BatchTagResponse(BaseModel):

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from agent.contract import Product
 from serve.api.auth import TagsScope
 from serve.api.deps import TagServiceDep
-from serve.api.errors import ApiError, errors
+from serve.api.errors import errors
 from serve.api.tags.protocol import (
     ATTRIBUTES_422,
     AttributesQuery,
@@ -47,6 +47,5 @@ async def tag_batch(
     body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
     crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> BatchTagResponse:
-    if crosswalk is not None and body.crosswalk is not None and crosswalk != body.crosswalk:
-        raise ApiError(422, "validation_error", "?crosswalk= and the body's crosswalk differ: send one")
-    return await service.tag_batch(body.products, attributes, crosswalk or body.crosswalk, crosswalk_fallback)
+    # the body's crosswalk, when given, wins over ?crosswalk=
+    return await service.tag_batch(body.products, attributes, body.crosswalk or crosswalk, crosswalk_fallback)
