@@ -62,27 +62,44 @@ def check_selection(snapshot: Snapshot, selection: AttributeSelection | None) ->
 CROSSWALK_HELP = "also give the top tag in a second taxonomy through this stored crosswalk (e.g. google)"
 
 
-def with_crosswalk(runtime_store: TaxonomyStore, data_dir: Path, name: str | None, results: list[R]) -> list[R]:
-    """``results`` with their ``crosswalk`` field from crosswalk ``name`` (None: unchanged);
-    an unknown crosswalk fails the command."""
-    if name is None:
-        return results
-    from serve.crosswalk_tags import add_crosswalk, check_crosswalk
-    from serve.filemodes import private_db_file
-    from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
-    from taxonomy.crosswalk_store import UnknownCrosswalk
+class CrosswalkFlag:
+    """``--crosswalk NAME`` for ``tag`` and ``tag-file``: the data directory's crosswalks,
+    opened once for the run (None: the flag was not given, results pass unchanged)."""
 
-    with CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file) as catalog:
+    def __init__(self, runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
+        from serve.filemodes import private_db_file
+        from taxonomy.crosswalk_catalog import CrosswalkCatalog
+
+        self.name = name
+        self._catalog = None if name is None else CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file)
+
+    def check(self) -> None:
+        """Fail the command (before any tagging) when NAME is no usable crosswalk."""
+        self.add([])
+
+    def add(self, results: list[R]) -> list[R]:
+        if self._catalog is None or self.name is None:
+            return results
+        from serve.crosswalk_tags import add_crosswalk, check_crosswalk
+        from taxonomy.crosswalk_catalog import MissingTaxonomy
+        from taxonomy.crosswalk_store import UnknownCrosswalk
+
         try:
-            check_crosswalk(catalog, name)
-            return add_crosswalk(catalog, name, results)
+            if not results:
+                check_crosswalk(self._catalog, self.name)
+            return add_crosswalk(self._catalog, self.name, results)
         except (UnknownCrosswalk, MissingTaxonomy, ValueError) as exc:
             fail(f"--crosswalk: {exc} (`tagsmith crosswalk list` lists them)")
 
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
 
-def check_crosswalk_flag(runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
-    """Fail before any tagging when ``--crosswalk`` names no usable crosswalk."""
-    with_crosswalk(runtime_store, data_dir, name, [])
+    def __enter__(self) -> CrosswalkFlag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def settings() -> Settings:

@@ -10,13 +10,13 @@ from rich.table import Table
 from serve.cli._common import (
     ATTRIBUTES_HELP,
     CROSSWALK_HELP,
+    CrosswalkFlag,
     StepProgress,
     attribute_selection,
     check_selection,
     console,
     fail,
     settings,
-    with_crosswalk,
 )
 
 
@@ -59,8 +59,9 @@ def tag(
         fail(str(exc))
     try:
         check_selection(runtime.tagger.snapshot, selection)
-        with_crosswalk(runtime.store, config.data_dir, crosswalk, [])  # an unknown name fails before tagging
-        result = with_crosswalk(runtime.store, config.data_dir, crosswalk, [runtime.tagger.tag(product)])[0]
+        with CrosswalkFlag(runtime.store, config.data_dir, crosswalk) as second:
+            second.check()  # an unknown name fails before tagging
+            result = second.add([runtime.tagger.tag(product)])[0]
     finally:
         runtime.close()
     if as_json:

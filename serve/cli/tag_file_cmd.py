@@ -20,13 +20,13 @@ import typer
 from serve.cli._common import (
     ATTRIBUTES_HELP,
     CROSSWALK_HELP,
+    CrosswalkFlag,
     StepProgress,
     attribute_selection,
     check_selection,
     console,
     fail,
     settings,
-    with_crosswalk,
 )
 
 
@@ -119,12 +119,13 @@ def tag_file(
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
-            with_crosswalk(runtime.store, config.data_dir, crosswalk, [])  # an unknown name fails before tagging
-            with Progress(*columns, console=console) as bar:
+            second = CrosswalkFlag(runtime.store, config.data_dir, crosswalk)
+            second.check()  # an unknown name fails before tagging
+            with second, Progress(*columns, console=console) as bar:
                 task = bar.add_task("tag", total=total, completed=len(done))
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
-                    results = with_crosswalk(runtime.store, config.data_dir, crosswalk, runtime.tagger.tag_many(batch))
+                    results = second.add(runtime.tagger.tag_many(batch))
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     bar.update(task, advance=len(batch))
         finally:
