@@ -20,7 +20,12 @@ from taxonomy import (
     TaxonomyStore,
 )
 from taxonomy.crosswalk import CrosswalkDocument, CrosswalkRow, RowEdit
-from taxonomy.crosswalk_catalog import PACKAGED_GOOGLE_CROSSWALK, CrosswalkCatalog, MissingTaxonomy
+from taxonomy.crosswalk_catalog import (
+    PACKAGED_GOOGLE_CROSSWALK,
+    PACKAGED_GOOGLE_TAXONOMY,
+    CrosswalkCatalog,
+    MissingTaxonomy,
+)
 from taxonomy.crosswalk_store import CrosswalkStore, UnknownCrosswalk
 from taxonomy.default import default_taxonomy_path
 from taxonomy.formats.crosswalk import SHOPIFY_CATEGORY_PREFIX, parse_crosswalk, read_crosswalk
@@ -169,11 +174,13 @@ def test_shopify_published_form() -> None:
             parse_crosswalk(bad)
 
 
-def test_packaged_mapping_is_the_shared_one() -> None:
-    shared = SHARED_DATA / "taxonomies" / "shopify_2024-04_to_google_2021-09-21.json"
-    if not shared.exists():
-        pytest.skip("shared data not present")
-    assert gzip.decompress(PACKAGED_GOOGLE_CROSSWALK.read_bytes()) == shared.read_bytes()
+def test_packaged_files_are_the_shared_ones() -> None:
+    """The packaged mapping and Google taxonomy are the shared files, gzipped (gzip -9 -n)."""
+    for packaged in (PACKAGED_GOOGLE_CROSSWALK, PACKAGED_GOOGLE_TAXONOMY):
+        shared = SHARED_DATA / "taxonomies" / packaged.name.removesuffix(".gz")
+        if not shared.exists():
+            pytest.skip("shared data not present")
+        assert gzip.decompress(packaged.read_bytes()) == shared.read_bytes()
 
 
 @pytest.mark.slow  # ~3.5 s on 2 shared cores, mostly importing the 10,281-node default taxonomy
