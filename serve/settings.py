@@ -192,6 +192,18 @@ class LimitSettings(BaseModel):
     )
 
 
+class UISettings(BaseModel):
+    reports_dir: Path | None = Field(
+        default=None,
+        description="where the UI finds eval reports and runs (directories written by "
+        "`tagsmith eval report --out DIR` / `tagsmith eval run --out DIR`); default: "
+        "<data_dir>/reports",
+    )
+    session_idle_s: float = Field(
+        default=8 * 3600.0, gt=0, description="a UI session ends after this long without a request",
+    )
+
+
 class JobSettings(BaseModel):
     batch_size: int = Field(default=32, ge=1, le=1024, description="products tagged per step")
 
@@ -231,6 +243,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
     review: ReviewSettings = ReviewSettings()
+    ui: UISettings = UISettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -247,6 +260,11 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+    @property
+    def reports_dir(self) -> Path:
+        """Eval reports the UI lists (``ui.reports_dir``, default ``<data_dir>/reports``)."""
+        return self.ui.reports_dir if self.ui.reports_dir is not None else self.data_dir / "reports"
 
     @property
     def taxonomy_db_url(self) -> str:

@@ -18,15 +18,20 @@ from serve.jobs.input import JobInputParser, JobItem
 from serve.jobs.store import JobStore, StagedJob
 
 
-def fingerprint(body_sha256: str, attributes: AttributeSelection | None, crosswalk: str | None = None) -> str:
-    """What an Idempotency-Key retry must repeat: the body, and the job's ``?attributes=`` and
-    ``?crosswalk=`` (a job without them keeps the body's SHA-256, as before the options existed)."""
-    if attributes is None and crosswalk is None:
+def fingerprint(
+    body_sha256: str, attributes: AttributeSelection | None, review: bool | None = None, crosswalk: str | None = None,
+) -> str:
+    """What an Idempotency-Key retry must repeat: the body, and the job's ``?attributes=``,
+    ``?review=`` and ``?crosswalk=`` (a job without them keeps the body's SHA-256, as before the
+    options existed)."""
+    if attributes is None and review is None and crosswalk is None:
         return body_sha256
-    chosen: dict[str, object] = {"attributes": attributes}
+    given: dict[str, object] = {"attributes": attributes} if attributes is not None else {}
+    if review is not None:
+        given["review"] = review
     if crosswalk is not None:
-        chosen["crosswalk"] = crosswalk
-    options = json.dumps(chosen, sort_keys=True, ensure_ascii=False)
+        given["crosswalk"] = crosswalk
+    options = json.dumps(given, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(f"{body_sha256}\n{options}".encode()).hexdigest()
 
 
@@ -35,11 +40,12 @@ class JobUpload:
         self, store: JobStore, *, max_items: int, max_line_bytes: int, max_depth: int,
         attributes: AttributeSelection | None = None,
         check_attributes: Callable[[AttributeSelection], str | None] | None = None,
+        review: bool | None = None,
         crosswalk: str | None = None,
         check_crosswalk: Callable[[str], str | None] | None = None,
     ) -> None:
         """``attributes``, ``crosswalk``: the job's options, staged on every line that does not
-        give its own."""
+        give its own; ``review``: the job's ``?review=`` (part of its fingerprint)."""
         self._parser = JobInputParser(
             max_items=max_items, max_line_bytes=max_line_bytes, max_depth=max_depth,
             check_attributes=check_attributes, check_crosswalk=check_crosswalk,
@@ -47,6 +53,7 @@ class JobUpload:
         self._crosswalk = crosswalk
         self._sha256 = hashlib.sha256()  # of the body as sent: the idempotency fingerprint
         self._attributes = attributes
+        self._review = review
         self.staged: StagedJob = store.stage()
 
     def _with_default(self, items: Sequence[JobItem]) -> Sequence[JobItem]:
@@ -68,7 +75,7 @@ class JobUpload:
         Raises JobInputError for the problems found on the way."""
         self.staged.write(self._with_default(self._parser.finish()))
         self.staged.seal()
-        return fingerprint(self._sha256.hexdigest(), self._attributes, self._crosswalk)
+        return fingerprint(self._sha256.hexdigest(), self._attributes, self._review, self._crosswalk)
 
     def discard(self) -> None:
         self.staged.discard()

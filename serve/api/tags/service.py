@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +18,9 @@ from serve.settings import Settings
 from taxonomy import Snapshot
 from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
 from taxonomy.crosswalk_store import UnknownCrosswalk
+
+if TYPE_CHECKING:
+    from serve.api.review.service import ReviewService
 
 
 def attribute_selection(
@@ -58,25 +62,27 @@ def crosswalk_problem(catalog: CrosswalkCatalog | None, name: str | None, where:
 class TagService:
     def __init__(
         self, batcher: Batcher, settings: Settings, metrics: Metrics, snapshot: Callable[[], Snapshot],
-        *, crosswalks: CrosswalkCatalog | None = None,
+        *, review: ReviewService | None = None, crosswalks: CrosswalkCatalog | None = None,
     ) -> None:
         """``snapshot``: the taxonomy version in use now (attribute names are checked against it);
-        ``crosswalks``: where ``?crosswalk=`` names are looked up."""
+        ``review``: where flagged results go when a request asks for it (``?review=``) or the
+        review.enqueue setting says so; ``crosswalks``: where ``?crosswalk=`` names are looked up."""
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
         self.snapshot = snapshot
+        self.review = review
         self.crosswalks = crosswalks
 
     async def tag_one(
-        self, product: Product, attributes: Sequence[str] | None = None, crosswalk: str | None = None,
-        fallback: bool = True,
+        self, product: Product, attributes: Sequence[str] | None = None, review: bool | None = None,
+        *, crosswalk: str | None = None, fallback: bool = True,
     ) -> TagResponse:
-        return (await self._tag([product], attributes, crosswalk, fallback, ["query", "crosswalk"]))[0]
+        return (await self._tag([product], attributes, review, "api", crosswalk, fallback, ["query", "crosswalk"]))[0]
 
     async def tag_batch(
-        self, products: Sequence[Product], attributes: Sequence[str] | None = None, crosswalk: str | None = None,
-        fallback: bool = True,
+        self, products: Sequence[Product], attributes: Sequence[str] | None = None, review: bool | None = None,
+        *, crosswalk: str | None = None, fallback: bool = True,
     ) -> BatchTagResponse:
         limit = self.settings.limits.max_batch_items
         if len(products) > limit:
@@ -85,12 +91,12 @@ class TagService:
                 f"a batch holds at most {limit} products, this one has {len(products)}: split it, "
                 "or send a job (POST /v1/jobs) for large catalogs",
             )
-        results = await self._tag(products, attributes, crosswalk, fallback, ["crosswalk"])
+        results = await self._tag(products, attributes, review, "batch", crosswalk, fallback, ["crosswalk"])
         return BatchTagResponse(results=results, taxonomy_version=results[0].taxonomy_version)
 
     async def _tag(
-        self, products: Sequence[Product], attributes: Sequence[str] | None, crosswalk: str | None = None,
-        fallback: bool = True, where: list[str | int] | None = None,
+        self, products: Sequence[Product], attributes: Sequence[str] | None, review: bool | None, source: str,
+        crosswalk: str | None = None, fallback: bool = True, where: list[str | int] | None = None,
     ) -> list[TagResponse]:
         selection = attribute_selection(attributes, self.snapshot())
         if crosswalk is not None:
@@ -112,6 +118,8 @@ class TagService:
                 headers=retry_after(5),
             )
         self.metrics.observe_results(results, source="api")
+        if self.review is not None and self.review.wanted(review):
+            self.review.enqueue(products, results, source)  # in the background: never waits, never fails
         responses = [TagResponse.model_construct(**dict(r), degraded=r.evidence.llm.degraded) for r in results]
         if crosswalk is not None and self.crosswalks is not None:
             responses = await run_in_threadpool(add_crosswalk, self.crosswalks, crosswalk, responses, fallback=fallback)
