@@ -156,7 +156,7 @@ def test_decisions_need_the_token_and_the_feedback_scope(app: Any, reviewer: Tes
 
 
 def test_a_decision_on_what_changed_meanwhile_shows_the_new_suggestion_instead(app: Any, reviewer: TestClient) -> None:
-    client, keys = app
+    client = app[0]
     item = _items(app)[0]
     page = reviewer.get(f"/ui/queue/item/{item.id}").text
     token = csrf_of(page)
