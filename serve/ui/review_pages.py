@@ -37,6 +37,7 @@ from serve.ui.attribute_form import (
     read_attribute_values,
     suggested_values,
 )
+from serve.ui.counterparts import counterparts_of
 from serve.ui.sessions import Session
 from serve.ui.web import (
     SessionDep,
@@ -130,6 +131,7 @@ def _item_page(request: Request, session: Session, item: ReviewItemOut, *, statu
         can_decide=session.principal.allows("feedback"), attrs_for=attrs_for or "",
         attrs_path=snap.path_text(attrs_for) if attrs_for and attrs_for in snap else "",
         fields=attribute_fields(snap, attrs_for, suggested if values is None else values),
+        counterparts=counterparts_of(request, item.category),
         suggested_json=json.dumps(suggested, ensure_ascii=False),
     )
 
