@@ -73,7 +73,7 @@ def attributes_json(snap: Snapshot, category: str) -> dict[str, Any]:
     known = category in snap
     return {
         "category": category, "known": known, "leaf": known and snap.is_leaf(category),
-        "path": snap.path_text(category) if known else None,
+        "path": snap.path_text(category, " › ") if known else None,
         "attributes": [
             {"id": f.id, "name": f.name, "closed": f.closed, "multi": f.multi, "unit": f.unit,
              "values": [{"id": o.id, "name": o.name} for o in f.options]}

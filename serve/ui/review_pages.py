@@ -129,7 +129,7 @@ def _item_page(request: Request, session: Session, item: ReviewItemOut, *, statu
         request, "item.html", status=status, session=session, item=item, names=names, titles=titles, prev_id=prev_id,
         next_id=next_id, error=error, form=form, decided=item.decision is not None, notice=notice,
         can_decide=session.principal.allows("feedback"), attrs_for=attrs_for or "",
-        attrs_path=snap.path_text(attrs_for) if attrs_for and attrs_for in snap else "",
+        attrs_path=snap.path_text(attrs_for, " › ") if attrs_for and attrs_for in snap else "",
         fields=attribute_fields(snap, attrs_for, suggested if values is None else values),
         counterparts=counterparts_of(request, item.category),
         suggested_json=json.dumps(suggested, ensure_ascii=False),
@@ -218,7 +218,7 @@ async def decide(item_id: str, action: str, request: Request, session: SessionDe
                     current = service.get(item_id)
                     kept = {k: v for k, v in values.items() if k in {a.id for a in snap.attributes_for(category)}}
                     return _item_page(request, session, current, form=form, values=kept,
-                                      notice=f"Check the attribute values of {snap.path_text(category)}, then save.")
+                                      notice=f"Check the attribute values of {snap.path_text(category, ' › ')}, then save.")
             try:
                 body = CorrectionRequest(category=category, attribute_values=values, note=note, revision=revision)
             except ValidationError as exc:

@@ -23,7 +23,9 @@ while it waits, even while claimed, replaces its result and increments it). Acce
 and skip take the revision the reviewer saw; when the item has changed since, nothing is
 decided: 409 ``changed`` with the current item in ``error.current``. The decision itself is
 always written conditionally on the revision that was read, so an accept never records a
-suggestion that changed between the check and the write.
+suggestion that changed between the check and the write. (Were the product flagged again in the moment
+between the claim and that write, the feedback on what the reviewer saw is already applied;
+the answer is still 409 ``changed`` and the item waits with its new suggestion.)
 
 Errors are :class:`~serve.api.errors.ApiError`: 404 ``not_found``; 409 ``claimed`` (someone
 else holds it), ``already_decided``, ``not_claimed`` (release), ``nothing_to_accept`` (no
