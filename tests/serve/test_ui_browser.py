@@ -1,8 +1,10 @@
 """The web UI in a real browser (headless Chromium, Debian's) against a real `tagsmith serve` on
 loopback: keyboard-only review of 5 items, in which a correction changes the next tag of that
-product; a taxonomy edit that conflicts (412) and the page showing it; script and HTML payloads
+product; a product flagged again while its page is on screen (the accept refused, the new
+suggestion shown); a taxonomy edit that conflicts (412) and the page showing it; script and HTML payloads
 in a product title and a node name rendered as text; a crawl of every UI link without a 500.
 
+The queue is filled through the API as a catalog system fills it (``POST /v1/tags:batch?review=true``).
 One server and one browser per module. ``TAGSMITH_UI_SCREENSHOTS=DIR`` saves screenshots of
 the main screens there (``scripts/ui_screenshots.py`` writes docs/ui/ this way)."""
 
@@ -231,6 +233,28 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
     assert {title: verdicts[a] for a, title in decisions} == decided
     product, before, target = corrected
     assert before != target and _tag(ui, product) == target  # the reviewer's correction taught the tagger
+
+
+def test_a_product_flagged_again_while_on_screen_is_shown_anew_not_decided(ui: UI) -> None:
+    d = ui.driver
+    with httpx.Client(base_url=ui.base, headers=auth(ui.keys["feedback"]), timeout=30) as api:
+        pending = api.get("/v1/review/items").json()["items"]
+        item = next(i for i in pending if i["product"]["id"] != "b-6")
+        d.get(ui.url(f"/ui/queue/item/{item['id']}"))
+        assert d.find_element("id", "revision").text == str(item["revision"])
+        # the catalog sends the product again, with a new title, as the reviewer reads the page
+        title = "Enamel camping mug 350 ml, green"
+        with httpx.Client(base_url=ui.base, headers=auth(ui.keys["tags"]), timeout=30) as tags:
+            assert tags.post("/v1/tags?review=true", json={"id": item["product"]["id"], "title": title}).status_code == 200
+        deadline = time.monotonic() + 20
+        while api.get(f"/v1/review/items/{item['id']}").json()["revision"] == item["revision"]:
+            assert time.monotonic() < deadline, "the re-enqueue never arrived"
+            time.sleep(0.05)
+        press_and_wait_for_a_new_page(d, "a")  # accept what the page shows: refused, the new one shown
+        assert "flagged again" in d.find_element("id", "notice").text
+        assert d.find_element("css selector", "h1.product-title").text == title
+        assert d.find_element("id", "revision").text == str(item["revision"] + 1)
+        assert api.get(f"/v1/review/items/{item['id']}").json()["decision"] is None
 
 
 def test_a_taxonomy_edit_that_conflicts_shows_the_current_version_and_the_diff(ui: UI) -> None:
