@@ -45,7 +45,7 @@ from retrieval import (
     TaxonomyIndex,
     build_index,
 )
-from retrieval.calibration import describe, ece, fit_calibration, threshold_for
+from retrieval.calibration import DUPLICATE_SIMILARITY, describe, ece, fit_calibration, threshold_for
 from taxonomy import Snapshot, load_taxonomy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,14 +84,15 @@ def subset(pool: Sequence[Example], per_category: int | None, seed: int = 0) -> 
 
 def evaluate(
     embedder: CachedEmbedder, snap: Snapshot, taxonomy_index: TaxonomyIndex, examples: list[Example],
-    dev: list[tuple[Product, str]], label: str,
+    dev: list[tuple[Product, str]], label: str, duplicate_similarity: float | None = DUPLICATE_SIMILARITY,
 ) -> dict[str, Any]:
     index = build_index(embedder, examples)
     t0 = time.perf_counter()
     lexical = LexicalClassifier.fit(examples)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    calibration = fit_calibration(embedder, snap, index, taxonomy_index=taxonomy_index)
+    calibration = fit_calibration(embedder, snap, index, taxonomy_index=taxonomy_index,
+                                  duplicate_similarity=duplicate_similarity)
     calibrate_s = time.perf_counter() - t0
     print(f"[{label}] {len(examples)} examples: lexical {train_s:.1f}s, calibration {calibrate_s:.1f}s: "
           f"{describe(calibration)}", flush=True)
@@ -122,7 +123,7 @@ def evaluate(
     row = {
         "pool": label, "examples": len(examples), "lexical_s": round(train_s, 1),
         "calibration_s": round(calibrate_s, 1), "method": calibration.method,
-        "held_out": calibration.held_out, "folds": calibration.folds,
+        "held_out": calibration.held_out, "duplicate_similarity": duplicate_similarity, "folds": calibration.folds,
         "temperature": calibration.temperature, "knn_temperature": calibration.knn_temperature,
         "threshold": round(calibration.review_threshold, 4), "far_similarity": calibration.far_similarity,
         "held_out_ece": calibration.ece, "accuracy": round(100 * k.mean(), 2),
@@ -150,6 +151,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="3,10,30,all", help="examples per category, comma-separated; all = the pool")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "embeddings")
+    ap.add_argument("--duplicate-similarity", type=float, default=DUPLICATE_SIMILARITY,
+                    help="near-duplicate cosine for the held-out exclusion; 0 or less: none")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     snap = load_taxonomy(MWPD / "taxonomy.json", "json")
@@ -164,7 +167,8 @@ def main() -> None:
     for size in args.sizes.split(","):
         per = None if size == "all" else int(size)
         examples = subset(pool, per, args.seed)
-        rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category"))
+        rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category",
+                             args.duplicate_similarity if args.duplicate_similarity > 0 else None))
     print(f"embedder cache: {embedder.hits} hits, {embedder.misses} encoded")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
