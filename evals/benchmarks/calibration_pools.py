@@ -45,7 +45,13 @@ from retrieval import (
     TaxonomyIndex,
     build_index,
 )
-from retrieval.calibration import DUPLICATE_SIMILARITY, describe, ece, fit_calibration, threshold_for
+from retrieval.calibration import (
+    DUPLICATE_SIMILARITY,
+    describe,
+    ece,
+    fit_calibration,
+    threshold_for,
+)
 from taxonomy import Snapshot, load_taxonomy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +91,7 @@ def subset(pool: Sequence[Example], per_category: int | None, seed: int = 0) -> 
 def evaluate(
     embedder: CachedEmbedder, snap: Snapshot, taxonomy_index: TaxonomyIndex, examples: list[Example],
     dev: list[tuple[Product, str]], label: str, duplicate_similarity: float | None = DUPLICATE_SIMILARITY,
+    dump: Path | None = None,
 ) -> dict[str, Any]:
     index = build_index(embedder, examples)
     t0 = time.perf_counter()
@@ -142,6 +149,11 @@ def evaluate(
         row["unflagged_accuracy_plain"] = round(100 * k[keep].mean(), 2) if keep.any() else None
         row["review_rate_plain"] = round(100 * (1 - keep.mean()), 2)
     print(json.dumps(row), flush=True)
+    if dump is not None:  # for trying other threshold rules without refitting
+        dump.mkdir(parents=True, exist_ok=True)
+        np.savez(dump / f"{label.replace('/', '_').replace(' ', '_')}.npz", dev_confidence=c, dev_right=k,
+                 held_confidence=np.array([x for x, _ in calibration.curve]),
+                 held_right=np.array([ok for _, ok in calibration.curve], dtype=float))
     return row
 
 
@@ -153,6 +165,8 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "embeddings")
     ap.add_argument("--duplicate-similarity", type=float, default=DUPLICATE_SIMILARITY,
                     help="near-duplicate cosine for the held-out exclusion; 0 or less: none")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="write each pool's dev and held-out (confidence, right) pairs here (.npz)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     snap = load_taxonomy(MWPD / "taxonomy.json", "json")
@@ -168,7 +182,7 @@ def main() -> None:
         per = None if size == "all" else int(size)
         examples = subset(pool, per, args.seed)
         rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category",
-                             args.duplicate_similarity if args.duplicate_similarity > 0 else None))
+                             args.duplicate_similarity if args.duplicate_similarity > 0 else None, args.dump))
     print(f"embedder cache: {embedder.hits} hits, {embedder.misses} encoded")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
