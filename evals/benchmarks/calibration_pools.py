@@ -47,6 +47,7 @@ from retrieval import (
 )
 from retrieval.calibration import (
     DUPLICATE_SIMILARITY,
+    MAX_HELD_OUT,
     describe,
     ece,
     fit_calibration,
@@ -91,7 +92,7 @@ def subset(pool: Sequence[Example], per_category: int | None, seed: int = 0) -> 
 def evaluate(
     embedder: CachedEmbedder, snap: Snapshot, taxonomy_index: TaxonomyIndex, examples: list[Example],
     dev: list[tuple[Product, str]], label: str, duplicate_similarity: float | None = DUPLICATE_SIMILARITY,
-    dump: Path | None = None,
+    dump: Path | None = None, max_held_out: int = MAX_HELD_OUT,
 ) -> dict[str, Any]:
     index = build_index(embedder, examples)
     t0 = time.perf_counter()
@@ -99,7 +100,7 @@ def evaluate(
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     calibration = fit_calibration(embedder, snap, index, taxonomy_index=taxonomy_index,
-                                  duplicate_similarity=duplicate_similarity)
+                                  duplicate_similarity=duplicate_similarity, max_held_out=max_held_out)
     calibrate_s = time.perf_counter() - t0
     print(f"[{label}] {len(examples)} examples: lexical {train_s:.1f}s, calibration {calibrate_s:.1f}s: "
           f"{describe(calibration)}", flush=True)
@@ -167,6 +168,7 @@ def main() -> None:
                     help="near-duplicate cosine for the held-out exclusion; 0 or less: none")
     ap.add_argument("--dump", type=Path, default=None,
                     help="write each pool's dev and held-out (confidence, right) pairs here (.npz)")
+    ap.add_argument("--max-held-out", type=int, default=MAX_HELD_OUT)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     snap = load_taxonomy(MWPD / "taxonomy.json", "json")
@@ -182,7 +184,8 @@ def main() -> None:
         per = None if size == "all" else int(size)
         examples = subset(pool, per, args.seed)
         rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category",
-                             args.duplicate_similarity if args.duplicate_similarity > 0 else None, args.dump))
+                             args.duplicate_similarity if args.duplicate_similarity > 0 else None, args.dump,
+                             args.max_held_out))
     print(f"embedder cache: {embedder.hits} hits, {embedder.misses} encoded")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
