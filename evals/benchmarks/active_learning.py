@@ -28,7 +28,7 @@ from typing import Any
 
 from evals import plots
 from evals.dataset import load_dataset
-from evals.few_labels import Workbench, labels_to_reach, simulate, summary
+from evals.few_labels import Round, Workbench, labels_to_reach, simulate, summary
 from retrieval import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
 from retrieval.durable import atomic_write_json
 from taxonomy import load_taxonomy
@@ -51,7 +51,7 @@ def mwpd_workbench(cache_dir: Path, *, dev_limit: int | None = None) -> Workbenc
     embedder = CachedEmbedder(SentenceTransformerEmbedder(), EmbeddingCache(cache_dir))
     t0 = time.perf_counter()
     bench = Workbench.build(snap, pool, dev, embedder)
-    say(f"vectors of {len(bench.pool):,} pool + {len(dev):,} dev texts in {time.perf_counter() - t0:.0f}s "
+    say(f"vectors and n-gram counts of {len(bench.pool):,} pool + {len(dev):,} dev texts in {time.perf_counter() - t0:.0f}s "
         f"(cache hits {embedder.hits:,}, encoded {embedder.misses:,})")
     return bench
 
@@ -68,13 +68,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch", type=int, default=200, help="products reviewed per round")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (initial set, random picks)")
     ap.add_argument("--strategies", nargs="+", default=["queue", "random"], choices=["queue", "random"])
+    ap.add_argument("--scan", type=int, default=None,
+                    help="unlabelled products the queue tags and orders per round (a seeded sample; default all)")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--no-full", action="store_true", help="skip the full-pool reference score")
+    ap.add_argument("--combine", type=Path, nargs="+", default=None,
+                    help="only merge the results.json of earlier runs (e.g. one process per strategy) "
+                         "into --out, with the verdict and the plot")
     ap.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "embeddings")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "active_learning")
     args = ap.parse_args(argv)
     if args.quick:
         args.dev_limit = args.dev_limit or 500
         args.max_labels = min(args.max_labels, 1400)
+    if args.combine:
+        return combine(args.combine, args.out)
     started = time.perf_counter()
     bench = mwpd_workbench(args.cache_dir, dev_limit=args.dev_limit)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -82,26 +90,50 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "active_learning", "date": f"{datetime.now(UTC):%Y-%m-%d}", "machine": machine(),
         "dataset": "MWPD dev" + (f" (first {args.dev_limit})" if args.dev_limit else ""),
         "pool": len(bench.pool), "batch": args.batch, "max_labels": args.max_labels,
-        "seeds": args.seeds, "curves": {},
+        "seeds": args.seeds, "scan": args.scan, "curves": {},
     }
-    t0 = time.perf_counter()
-    full = bench.score(bench.tagger(list(range(len(bench.pool)))).tag_many(
-        [it.product() for it in bench.eval_items]), n_boot=args.n_boot)
-    results["full_pool"] = {"labels": len(bench.pool), **summary(full)}
-    say(f"full pool ({len(bench.pool):,} labels): WAF1 {full['waf1']:.2f} ({time.perf_counter() - t0:.0f}s)")
+    if not args.no_full:
+        t0 = time.perf_counter()
+        full = bench.score(bench.tagger(list(range(len(bench.pool)))).tag_many(bench.eval_products()),
+                           n_boot=args.n_boot)
+        results["full_pool"] = {"labels": len(bench.pool), **summary(full)}
+        say(f"full pool ({len(bench.pool):,} labels): WAF1 {full['waf1']:.2f} ({time.perf_counter() - t0:.0f}s)")
     for seed in args.seeds:
         for strategy in args.strategies:
-            rounds = simulate(bench, strategy, batch=args.batch, max_labels=args.max_labels, seed=seed,
-                              n_boot=args.n_boot, progress=say)
-            results["curves"][f"{strategy}/{seed}"] = [r.as_json() for r in rounds]
-            atomic_write_json(args.out / "results.json", results)  # a partial run keeps what it did
-    results["verdict"] = verdict(results)
-    results["wall_s"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(args.out / "results.json", results)
-    results["plot"] = str(args.out / plot(results, args.out / "active_learning.png"))
-    atomic_write_json(args.out / "results.json", results)
-    say(json.dumps(results["verdict"], indent=1))
+            name = f"{strategy}/{seed}"
+
+            def save(rounds: list[Round], name: str = name) -> None:  # a partial run keeps what it did
+                results["curves"][name] = [r.as_json() for r in rounds]
+                results["wall_s"] = round(time.perf_counter() - started, 1)
+                atomic_write_json(args.out / "results.json", results)
+
+            simulate(bench, strategy, batch=args.batch, max_labels=args.max_labels, seed=seed,
+                     n_boot=args.n_boot, scan=args.scan, progress=say, on_round=save)
+    return finish(results, args.out)
+
+
+def finish(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Add the verdict and the plot (when the full-pool reference is known) and write."""
+    if "full_pool" in results:
+        results["verdict"] = verdict(results)
+        results["plot"] = str(out / plot(results, out / "active_learning.png"))
+        say(json.dumps(results["verdict"], indent=1))
+    atomic_write_json(out / "results.json", results)
     return results
+
+
+def combine(paths: Sequence[Path], out: Path) -> dict[str, Any]:
+    """Merge the results of several runs (same data and settings, other strategies/seeds)."""
+    docs = [json.loads((p / "results.json" if p.is_dir() else p).read_text(encoding="utf-8")) for p in paths]
+    merged: dict[str, Any] = {**docs[0], "curves": {}, "seeds": []}
+    for doc in docs:
+        merged["curves"].update(doc["curves"])
+        merged["seeds"] = sorted({*merged["seeds"], *doc["seeds"]})
+        if "full_pool" in doc:
+            merged["full_pool"] = doc["full_pool"]
+        merged["wall_s"] = max(float(merged.get("wall_s") or 0), float(doc.get("wall_s") or 0))
+    out.mkdir(parents=True, exist_ok=True)
+    return finish(merged, out)
 
 
 def verdict(results: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from agent.review_priority import ReviewSignal, order_for_review
 from evals.dataset import DatasetItem
 from evals.few_labels import (
-    VectorTable,
     Workbench,
     choose,
     labels_to_reach,
@@ -18,7 +18,7 @@ from evals.few_labels import (
     signals,
     simulate,
 )
-from retrieval import HashingEmbedder
+from retrieval import HashingEmbedder, LexicalClassifier
 from tests.evals.toy import LEAVES, toy
 
 WORDS = {"A1a": ["kettle", "teapot"], "A1b": ["skillet", "frying"], "A2a": ["sneaker", "running"],
@@ -51,12 +51,17 @@ def test_per_category_is_seeded_and_bounded() -> None:
     assert per_category(leaves, None, seed=0) == list(range(len(leaves)))
 
 
-def test_vector_table_serves_only_known_texts() -> None:
-    emb = HashingEmbedder(dim=32)
-    table = VectorTable(emb.name, ["x y", "z"], emb.encode(["x y", "z"]))
-    assert table.encode(["z", "x y"]).tolist() == emb.encode(["z", "x y"]).tolist()
-    with pytest.raises(KeyError):
-        table.encode(["unknown"])
+def test_lexical_counts_fit_the_same_classifier_as_lexical_fit(bench: Workbench) -> None:
+    rows = list(range(30))
+    fast = bench.lexical.fit(rows, [bench.pool[i].tags[-1] for i in rows])
+    slow = LexicalClassifier.fit([bench.pool[i] for i in rows])
+    assert fast is not None and fast.classifier is not None and slow is not None
+    assert fast.classifier.classes == slow.classes
+    queries = [bench.pool_products[i] for i in range(30, 40)] + bench.eval_products()[:5]
+    expected = slow.decision(queries)
+    np.testing.assert_allclose(fast.classifier.decision(queries), expected, atol=1e-5)
+    np.testing.assert_allclose(fast.margins([bench.row_of(q) for q in queries]), expected, atol=1e-5)
+    assert bench.lexical.fit([0, 1], ["x", "y"]) is None  # nothing with 3 examples: no classifier
 
 
 def test_queue_picks_follow_the_review_ordering(bench: Workbench) -> None:
@@ -65,13 +70,13 @@ def test_queue_picks_follow_the_review_ordering(bench: Workbench) -> None:
     results = bench.tagger(labelled).tag_many([bench.pool_products[i] for i in rest])
     support = {leaf: 1 for leaf in WORDS}
     expected = sorted(rest[j] for j in order_for_review(signals(results), support, limit=5))
-    picks = choose("queue", bench, labelled, results, 5, random.Random(0))
+    picks = choose("queue", bench, labelled, rest, results, 5, random.Random(0))
     assert picks == expected
     assert not set(picks) & set(labelled)
-    rand = choose("random", bench, labelled, None, 5, random.Random(0))
+    rand = choose("random", bench, labelled, rest, None, 5, random.Random(0))
     assert len(set(rand)) == 5 and not set(rand) & set(labelled)
     with pytest.raises(ValueError):
-        choose("queue", bench, labelled, None, 5, random.Random(0))
+        choose("queue", bench, labelled, rest, None, 5, random.Random(0))
 
 
 def test_signal_of_a_result_names_top_and_runner_up(bench: Workbench) -> None:
@@ -82,6 +87,11 @@ def test_signal_of_a_result_names_top_and_runner_up(bench: Workbench) -> None:
     assert signal.runner_up_confidence <= signal.confidence
 
 
+def test_queue_scans_a_sample_when_asked(bench: Workbench) -> None:
+    rounds = simulate(bench, "queue", batch=5, max_labels=14, seed=0, n_boot=0, scan=8)
+    assert [r.labels for r in rounds] == [4, 9, 14]
+
+
 @pytest.mark.parametrize("strategy", ["queue", "random"])
 def test_simulation_rounds_grow_to_the_budget(bench: Workbench, strategy: str) -> None:
     rounds = simulate(bench, strategy, batch=10, max_labels=25, seed=0, n_boot=0)
@@ -90,8 +100,7 @@ def test_simulation_rounds_grow_to_the_budget(bench: Workbench, strategy: str) -
         assert r.metrics["n"] == len(bench.eval_items) and 0.0 <= r.metrics["waf1"] <= 100.0
     # every label is the pool's gold: the whole pool labelled is the full-pool tagger
     whole = simulate(bench, strategy, batch=50, max_labels=len(bench.pool), seed=0, n_boot=0)
-    full = bench.score(bench.tagger(list(range(len(bench.pool)))).tag_many(
-        [it.product() for it in bench.eval_items]), n_boot=0)
+    full = bench.score(bench.tagger(list(range(len(bench.pool)))).tag_many(bench.eval_products()), n_boot=0)
     assert whole[-1].labels == len(bench.pool) and whole[-1].metrics["waf1"] == full["waf1"]
     assert full["waf1"] > rounds[0].metrics["waf1"]  # labels help on this toy set
 
