@@ -192,8 +192,38 @@ class LimitSettings(BaseModel):
     )
 
 
+class UISettings(BaseModel):
+    reports_dir: Path | None = Field(
+        default=None,
+        description="where the UI finds eval reports and runs (directories written by "
+        "`tagsmith eval report --out DIR` / `tagsmith eval run --out DIR`); default: "
+        "<data_dir>/reports",
+    )
+    session_idle_s: float = Field(
+        default=8 * 3600.0, gt=0, description="a UI session ends after this long without a request",
+    )
+
+
 class JobSettings(BaseModel):
     batch_size: int = Field(default=32, ge=1, le=1024, description="products tagged per step")
+
+
+class ReviewSettings(BaseModel):
+    enqueue: bool = Field(
+        default=False,
+        description="put results flagged needs_review from POST /v1/tags, /v1/tags:batch and jobs "
+        "into the review queue when the request or job does not say (`?review=true|false`)",
+    )
+    claim_ttl_s: float = Field(
+        default=900.0, ge=10.0, le=86400.0,
+        description="how long a reviewer's claim on an item lasts; then the item is back in the queue",
+    )
+    max_claim: int = Field(default=50, ge=1, le=500, description="items one claim-next call may take")
+    enqueue_buffer: int = Field(
+        default=10_000, ge=1,
+        description="flagged results waiting to be written to the queue (in the background); beyond, "
+        "they are dropped (logged), never slowing or failing the tagging response",
+    )
 
 
 class Settings(BaseSettings):
@@ -212,6 +242,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
+    review: ReviewSettings = ReviewSettings()
+    ui: UISettings = UISettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -228,6 +260,11 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+    @property
+    def reports_dir(self) -> Path:
+        """Eval reports the UI lists (``ui.reports_dir``, default ``<data_dir>/reports``)."""
+        return self.ui.reports_dir if self.ui.reports_dir is not None else self.data_dir / "reports"
 
     @property
     def taxonomy_db_url(self) -> str:

@@ -14,29 +14,35 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.contract import TagResult
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES
 from retrieval import IndexStore
 from serve.api.context import AppState, Services
+from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
+from serve.api.review.service import ReviewService
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
 from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
+from serve.crosswalk_tags import add_crosswalk
 from serve.feedback import FeedbackStore
-from serve.filemodes import private_data_dir
-from serve.jobs import JobItem, JobStore, JobWorker
+from serve.filemodes import private_data_dir, private_db_file
+from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem, key_store_path
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
+from serve.review import ReviewEnqueuer, ReviewStore
 from serve.runtime import build_runtime
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 __all__ = ["AppState", "Services", "StartupRefused", "auth_problem", "load_services", "open_state"]
 
@@ -73,20 +79,41 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     if settings.auth.dev_mode:
         log.warning("DEV MODE: authentication is off, every request has every scope")
     limits = settings.limits
+    metrics = Metrics()
+    review_store = ReviewStore(review_store_path(settings), claim_ttl_s=settings.review.claim_ttl_s)
+
+    def count(outcome: str, n: int) -> None:
+        metrics.review_enqueue.labels(outcome).inc(n)
+
     return AppState(
-        settings=settings, metrics=Metrics(), keys=keys,
+        settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
-        feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), llm=llm,
+        feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), review_store=review_store,
+        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
+        llm=llm,
     )
 
 
-def tag_job_items(tagging: TaggingState, items: Sequence[JobItem]) -> list[TagResult]:
-    """Tag job lines in order, each run of lines asking for the same attributes together."""
+def review_store_path(settings: Settings) -> Path:
+    """The review queue's database (the CLI's ``tag-file --review-queue`` writes it too)."""
+    return settings.data_dir / "review.db"
+
+
+def tag_job_items(
+    tagging: TaggingState, items: Sequence[JobItem], crosswalks: CrosswalkCatalog | None = None
+) -> list[TagResult]:
+    """Tag job lines in order, each run of lines asking for the same attributes together;
+    lines that ask for a crosswalk get their ``crosswalk`` field."""
     results: list[TagResult] = []
     for _, run in itertools.groupby(items, key=lambda item: selection_key(item.selection)):
         group = list(run)
         results += tagging.tag([item.product for item in group], group[0].selection)
+    if crosswalks is None:
+        return results
+    for index, item in enumerate(items):
+        if item.crosswalk is not None:
+            results[index] = add_crosswalk(crosswalks, item.crosswalk, [results[index]])[0]
     return results
 
 
@@ -103,6 +130,12 @@ def load_services(state: AppState) -> Services:
     index_store = IndexStore(settings.data_dir / "index")
     pointer = index_store.current()
     runtime = build_runtime(settings, llm=backend)
+    crosswalks = CrosswalkCatalog(settings.data_dir, runtime.store, prepare_file=private_db_file)
+
+    def close() -> None:
+        crosswalks.close()
+        runtime.close()
+
     tagging = TaggingState(
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
         embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
@@ -114,16 +147,25 @@ def load_services(state: AppState) -> Services:
         tagging.tag, metrics, max_batch=settings.limits.max_batch_items,
         max_queue=settings.limits.max_queue_items, workers=settings.server.engine_workers,
     )
+    feedback = FeedbackService(tagging, runtime.embedder, state.feedback_store)
+    review = ReviewService(state.review_store, feedback, tagging, settings.review, state.review_enqueuer)
+
+    def job_results(job: JobRecord, items: Sequence[JobItem], results: Sequence[TagResult]) -> None:
+        if review.wanted(job.review):
+            review.enqueue([item.product for item in items], results, f"job:{job.id}")
+
     worker = JobWorker(
-        state.job_store, lambda items: tag_job_items(tagging, items), metrics,
+        state.job_store, lambda items: tag_job_items(tagging, items, crosswalks), metrics,
         batch_size=settings.jobs.batch_size,
-        fail_when_degraded=settings.server.on_llm_unavailable == "error",
+        fail_when_degraded=settings.server.on_llm_unavailable == "error", on_results=job_results,
     )
     return Services(
         tagging=tagging, batcher=batcher, worker=worker,
-        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot),
-        jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot),
+        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot, review=review, crosswalks=crosswalks),
+        jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot, crosswalks=crosswalks),
         taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
-        feedback=FeedbackService(tagging, runtime.embedder, state.feedback_store),
-        close=runtime.close,
+        feedback=feedback,
+        review=review,
+        crosswalks=CrosswalkService(crosswalks),
+        close=close,
     )

@@ -26,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 MODEL_FIXTURES = frozenset({"embedded_llm", "embedder", "generator", "hf_model_dir"})
 #: fixtures that start a server process
 PROCESS_FIXTURES = frozenset({"llama_server"})
-TIERS = ("model", "process", "slow", "vllm")
+TIERS = ("model", "process", "slow", "vllm", "browser")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so the added marks count

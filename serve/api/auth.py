@@ -30,6 +30,12 @@ log = logging.getLogger("tagsmith.api")
 
 #: paths anyone may call (health, metrics, the documentation)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: the web UI (serve/ui): its pages authenticate with a session made by its login form
+UI_PREFIX = "/ui"
+
+
+def is_ui_path(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class AuthMiddleware:
         return self._failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_ui_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state.tagsmith

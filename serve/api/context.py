@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.llm import LLMBackend
+from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
+from serve.api.review.service import ReviewService
 from serve.api.tags.service import TagService
 from serve.api.taxonomy.service import TaxonomyService
 from serve.batcher import Batcher
@@ -22,6 +24,7 @@ from serve.feedback import FeedbackStore
 from serve.jobs import JobStore, JobWorker
 from serve.keys import KeyStore
 from serve.metrics import Metrics
+from serve.review import ReviewEnqueuer, ReviewStore
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
 
@@ -35,6 +38,8 @@ class Services:
     jobs: JobService
     taxonomy: TaxonomyService
     feedback: FeedbackService
+    crosswalks: CrosswalkService
+    review: ReviewService
     close: Callable[[], None]
     """Release what loading opened (the LLM backend, the taxonomy store)."""
 
@@ -47,6 +52,8 @@ class AppState:
     limiter: RateLimiter
     job_store: JobStore
     feedback_store: FeedbackStore
+    review_store: ReviewStore
+    review_enqueuer: ReviewEnqueuer
     llm: LLMBackend | None = None  # handed in by the caller (tests): not ours to close
     services: Services | None = None
     load_error: str | None = None
@@ -55,4 +62,6 @@ class AppState:
     def close(self) -> None:
         self.job_store.close()
         self.feedback_store.close()
+        self.review_enqueuer.close()
+        self.review_store.close()
         self.keys.close()

@@ -82,6 +82,18 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/examples"): case("feedback", "/v1/examples?limit=2", 200),
     ("GET", "/v1/examples/{example_id:path}"): case("feedback", "/v1/examples/ex-toys-blocks-1", 200),
     ("DELETE", "/v1/examples/{example_id:path}"): case("feedback", "/v1/examples/ex-toys-blocks-0", 204, 404),
+    ("GET", "/v1/review/items"): case("feedback", "/v1/review/items", 200),
+    ("GET", "/v1/review/items/{item_id}"): case("feedback", "/v1/review/items/rv_missing", 404),
+    ("GET", "/v1/review/items/{item_id}/history"): case("feedback", "/v1/review/items/rv_missing/history", 404),
+    ("POST", "/v1/review/claim"): case("feedback", "/v1/review/claim", 200, json={"n": 1}),
+    ("POST", "/v1/review/items/{item_id}/claim"): case("feedback", "/v1/review/items/rv_missing/claim", 404),
+    ("POST", "/v1/review/items/{item_id}/release"): case("feedback", "/v1/review/items/rv_missing/release", 404),
+    ("POST", "/v1/review/items/{item_id}/accept"): case("feedback", "/v1/review/items/rv_missing/accept", 404),
+    ("POST", "/v1/review/items/{item_id}/correct"): case("feedback", "/v1/review/items/rv_missing/correct", 404,
+                                                         json={"category": "toys/blocks"}),
+    ("POST", "/v1/review/items/{item_id}/skip"): case("feedback", "/v1/review/items/rv_missing/skip", 404),
+    ("GET", "/v1/review/export"): case("feedback", "/v1/review/export", 200),
+    ("GET", "/v1/review/stats"): case("feedback", "/v1/review/stats", 200),
     ("POST", "/v1/keys"): case("admin", "/v1/keys", 201, json={"scopes": ["tags"], "name": "made in matrix"}),
     ("GET", "/v1/keys"): case("admin", "/v1/keys", 200),
     ("DELETE", "/v1/keys/{key_id}"): case("admin", "/v1/keys/000000000000", 404),
@@ -112,6 +124,8 @@ def test_every_route_is_in_the_matrix(app_and_keys: tuple[TestClient, dict[str, 
     routes = set()
     for route in iter_route_contexts(client.app.routes):  # type: ignore[attr-defined]
         assert route.path, route
+        if route.path == "/ui" or route.path.startswith("/ui/"):
+            continue  # the web UI: a session, not a bearer key (tests/serve/test_ui_pages.py)
         routes.update((m, route.path) for m in (route.methods or ()) if m != "HEAD")
     assert routes - set(MATRIX) == set(), "add these routes to MATRIX with the scope they need"
     assert set(MATRIX) - routes == set(), "MATRIX names routes that no longer exist"

@@ -1,0 +1,45 @@
+"""Mounting the UI on the service: its routers, static files, security headers, HTML errors."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from serve.api.auth_failures import AuthFailureLimiter
+from serve.settings import Settings
+from serve.ui import pages, report_pages, review_pages, taxonomy_pages
+from serve.ui.security import SecurityHeadersMiddleware
+from serve.ui.sessions import SessionStore
+from serve.ui.web import HERE, LoginRequired, UIError, UIState, error_page, redirect
+
+
+def install_ui(app: FastAPI, settings: Settings) -> None:
+    limits = settings.limits
+    app.state.tagsmith_ui = UIState(
+        sessions=SessionStore(idle_timeout_s=settings.ui.session_idle_s),
+        login_failures=AuthFailureLimiter(
+            limits.auth_failures_per_min, limits.auth_failure_burst, limits.auth_failure_clients,
+        ),
+    )
+    for module in (pages, taxonomy_pages, report_pages, review_pages):
+        app.include_router(module.router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+
+    @app.api_route("/ui/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    async def unknown(rest: str) -> Response:
+        raise UIError(404, "Not found", "There is no such page.")
+
+    async def on_ui_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, UIError)
+        return error_page(request, exc)
+
+    async def on_login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        from urllib.parse import quote
+
+        return redirect(f"/ui/login?next={quote(exc.next_path, safe='/')}")
+
+    app.add_exception_handler(UIError, on_ui_error)
+    app.add_exception_handler(LoginRequired, on_login_required)
+    app.add_middleware(SecurityHeadersMiddleware)

@@ -1,0 +1,206 @@
+"""Review queue screens, on the queue's own service (:class:`~serve.api.review.service.ReviewService`):
+the queue in review order (most valuable first), and an item page with the product, the
+suggested category and attribute values with their confidence and evidence (neighbours,
+candidates, review reasons), and accept / correct / skip. After a decision the reviewer lands on
+the next item, claimed for them (two reviewers never get the same one), so a run of items is a run of keystrokes (``static/ui.js``: a accept, s skip,
+c correct, j/k next/previous, / search). Viewing needs the ``feedback`` scope, as the API does."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from serve.api.auth import Principal
+from serve.api.context import AppState
+from serve.api.errors import ApiError
+from serve.api.review.protocol import (
+    ClaimRequest,
+    CorrectionRequest,
+    DecisionRequest,
+    ReviewItemOut,
+)
+from serve.api.review.service import ReviewService
+from serve.ui.sessions import Session
+from serve.ui.web import (
+    SessionDep,
+    UIError,
+    api_call_failed,
+    checked_form,
+    redirect,
+    render,
+    require_scope,
+    services,
+)
+
+router = APIRouter(prefix="/ui/queue", include_in_schema=False)
+PAGE = 50
+#: how far down the queue the item page looks for its previous / next item
+NEIGHBOURHOOD = 500
+MAX_ID = 200
+VIEWS = {"open": ["open", "claimed"], "decided": ["accepted", "corrected", "skipped"]}
+
+
+def open_count(state: AppState) -> int | None:
+    """Open items in the review queue (None while the service is loading)."""
+    if state.services is None:
+        return None
+    try:
+        return state.services.review.stats().open
+    except Exception:  # a count on the start page must never break it
+        return None
+
+
+def _service(request: Request, session: Session) -> ReviewService:
+    require_scope(session, "feedback")
+    return services(request).review
+
+
+def _int(value: str | None, default: int, top: int) -> int:
+    return min(int(value), top) if value is not None and value.isdigit() else default
+
+
+@router.get("")
+async def queue(request: Request, session: SessionDep) -> Response:
+    service = _service(request, session)
+    view = request.query_params.get("view", "open")
+    if view not in VIEWS:
+        raise UIError(404, "Not found", "No such view of the queue.")
+    offset = _int(request.query_params.get("offset"), 0, 10_000_000)
+    page = service.list_items(statuses=VIEWS[view], offset=offset, limit=PAGE)
+    snap = services(request).tagging.snapshot
+    return render(request, "queue.html", session=session, page=page, view=view, stats=service.stats(),
+                  names=_names(snap, [i.category for i in page.items]), offset=offset, size=PAGE)
+
+
+def _names(snap: Any, ids: list[str | None]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for node_id in ids:
+        if node_id and node_id in snap:
+            out[node_id] = snap.path_text(node_id)
+    return out
+
+
+def _neighbours(service: ReviewService, item_id: str) -> tuple[str | None, str | None]:
+    ids = [i.id for i in service.list_items(statuses=VIEWS["open"], limit=NEIGHBOURHOOD).items]
+    if item_id not in ids:
+        return None, (ids[0] if ids else None)
+    at = ids.index(item_id)
+    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+
+
+def _item_page(request: Request, session: Session, item: ReviewItemOut, *, status: int = 200,
+               error: str | None = None, form: dict[str, str] | None = None) -> Response:
+    service = services(request).review
+    snap = services(request).tagging.snapshot
+    prev_id, next_id = _neighbours(service, item.id)
+    neighbour_tags = [t for n in item.result.evidence.neighbors for t in n.tags]
+    names = _names(snap, [item.category, *neighbour_tags, *(c.id for c in item.result.evidence.candidates)])
+    if item.decision and item.decision.category:
+        names.update(_names(snap, [item.decision.category]))
+    index = services(request).tagging.current.index
+    titles = {n.id: ex.title for n in item.result.evidence.neighbors if (ex := index.get(n.id)) is not None}
+    return render(
+        request, "item.html", status=status, session=session, item=item, names=names, titles=titles, prev_id=prev_id,
+        next_id=next_id, error=error, form=form or {}, decided=item.decision is not None,
+        can_decide=session.principal.allows("feedback"),
+    )
+
+
+@router.get("/item/{item_id}")
+async def item_page(item_id: str, request: Request, session: SessionDep) -> Response:
+    service = _service(request, session)
+    if len(item_id) > MAX_ID:
+        raise UIError(404, "Not found", "No such review item.")
+    try:
+        item = service.get(item_id)
+    except ApiError as exc:
+        api_call_failed(exc)
+    return _item_page(request, session, item)
+
+
+def next_for(service: ReviewService, principal: Principal) -> str | None:
+    """The reviewer's next item: one they already hold, else the most valuable open one,
+    claimed for them (so that two reviewers working down the queue never get the same item)."""
+    held = service.list_items(statuses=["claimed"], limit=NEIGHBOURHOOD).items
+    mine = [i for i in held if i.claim is not None and i.claim.by == principal.key_id]
+    if mine:
+        return mine[0].id
+    claimed = service.claim_next(principal, ClaimRequest(n=1)).items
+    return claimed[0].id if claimed else None
+
+
+def _after_decision(service: ReviewService, principal: Principal, message: str) -> Response:
+    following = next_for(service, principal)
+    if following is None:
+        return redirect("/ui/queue", f"{message} The queue is empty.")
+    return redirect(f"/ui/queue/item/{quote(following, safe='')}", message)
+
+
+@router.post("/next")
+async def review_next(request: Request, session: SessionDep) -> Response:
+    """Start (or go on) reviewing: the next item, claimed for this reviewer."""
+    await checked_form(request, session)
+    service = _service(request, session)
+    following = next_for(service, session.principal)
+    if following is None:
+        return redirect("/ui/queue", "Nothing to review.")
+    return redirect(f"/ui/queue/item/{quote(following, safe='')}")
+
+
+def parse_attribute_values(text: str) -> dict[str, list[str]] | None:
+    """``Color = Red, Blue`` lines → {"Color": ["Red", "Blue"]}; empty text → None (the
+    feedback service keeps what still applies); a line ``-`` alone → {} (none)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    if lines == ["-"]:
+        return {}
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        name, sep, values = line.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"write each attribute as `name = value[, value]`: {line[:80]!r}")
+        out[name.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    return out
+
+
+@router.post("/item/{item_id}/{action}")
+async def decide(item_id: str, action: str, request: Request, session: SessionDep) -> Response:
+    form = await checked_form(request, session)
+    service = _service(request, session)
+    if action not in ("accept", "skip", "correct") or len(item_id) > MAX_ID:
+        raise UIError(404, "Not found", "No such action.")
+    note = form.get("note", "").strip()[:2000] or None
+    try:
+        if action == "accept":
+            item = service.accept(session.principal, item_id, DecisionRequest(note=note))
+            label = "Accepted"
+        elif action == "skip":
+            item = service.skip(session.principal, item_id, DecisionRequest(note=note))
+            label = "Skipped"
+        else:
+            try:
+                body = CorrectionRequest(
+                    category=form.get("category", "").strip(),
+                    attribute_values=parse_attribute_values(form.get("attributes", "")), note=note,
+                )
+            except (ValidationError, ValueError) as exc:
+                message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                current = service.get(item_id)
+                return _item_page(request, session, current, status=422, error=f"Not saved: {message}", form=form)
+            item = service.correct(session.principal, item_id, body)
+            label = "Corrected"
+    except ApiError as exc:
+        if exc.status in (409, 422):
+            try:
+                current = service.get(item_id)
+            except ApiError:
+                api_call_failed(exc)
+            return _item_page(request, session, current, status=exc.status, error=f"Not saved: {exc.message}", form=form)
+        api_call_failed(exc)
+    title = item.product.title[:60]
+    return _after_decision(service, session.principal, f"{label}: {title}.")
