@@ -62,7 +62,7 @@ def machine() -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="first 500 dev items, up to 1,400 labels, one seed")
+    ap.add_argument("--quick", action="store_true", help="first 500 dev items, up to 1,400 labels, the queue scans 2,000 a round")
     ap.add_argument("--dev-limit", type=int, default=None, help="score the first N dev items (default all)")
     ap.add_argument("--max-labels", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=200, help="products reviewed per round")
@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.dev_limit = args.dev_limit or 500
         args.max_labels = min(args.max_labels, 1400)
+        args.scan = args.scan or 2000
     if args.combine:
         return combine(args.combine, args.out)
     started = time.perf_counter()

@@ -4,6 +4,8 @@ embedder, toy taxonomy; no MWPD, no model)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,3 +111,21 @@ def test_labels_to_reach() -> None:
     curve = [{"labels": 4, "waf1": 50.0}, {"labels": 14, "waf1": 81.0}, {"labels": 24, "waf1": 79.0}]
     assert labels_to_reach(curve, 80.0) == 14
     assert labels_to_reach(curve, 90.0) is None
+
+
+def test_verdict_and_plot_of_curves(tmp_path: Path) -> None:
+    from evals.benchmarks.active_learning import plot, verdict
+
+    def curve(values: list[float]) -> list[dict[str, Any]]:
+        return [{"labels": 100 + 50 * i, "waf1": v, "waf1_ci95": [v - 2, v + 2]} for i, v in enumerate(values)]
+
+    results = {"full_pool": {"labels": 1000, "waf1": 88.0}, "seeds": [0], "batch": 50, "dataset": "toy",
+               "curves": {"queue/0": curve([40, 70, 81, 87.5]), "random/0": curve([40, 60, 72, 80])}}
+    v = verdict(results)
+    assert v["queue_beats_random_every_round/0"] is True
+    assert v["queue_minus_random/0"] == [0.0, 10.0, 9.0, 7.5]
+    assert v["curves"]["queue/0"] == {"labels_to_80": 200, "labels_to_full_minus_1": 250, "final": 87.5}
+    assert v["curves"]["random/0"]["labels_to_full_minus_1"] is None
+    results["curves"]["random/0"][2]["waf1"] = 82.0
+    assert verdict(results)["queue_beats_random_every_round/0"] is False
+    assert (tmp_path / plot(results, tmp_path / "al.png")).stat().st_size > 1000
