@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     inspect,
@@ -80,13 +81,18 @@ class FeedbackStore:
     def add(
         self, *, example_id: str, verdict: str, tags: list[str], product: dict[str, Any],
         note: str | None, reviewer: str, taxonomy_version: int, index_generation: str | None,
-        attribute_values: dict[str, list[str]] | None = None,
+        attribute_values: dict[str, list[str]] | None = None, record_id: str | None = None,
     ) -> FeedbackRecord:
+        """Append a record. ``record_id``: a caller's deterministic id (e.g. the review queue's,
+        derived from the item and its revision): writing it again replaces that record, in one
+        transaction, so a retried decision leaves one record, never two."""
         record = FeedbackRecord(
-            f"fb_{secrets.token_hex(10)}", example_id, verdict, tags, product, note, reviewer,
+            record_id or f"fb_{secrets.token_hex(10)}", example_id, verdict, tags, product, note, reviewer,
             taxonomy_version, index_generation, datetime.now(UTC), dict(attribute_values or {}),
         )
         with self._engine.begin() as conn:
+            if record_id is not None:
+                conn.execute(delete(feedback_table).where(feedback_table.c.id == record_id))
             conn.execute(insert(feedback_table).values(
                 id=record.id, example_id=example_id, verdict=verdict, tags=json.dumps(tags),
                 product=json.dumps(product, ensure_ascii=False), note=note, reviewer=reviewer,

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from agent.llm import LLMBackend
 from retrieval import CandidateGenerator, Example, IndexStore, LexicalClassifier, build_index
+from retrieval.publish import publish_index
 from serve.app import create_app
 from serve.keys import SCOPES, KeyStore, key_store_path
 from serve.runtime import embedder_from_settings
@@ -138,9 +139,9 @@ def seed_data_dir(data_dir: Path, *, document: TaxonomyDocument | None = None, *
         snap = store.import_document(document or shop_document(), expected_version=0, author="tests")
     embedder = embedder_from_settings(settings)
     index = build_index(embedder, shop_examples())
-    IndexStore(data_dir / "index").publish(
-        index, embedder=embedder.name, taxonomy_version=snap.version,
-        lexical=LexicalClassifier.fit(list(index)),
+    publish_index(
+        IndexStore(data_dir / "index"), index, embedder=embedder, snapshot=snap,
+        taxonomy_version=snap.version, lexical=LexicalClassifier.fit(list(index)),
     )
     # warm the embedding cache with the taxonomy's node texts, as a first start would
     CandidateGenerator(embedder, snap, index)
@@ -171,7 +172,9 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
     error: dict[str, Any] = body["error"]
-    assert set(error) == {"status", "code", "message", "request_id", "details"}
+    shape = {"status", "code", "message", "request_id", "details"}
+    # ``current`` (the resource as it is now) only with a review item's 409 changed
+    assert set(error) == (shape | {"current"} if (status, code) == (409, "changed") else shape)
     assert error["status"] == status and error["code"] == code and error["message"]
     assert error["request_id"] == response.headers["x-request-id"]
     return error
