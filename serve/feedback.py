@@ -1,4 +1,4 @@
-"""Reviewer feedback records (SQLite): who accepted or corrected which product's tags, when.
+"""Reviewer feedback records (SQLite, or ``database.url``): who accepted or corrected which product's tags, when.
 
 The corrected product itself becomes an example of the index (see the feedback service);
 this log keeps the decision trail, so corrections can be audited and replayed.
@@ -29,7 +29,9 @@ from sqlalchemy import (
     text,
 )
 
-from serve.sqlite import sqlite_engine, utc
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 metadata = MetaData()
 feedback_table = Table(
@@ -65,9 +67,10 @@ class FeedbackRecord:
 
 
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
-        self._engine = sqlite_engine(path)
-        metadata.create_all(self._engine)
+    def __init__(self, location: Path | str) -> None:
+        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
+        self._engine = open_engine(location)
+        create_schema(self._engine, metadata)
         self._migrate()
 
     def _migrate(self) -> None:

@@ -1,4 +1,5 @@
-"""API keys: created by ``tagsmith keys create`` (or ``POST /v1/keys``), stored hashed in SQLite.
+"""API keys: created by ``tagsmith keys create`` (or ``POST /v1/keys``), stored hashed in the
+database (``keys.db`` in the data directory, or ``database.url``).
 
 A key reads ``tsk_<id>_<secret>``: ``id`` is public (it names the key in listings, logs
 and revocations), ``secret`` is 256 random bits. Only ``sha256(key)`` is stored: a key is
@@ -28,7 +29,9 @@ from sqlalchemy import (
     update,
 )
 
-from serve.sqlite import sqlite_engine, utc
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 #: what a key may do; ``admin`` implies every other scope
 SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
@@ -102,9 +105,10 @@ def key_store_path(data_dir: Path) -> Path:
 
 
 class KeyStore:
-    def __init__(self, path: Path) -> None:
-        self._engine = sqlite_engine(path)
-        metadata.create_all(self._engine)
+    def __init__(self, location: Path | str) -> None:
+        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
+        self._engine = open_engine(location)
+        create_schema(self._engine, metadata)
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
@@ -131,16 +135,20 @@ class KeyStore:
     def revoke(self, key_id: str, *, keep_an_admin: bool = True) -> ApiKey:
         """Revoke a key (idempotent); KeyError when there is no such key, LastAdminKey when
         ``keep_an_admin`` and it is the last active admin key."""
-        # IMMEDIATE: the count and the update under one write lock, so two concurrent
-        # revocations of the last two admin keys cannot both pass the check
+        # the count and the update under one lock, so two concurrent revocations of the last
+        # two admin keys cannot both pass the check: SQLite's write lock (BEGIN IMMEDIATE);
+        # PostgreSQL's row locks (FOR UPDATE; the second revocation waits, then re-reads
+        # the rows still active, without the key the first one revoked)
         with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-            row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
+            row = conn.execute(
+                select(keys_table).where(keys_table.c.id == key_id).with_for_update()
+            ).mappings().first()
             if row is None:
                 raise KeyError(key_id)
             target = _record(row)
             if keep_an_admin and target.active and "admin" in target.scopes:
                 active = conn.execute(
-                    select(keys_table.c.scopes).where(keys_table.c.revoked_at.is_(None))
+                    select(keys_table.c.scopes).where(keys_table.c.revoked_at.is_(None)).with_for_update()
                 ).scalars().all()
                 if sum("admin" in s.split(",") for s in active) <= 1:
                     raise LastAdminKey(key_id)

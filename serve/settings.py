@@ -12,15 +12,18 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from serve.attribute_selection import SelectionField
+from serve.database import store_url
 
 
 def default_data_dir() -> Path:
@@ -226,6 +229,29 @@ class ReviewSettings(BaseModel):
     )
 
 
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="where the service's state lives (taxonomy versions, API keys, feedback, the "
+        "review queue): a SQLAlchemy URL, e.g. postgresql+psycopg://tagsmith:PASSWORD@db:5432/tagsmith "
+        "for state shared by several replicas; unset: SQLite files in data_dir (taxonomy.db, keys.db, "
+        "feedback.db, review.db). Also read from TAGSMITH_DATABASE_URL",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}: use postgresql+psycopg://… or sqlite:///…")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TAGSMITH_",
@@ -244,6 +270,11 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     review: ReviewSettings = ReviewSettings()
     ui: UISettings = UISettings()
+    database: DatabaseSettings = DatabaseSettings()
+    database_url: str | None = Field(
+        default=None, exclude=True,
+        description="TAGSMITH_DATABASE_URL, the conventional name: the same as database.url",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -261,6 +292,14 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _one_database_url(self) -> Settings:
+        if self.database_url:
+            if self.database.url and self.database.url != self.database_url:
+                raise ValueError("TAGSMITH_DATABASE_URL and database.url disagree: set one")
+            self.database = DatabaseSettings(url=self.database_url)
+        return self
+
     @property
     def reports_dir(self) -> Path:
         """Eval reports the UI lists (``ui.reports_dir``, default ``<data_dir>/reports``)."""
@@ -268,7 +307,7 @@ class Settings(BaseSettings):
 
     @property
     def taxonomy_db_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'taxonomy.db'}"
+        return store_url(self, "taxonomy")
 
 
 def config_file() -> Path | None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
@@ -64,6 +65,20 @@ checkpoints_table = Table(
     Column("version", Integer, ForeignKey("taxonomy_versions.version"), primary_key=True),
     Column("document", LargeBinary, nullable=False),  # gzip of the document's pydantic JSON
 )
+
+
+#: the PostgreSQL advisory lock under which schemas are created (any constant; "tgsm")
+SCHEMA_LOCK = 0x7467736D
+
+
+def create_schema(engine: Engine, meta: MetaData) -> None:
+    """Create ``meta``'s missing tables. On PostgreSQL under a transaction-scoped advisory
+    lock, in one transaction (DDL is transactional there): replicas starting together
+    against one database would otherwise race between "does the table exist?" and CREATE."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        meta.create_all(conn)
 
 
 def make_engine(url: str) -> Engine:

@@ -33,6 +33,7 @@ from taxonomy.formats import read_document
 from taxonomy.model import TaxonomyDocument, paused_gc
 from taxonomy.schema import (
     checkpoints_table,
+    create_schema,
     edits_table,
     head_table,
     make_engine,
@@ -304,7 +305,7 @@ class TaxonomyStore:
 
     # ---- internals ----------------------------------------------------------------------
     def _create_schema(self) -> None:
-        metadata.create_all(self._engine)
+        create_schema(self._engine, metadata)
         try:
             with self._engine.begin() as conn:
                 if conn.execute(select(head_table.c.version)).first() is None:

@@ -62,8 +62,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from agent.review_priority import ReviewSignal, order_for_review
-from serve.sqlite import sqlite_engine, utc
-from taxonomy.schema import make_engine
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 __all__ = [
     "DECIDED", "PENDING", "STATUSES", "Claim", "Conflict", "Decision", "EnqueueEntry", "EnqueueReport",
@@ -260,13 +261,13 @@ def _reasons(result: Mapping[str, Any]) -> list[str]:
 class ReviewStore:
     """The review queue. Thread-safe; several processes may share the database."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None, claim_ttl_s: float = 900.0) -> None:
-        """``path``: the SQLite file (``<data_dir>/review.db``); or ``url``, any SQLAlchemy
-        URL (tests; PostgreSQL later). ``claim_ttl_s``: how long a claim lasts by default."""
+    def __init__(self, path: Path | str | None = None, *, url: str | None = None, claim_ttl_s: float = 900.0) -> None:
+        """``path``: the SQLite file (``<data_dir>/review.db``) or a URL; or ``url``, any SQLAlchemy
+        URL (``database.url``: PostgreSQL). ``claim_ttl_s``: how long a claim lasts by default."""
         if (path is None) == (url is None):
             raise ValueError("give a path or a url")
-        self._engine: Engine = sqlite_engine(path) if path is not None else make_engine(str(url))
-        metadata.create_all(self._engine)
+        self._engine: Engine = open_engine(path if path is not None else str(url))
+        create_schema(self._engine, metadata)
         self.claim_ttl_s = claim_ttl_s
         self._order_lock = threading.Lock()
         self._order_key: tuple[Any, ...] | None = None
