@@ -1,0 +1,49 @@
+"""The postgres tier's server itself, and the one setting that picks the database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from serve.database import open_engine, safe_url, store_location, store_url
+from serve.settings import load_settings
+from tests.postgres_server import PostgresServer
+
+
+@pytest.mark.postgres
+def test_the_test_server_is_unprivileged_and_on_loopback_only(postgres: PostgresServer) -> None:
+    engine = open_engine(postgres.url())
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW listen_addresses")).scalar_one() == "127.0.0.1"
+            data_dir = Path(conn.execute(text("SHOW data_directory")).scalar_one())
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+    assert data_dir.stat().st_uid != 0  # the server refuses root; the cluster is nobody's
+    assert os.stat(data_dir).st_mode & 0o077 == 0  # initdb's 0700
+
+
+def test_database_url_picks_every_stores_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAGSMITH_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TAGSMITH_DATABASE__URL", raising=False)
+    default = load_settings(data_dir=tmp_path)
+    assert store_location(default, "keys") == tmp_path / "keys.db"
+    assert store_url(default, "taxonomy") == f"sqlite:///{tmp_path / 'taxonomy.db'}" == default.taxonomy_db_url
+    url = "postgresql+psycopg://tagsmith:s3cret@db.internal:5432/tagsmith"
+    monkeypatch.setenv("TAGSMITH_DATABASE_URL", url)  # the conventional name
+    shared = load_settings(data_dir=tmp_path)
+    assert {store_location(shared, s) for s in ("taxonomy", "keys", "feedback", "review")} == {url}
+    assert "s3cret" not in safe_url(url)
+    monkeypatch.delenv("TAGSMITH_DATABASE_URL")
+    monkeypatch.setenv("TAGSMITH_DATABASE__URL", url)  # the nested name, like every other setting
+    assert load_settings(data_dir=tmp_path).database.url == url
+
+
+@pytest.mark.parametrize("bad", ["mysql://x@y/z", "not a url"])
+def test_an_unsupported_database_url_is_refused(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="database"):
+        load_settings(data_dir=tmp_path, database={"url": bad})
