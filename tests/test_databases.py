@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 
 from serve.database import open_engine, safe_url, store_location, store_url
 from serve.settings import load_settings
@@ -47,3 +48,38 @@ def test_database_url_picks_every_stores_location(tmp_path: Path, monkeypatch: p
 def test_an_unsupported_database_url_is_refused(bad: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="database"):
         load_settings(data_dir=tmp_path, database={"url": bad})
+
+
+def test_db_upgrade_makes_every_table_and_adds_missing_columns(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tagsmith db upgrade`` on an empty database and on one with an older feedback table
+    (no ``attribute_values``): every store's tables, the column added, the old row kept."""
+    from typer.testing import CliRunner
+
+    from serve.cli import app
+
+    engine = open_engine(database_url)
+    with engine.begin() as conn:  # the feedback table as an older tagsmith made it, with one row
+        conn.execute(text(
+            "CREATE TABLE feedback (id VARCHAR(40) PRIMARY KEY, example_id VARCHAR(256) NOT NULL, "
+            "verdict VARCHAR(16) NOT NULL, tags TEXT NOT NULL, product TEXT NOT NULL, note TEXT, "
+            "reviewer VARCHAR(64) NOT NULL, taxonomy_version INTEGER NOT NULL, index_generation VARCHAR(40), "
+            "created_at TIMESTAMP WITH TIME ZONE NOT NULL)"
+        ))
+        conn.execute(text("INSERT INTO feedback VALUES ('fb_old', 'ex-1', 'accept', '[\"t\"]', '{}', NULL, 'k', 1, "
+                          "NULL, '2026-01-01 00:00:00+00:00')"))
+    monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAGSMITH_DATABASE_URL", database_url)
+    for _ in range(2):  # idempotent
+        done = CliRunner().invoke(app, ["db", "upgrade"])
+        assert done.exit_code == 0, done.output
+        assert "schema up to date" in done.output
+    tables = set(inspect(engine).get_table_names())
+    assert {"taxonomy_head", "taxonomy_versions", "api_keys", "feedback", "review_items"} <= tables
+    assert "attribute_values" in {c["name"] for c in inspect(engine).get_columns("feedback")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM feedback")).scalars().all() == ["fb_old"]
+    engine.dispose()
+    if database_url.startswith("postgresql"):
+        assert make_url(database_url).password not in done.output  # the password never printed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from serve.cli._common import console, fail
+from serve.cli.db_cmd import app as db_app
 from serve.cli.doctor_cmd import doctor
 from serve.cli.eval_cmd import app as eval_app
 from serve.cli.finetune_cmd import finetune, finetune_blend
@@ -32,6 +33,7 @@ app.add_typer(index_app, name="index", help="Build, extend, inspect and query th
 app.add_typer(eval_app, name="eval", help="Evaluate pipelines on labelled data, report, gate regressions.")
 app.add_typer(keys_app, name="keys", help="Create, list and revoke the HTTP service's API keys.")
 app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and validate against the taxonomy.")
+app.add_typer(db_app, name="db", help="The database of the service's state: create or upgrade its schema.")
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
 app.command(help="Run the HTTP service.")(serve)
 app.command(help="Tag one product and print the result.")(tag)
