@@ -4,6 +4,7 @@ commit time, even when other store instances (other processes) commit in between
 from __future__ import annotations
 
 import threading
+
 import pytest
 
 from taxonomy import AddNode, StaleVersion, TaxonomyStore
