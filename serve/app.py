@@ -26,6 +26,7 @@ from serve.api.keys.router import router as keys_router
 from serve.api.limits import BodyLimitMiddleware
 from serve.api.observe import RequestContextMiddleware
 from serve.api.ops.router import router as ops_router
+from serve.api.review.router import router as review_router
 from serve.api.tags.router import router as tags_router
 from serve.api.taxonomy.router import router as taxonomy_router
 from serve.llm_health import llm_canary
@@ -39,7 +40,8 @@ log = logging.getLogger("tagsmith.service")
 DESCRIPTION = """Tag e-commerce products with nodes of your taxonomy.
 
 **Auth**: send `Authorization: Bearer <key>` (keys from `tagsmith keys create`). Scopes:
-`tags` (tagging, jobs), `feedback`, `taxonomy:write`, `admin` (everything, and keys).
+`tags` (tagging, jobs), `feedback` (feedback, examples, the review queue), `taxonomy:write`,
+`admin` (everything, and keys).
 Reading the taxonomy needs any valid key. `/healthz`, `/readyz`, `/metrics` and the docs are open.
 
 **Errors** all have one shape:
@@ -112,7 +114,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
         description=DESCRIPTION, lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, keys_router):
+    for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, review_router, keys_router):
         app.include_router(router)
     install_ui(app, settings)  # the web UI at /ui/ (serve/ui)
 

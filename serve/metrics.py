@@ -52,6 +52,10 @@ class Metrics:
             "from an address over its failed-authentication budget (limited, 429)", ["outcome"], registry=r,
         )
         self.job_items = Counter("tagsmith_job_items", "job items written", ["outcome"], registry=r)
+        self.review_enqueue = Counter(
+            "tagsmith_review_enqueue", "flagged results for the review queue: written (new or updated item), "
+            "dropped (buffer full), failed (the store write failed)", ["outcome"], registry=r,
+        )
         self.attribute_values = Counter(
             "tagsmith_attribute_values", "attribute values returned, by where they were read",
             ["source"], registry=r,

@@ -33,7 +33,7 @@ from serve.batcher import Batcher
 from serve.database import store_location
 from serve.feedback import FeedbackStore
 from serve.filemodes import private_data_dir
-from serve.jobs import JobItem, JobStore, JobWorker
+from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
@@ -77,13 +77,19 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     if settings.auth.dev_mode:
         log.warning("DEV MODE: authentication is off, every request has every scope")
     limits = settings.limits
+    metrics = Metrics()
     review_store = ReviewStore(review_store_path(settings), claim_ttl_s=settings.review.claim_ttl_s)
+
+    def count(outcome: str, n: int) -> None:
+        metrics.review_enqueue.labels(outcome).inc(n)
+
     return AppState(
-        settings=settings, metrics=Metrics(), keys=keys,
+        settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
         feedback_store=FeedbackStore(store_location(settings, "feedback")), review_store=review_store,
-        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer), llm=llm,
+        review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
+        llm=llm,
     )
 
 
@@ -126,18 +132,24 @@ def load_services(state: AppState) -> Services:
         tagging.tag, metrics, max_batch=settings.limits.max_batch_items,
         max_queue=settings.limits.max_queue_items, workers=settings.server.engine_workers,
     )
+    feedback = FeedbackService(tagging, runtime.embedder, state.feedback_store)
+    review = ReviewService(state.review_store, feedback, tagging, settings.review, state.review_enqueuer)
+
+    def job_results(job: JobRecord, items: Sequence[JobItem], results: Sequence[TagResult]) -> None:
+        if review.wanted(job.review):
+            review.enqueue([item.product for item in items], results, f"job:{job.id}")
+
     worker = JobWorker(
         state.job_store, lambda items: tag_job_items(tagging, items), metrics,
         batch_size=settings.jobs.batch_size,
-        fail_when_degraded=settings.server.on_llm_unavailable == "error",
+        fail_when_degraded=settings.server.on_llm_unavailable == "error", on_results=job_results,
     )
-    feedback = FeedbackService(tagging, runtime.embedder, state.feedback_store)
     return Services(
         tagging=tagging, batcher=batcher, worker=worker,
-        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot),
+        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot, review=review),
         jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot),
         taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
         feedback=feedback,
-        review=ReviewService(state.review_store, feedback, tagging, settings.review, state.review_enqueuer),
+        review=review,
         close=runtime.close,
     )

@@ -16,6 +16,7 @@ from serve.cli.finetune_cmd import finetune, finetune_blend
 from serve.cli.index_cmd import app as index_app
 from serve.cli.keys_cmd import app as keys_app
 from serve.cli.llm_cmd import app as llm_app
+from serve.cli.review_cmd import app as review_app
 from serve.cli.serve_cmd import serve
 from serve.cli.tag_cmd import tag
 from serve.cli.tag_file_cmd import tag_file
@@ -32,6 +33,7 @@ app.add_typer(llm_app, name="llm", help="Inspect and exercise the LLM backend.")
 app.add_typer(index_app, name="index", help="Build, extend, inspect and query the example index.")
 app.add_typer(eval_app, name="eval", help="Evaluate pipelines on labelled data, report, gate regressions.")
 app.add_typer(keys_app, name="keys", help="Create, list and revoke the HTTP service's API keys.")
+app.add_typer(review_app, name="review", help="The review queue: export decisions and doubtful products, counts.")
 app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and validate against the taxonomy.")
 app.add_typer(db_app, name="db", help="The database of the service's state: create or upgrade its schema.")
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)

@@ -11,7 +11,7 @@ line number and counted at the end (exit code 1 when there were any).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +23,11 @@ from serve.cli._common import (
     attribute_selection,
     check_selection,
     console,
+    err_console,
     fail,
     settings,
 )
+from serve.settings import Settings
 
 
 def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
@@ -56,12 +58,45 @@ def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield lineno, None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
+class _ReviewQueue:
+    """``--review-queue``: flagged results into the data directory's review queue, a batch per
+    transaction; a failed write is reported once and never stops the tagging."""
+
+    def __init__(self, config: Settings) -> None:
+        from retrieval import IndexStore
+        from serve.cli.review_cmd import review_store
+
+        pointer = IndexStore(config.data_dir / "index").current()
+        self.generation = pointer[0] if pointer else None
+        self.store = review_store()
+        self.enqueued = 0
+        self.failed = False
+
+    def add(self, products: Sequence[Any], results: Sequence[Any]) -> None:
+        from serve.review import flagged_entries
+
+        try:
+            self.enqueued += self.store.enqueue_many(flagged_entries(products, results, "tag-file", self.generation)).created
+        except Exception as exc:  # the tags are written: the queue is a side channel
+            if not self.failed:
+                err_console.print(f"[yellow]warning:[/] review queue write failed ({exc}); tagging goes on",
+                                  soft_wrap=True, highlight=False)
+            self.failed = True
+
+    def close(self) -> None:
+        self.store.close()
+
+
 def tag_file(
     input_file: Annotated[Path, typer.Argument(help="JSONL of products", exists=True, dir_okay=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL of results (appended, resumable)", dir_okay=False)],
     pipeline: Annotated[str | None, typer.Option(help="hybrid | knn | zero-shot | rag | cascade (default from settings)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="products per batch")] = 32,
     attributes: Annotated[str | None, typer.Option("--attributes", help=ATTRIBUTES_HELP)] = None,
+    review_queue: Annotated[bool, typer.Option(
+        "--review-queue", help="also put results flagged needs_review into the data directory's review "
+        "queue (source tag-file; `tagsmith serve` shows them at /v1/review)",
+    )] = False,
 ) -> None:
     """Tag every product of a JSONL file; re-run the same command to resume. Each result
     line is the tagging contract (attributes included; needs_review also flags attribute
@@ -113,6 +148,7 @@ def tag_file(
                 )
         except (LLMError, RetrievalError, TaxonomyError) as exc:
             fail(str(exc))
+        queue = _ReviewQueue(config) if review_queue else None
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
@@ -122,11 +158,16 @@ def tag_file(
                     batch = todo[start : start + batch_size]
                     results = runtime.tagger.tag_many(batch)
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
+                    if queue is not None:
+                        queue.add(batch, results)
                     bar.update(task, advance=len(batch))
         finally:
             runtime.close()
+            if queue is not None:
+                queue.close()
     console.print(
         f"{len(todo)} tagged, {len(done)} already in {output}"
+        + (f", {queue.enqueued} flagged into the review queue" if queue is not None else "")
         + (f", [yellow]{len(bad)} bad line(s) → {errors_file}[/]" if bad else ""),
         soft_wrap=True,  # one line, whatever the terminal width: scripts grep it
     )

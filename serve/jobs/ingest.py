@@ -18,12 +18,15 @@ from serve.jobs.input import JobInputParser, JobItem
 from serve.jobs.store import JobStore, StagedJob
 
 
-def fingerprint(body_sha256: str, attributes: AttributeSelection | None) -> str:
-    """What an Idempotency-Key retry must repeat: the body, and the job's ``?attributes=``
-    (a job without it keeps the body's SHA-256, as before the option existed)."""
-    if attributes is None:
+def fingerprint(body_sha256: str, attributes: AttributeSelection | None, review: bool | None = None) -> str:
+    """What an Idempotency-Key retry must repeat: the body, and the job's ``?attributes=`` and
+    ``?review=`` (a job without them keeps the body's SHA-256, as before the options existed)."""
+    if attributes is None and review is None:
         return body_sha256
-    options = json.dumps({"attributes": attributes}, sort_keys=True, ensure_ascii=False)
+    given: dict[str, object] = {"attributes": attributes} if attributes is not None else {}
+    if review is not None:
+        given["review"] = review
+    options = json.dumps(given, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(f"{body_sha256}\n{options}".encode()).hexdigest()
 
 
@@ -32,14 +35,17 @@ class JobUpload:
         self, store: JobStore, *, max_items: int, max_line_bytes: int, max_depth: int,
         attributes: AttributeSelection | None = None,
         check_attributes: Callable[[AttributeSelection], str | None] | None = None,
+        review: bool | None = None,
     ) -> None:
-        """``attributes``: the job's selection, staged on every line that does not give its own."""
+        """``attributes``: the job's selection, staged on every line that does not give its own;
+        ``review``: the job's ``?review=`` (part of its fingerprint)."""
         self._parser = JobInputParser(
             max_items=max_items, max_line_bytes=max_line_bytes, max_depth=max_depth,
             check_attributes=check_attributes,
         )
         self._sha256 = hashlib.sha256()  # of the body as sent: the idempotency fingerprint
         self._attributes = attributes
+        self._review = review
         self.staged: StagedJob = store.stage()
 
     def _with_default(self, items: Sequence[JobItem]) -> Sequence[JobItem]:
@@ -59,7 +65,7 @@ class JobUpload:
         Raises JobInputError for the problems found on the way."""
         self.staged.write(self._with_default(self._parser.finish()))
         self.staged.seal()
-        return fingerprint(self._sha256.hexdigest(), self._attributes)
+        return fingerprint(self._sha256.hexdigest(), self._attributes, self._review)
 
     def discard(self) -> None:
         self.staged.discard()

@@ -43,7 +43,9 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +78,8 @@ jobs_table = Table(
     Column("idempotency_key", String(255)),
     Column("request_sha256", String(64), nullable=False),
     Column("message", Text),
+    # put flagged results in the review queue: 1 / 0, NULL = the review.enqueue setting (issue 20)
+    Column("review", Integer),
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_idempotency"),
 )
 
@@ -94,6 +98,7 @@ class JobRecord:
     idempotency_key: str | None
     request_sha256: str
     message: str | None
+    review: bool | None = None  # enqueue flagged results for review (None: the setting decides)
 
 
 class JobStore:
@@ -103,6 +108,14 @@ class JobStore:
         root.chmod(DIR_MODE)  # also when an older version created it world-readable
         self._engine = sqlite_engine(root / "jobs.db")
         metadata.create_all(self._engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database made by an older tagsmith lacks."""
+        with self._engine.begin() as conn:
+            have = {c["name"] for c in inspect(conn).get_columns("jobs")}
+            if "review" not in have:
+                conn.execute(text("ALTER TABLE jobs ADD COLUMN review INTEGER"))
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -117,6 +130,7 @@ class JobStore:
 
     def commit(
         self, staged: StagedJob, owner: str, *, request_sha256: str, idempotency_key: str | None = None,
+        review: bool | None = None,
     ) -> tuple[JobRecord, bool]:
         """Publish a sealed upload as a queued job: (the job, True) — or (the job created
         earlier under the same idempotency key, False), whatever its payload: the caller
@@ -136,7 +150,7 @@ class JobStore:
                     conn.execute(insert(jobs_table).values(
                         id=job_id, owner=owner, state="queued", created_at=datetime.now(UTC),
                         total=staged.total, succeeded=0, failed=0, idempotency_key=idempotency_key,
-                        request_sha256=request_sha256,
+                        request_sha256=request_sha256, review=None if review is None else int(review),
                     ))
             except IntegrityError:
                 # a concurrent upload with the same idempotency key won the race
@@ -322,4 +336,5 @@ def _record(r: RowMapping) -> JobRecord:
         started_at=utc(r["started_at"]), finished_at=utc(r["finished_at"]), total=r["total"],
         succeeded=r["succeeded"], failed=r["failed"], idempotency_key=r["idempotency_key"],
         request_sha256=r["request_sha256"], message=r["message"],
+        review=None if r["review"] is None else bool(r["review"]),
     )

@@ -30,6 +30,8 @@ from serve.metrics import Metrics
 log = logging.getLogger("tagsmith.jobs")
 
 Tag = Callable[[Sequence[JobItem]], list[TagResult]]
+#: called with each batch's successful results once they are written (the review queue)
+OnResults = Callable[[JobRecord, Sequence[JobItem], Sequence[TagResult]], None]
 MAX_BACKOFF_S = 30.0
 
 
@@ -47,7 +49,7 @@ def scan_results(path: Path) -> tuple[set[str], int, int]:
 class JobWorker:
     def __init__(
         self, store: JobStore, tag: Tag, metrics: Metrics, *, batch_size: int = 32,
-        fail_when_degraded: bool = True, poll_s: float = 1.0,
+        fail_when_degraded: bool = True, poll_s: float = 1.0, on_results: OnResults | None = None,
     ) -> None:
         self.store = store
         self.tag = tag
@@ -55,6 +57,7 @@ class JobWorker:
         self.batch_size = batch_size
         self.fail_when_degraded = fail_when_degraded
         self.poll_s = poll_s
+        self.on_results = on_results
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,8 +145,9 @@ class JobWorker:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 1.0
-            append_lines(path, [line for line, _ in lines])
-            errors = sum(1 for _, ok in lines if not ok)
+            append_lines(path, [line for line, _, _ in lines])
+            self._hand_over(job, chunk, lines)
+            errors = sum(1 for _, ok, _ in lines if not ok)
             succeeded, failed = succeeded + len(lines) - errors, failed + errors
             self.metrics.job_items.labels("ok").inc(len(lines) - errors)
             self.metrics.job_items.labels("error").inc(errors)
@@ -172,17 +176,29 @@ class JobWorker:
         self.store.transition(job.id, "failed", only_from=frozenset({"running"}), message=f"job files unreadable: {exc}")
         log.error("job files unreadable", extra={"job": job.id, "error": str(exc)})
 
-    def _tag_lines(self, chunk: Sequence[JobItem]) -> list[tuple[str, bool]] | None:
-        """(result line, ok) per item; None when the batch should wait for the LLM. An item
-        that cannot be tagged gets an error line; the others of its batch their results."""
+    def _hand_over(
+        self, job: JobRecord, chunk: Sequence[JobItem], lines: Sequence[tuple[str, bool, TagResult | None]],
+    ) -> None:
+        """Give the batch's results to ``on_results``; its failure never fails the job."""
+        if self.on_results is None:
+            return
+        done = [(item, res) for item, (_, _, res) in zip(chunk, lines, strict=True) if res is not None]
+        try:
+            self.on_results(job, [item for item, _ in done], [res for _, res in done])
+        except Exception:
+            log.exception("job results hand-over failed", extra={"job": job.id})
+
+    def _tag_lines(self, chunk: Sequence[JobItem]) -> list[tuple[str, bool, TagResult | None]] | None:
+        """(result line, ok, result) per item; None when the batch should wait for the LLM. An
+        item that cannot be tagged gets an error line; the others of its batch their results."""
         try:
             results = self.tag(chunk)
         except Exception as exc:
             if len(chunk) == 1:
                 log.exception("job item failed", extra={"custom_id": chunk[0].custom_id})
                 error = {"code": "tagging_failed", "message": str(exc)[:500] or type(exc).__name__}
-                return [(result_line(chunk[0].custom_id, None, error, False), False)]
-            out: list[tuple[str, bool]] = []
+                return [(result_line(chunk[0].custom_id, None, error, False), False, None)]
+            out: list[tuple[str, bool, TagResult | None]] = []
             for item in chunk:  # find the item that fails
                 lines = self._tag_lines([item])
                 if lines is None:
@@ -192,6 +208,6 @@ class JobWorker:
         if self.fail_when_degraded and any(r.evidence.llm.degraded for r in results):
             return None
         return [
-            (result_line(item.custom_id, res.model_dump(mode="json"), None, res.evidence.llm.degraded), True)
+            (result_line(item.custom_id, res.model_dump(mode="json"), None, res.evidence.llm.degraded), True, res)
             for item, res in zip(chunk, results, strict=True)
         ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from serve.review.store import EnqueueEntry, ReviewStore
 
@@ -20,11 +20,18 @@ log = logging.getLogger("tagsmith.review")
 
 #: entries written per transaction
 BATCH = 256
+#: how long the writer waits for more entries before writing a batch (one transaction, one
+#: fsync, for a burst of single-product requests instead of one each)
+LINGER_S = 0.05
 
 
 class ReviewEnqueuer:
-    def __init__(self, store: ReviewStore, *, max_pending: int = 10_000) -> None:
+    def __init__(
+        self, store: ReviewStore, *, max_pending: int = 10_000, count: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``count(outcome, n)``: told how many entries were ``written``, ``dropped`` or ``failed``."""
         self.store = store
+        self._count = count or (lambda outcome, n: None)
         self.max_pending = max_pending
         self._buffer: deque[EnqueueEntry] = deque()
         self._cond = threading.Condition()
@@ -49,6 +56,7 @@ class ReviewEnqueuer:
             lost = len(entries) - len(accepted)
             if lost:
                 self.dropped += lost
+                self._count("dropped", lost)
                 if not self._warned:
                     self._warned = True
                     log.warning(
@@ -79,12 +87,16 @@ class ReviewEnqueuer:
                 self._cond.wait_for(lambda: self._buffer or self._stopping)
                 if not self._buffer:
                     return  # stopping, nothing left
+                if not self._stopping and len(self._buffer) < BATCH:
+                    self._cond.wait_for(lambda: len(self._buffer) >= BATCH or self._stopping, LINGER_S)
                 batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
                 self._busy = True
             try:
                 self.store.enqueue_many(batch)
+                self._count("written", len(batch))
             except Exception:
                 self.failed += len(batch)
+                self._count("failed", len(batch))
                 log.exception("review queue write failed; %d flagged result(s) not enqueued", len(batch))
             finally:
                 with self._cond:

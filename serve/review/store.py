@@ -279,8 +279,8 @@ class ReviewStore:
     # ---- writing: enqueue --------------------------------------------------------------
     def enqueue_many(self, entries: Sequence[EnqueueEntry], *, now: datetime | None = None) -> EnqueueReport:
         """Put flagged results in the queue, in one transaction: a product already pending
-        gets its item updated (result, reasons, source, ``times_enqueued`` + 1; a claim on it
-        stays); one whose last decision named the category now suggested is skipped.
+        gets its item updated (result, reasons, source; ``times_enqueued`` counts every entry;
+        a claim on it stays); one whose last decision named the category now suggested is skipped.
 
         Callers on a request path go through :class:`serve.review.ReviewEnqueuer` (bounded,
         in the background), never call this inline."""
@@ -288,17 +288,21 @@ class ReviewStore:
             return EnqueueReport()
         now = now or _now()
         # the last entry of a product wins within one call
-        latest: dict[str, EnqueueEntry] = {dedup_key(e.product): e for e in entries}
+        keys = [dedup_key(e.product) for e in entries]
+        latest: dict[str, EnqueueEntry] = dict(zip(keys, entries, strict=True))
+        times = Counter(keys)
         for attempt in range(3):
             try:
                 with self._engine.begin() as conn:
-                    return self._enqueue(conn, latest, now)
+                    return self._enqueue(conn, latest, times, now)
             except IntegrityError:  # another process inserted the same product meanwhile
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _enqueue(self, conn: Connection, entries: Mapping[str, EnqueueEntry], now: datetime) -> EnqueueReport:
+    def _enqueue(
+        self, conn: Connection, entries: Mapping[str, EnqueueEntry], times: Mapping[str, int], now: datetime,
+    ) -> EnqueueReport:
         t = items_table
         created = updated = skipped = 0
         keys = list(entries)
@@ -314,6 +318,8 @@ class ReviewStore:
             )
             for row in decided:
                 last_final[row.dedup_key] = row.final_category  # ordered: the last one stays
+        new_rows: list[dict[str, Any]] = []
+        reason_rows: list[dict[str, str]] = []
         for key, entry in entries.items():
             signal = _signal_columns(entry.result)
             values = {
@@ -331,18 +337,24 @@ class ReviewStore:
                 continue
             if item_id is None:
                 item_id = f"rv_{secrets.token_hex(10)}"
-                conn.execute(insert(t).values(
-                    id=item_id, dedup_key=key, pending_key=key, status="open", times_enqueued=1,
-                    created_at=now, **values,
-                ))
+                new_rows.append({
+                    "id": item_id, "dedup_key": key, "pending_key": key, "status": "open", "times_enqueued": times[key],
+                    "created_at": now, "claimed_by": None, "claimed_by_name": None, "claimed_until": None,
+                    "decided_by": None, "decided_by_name": None, "decided_at": None, "final_category": None,
+                    "final_attributes": None, "note": None, "feedback_id": None, **values,
+                })
                 created += 1
             else:
                 conn.execute(update(t).where(t.c.id == item_id).values(
-                    times_enqueued=t.c.times_enqueued + 1, **values,
+                    times_enqueued=t.c.times_enqueued + times[key], **values,
                 ))
                 conn.execute(delete(reasons_table).where(reasons_table.c.item_id == item_id))
                 updated += 1
-            conn.execute(insert(reasons_table), [{"item_id": item_id, "reason": r} for r in reasons])
+            reason_rows += [{"item_id": item_id, "reason": r} for r in reasons]
+        if new_rows:  # one executemany: a batch of new items is one statement, not one each
+            conn.execute(insert(t), new_rows)
+        if reason_rows:
+            conn.execute(insert(reasons_table), reason_rows)
         return EnqueueReport(created, updated, skipped)
 
     # ---- reading -----------------------------------------------------------------------
@@ -533,10 +545,10 @@ class ReviewStore:
         order = [i for i in self.ordered_pending(class_support, support_key=support_key) if i in available]
         order += sorted(available - set(order))
         taken: list[str] = []
-        for item_id in order:
-            if len(taken) >= n:
-                break
-            with self._engine.begin() as conn:
+        with self._engine.begin() as conn:  # each take is conditional: a concurrent claimer's items are passed over
+            for item_id in order:
+                if len(taken) >= n:
+                    break
                 if self._take(conn, item_id, by, by_name, now, ttl_s, only_open=True):
                     taken.append(item_id)
         with self._engine.connect() as conn:

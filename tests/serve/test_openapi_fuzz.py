@@ -46,7 +46,21 @@ DOCUMENTED: dict[tuple[str, str], frozenset[str]] = {
     ),
     # the body is JSONL text whose lines are validated as JobLine: a text/plain string schema
     # cannot express that
-    ("POST /v1/jobs", "positive_data_acceptance"): frozenset({"invalid_job_input", "unknown_attributes"}),
+    # ... and an Idempotency-Key retry must repeat the job's options (?attributes=, ?review=):
+    # the fuzzer reuses one key with different options
+    ("POST /v1/jobs", "positive_data_acceptance"): frozenset(
+        {"invalid_job_input", "unknown_attributes", "idempotency_key_reused"}
+    ),
+    # the review queue's category filter must be a node of the taxonomy in use: state again
+    ("GET /v1/review/items", "positive_data_acceptance"): frozenset({"unknown_category"}),
+    ("POST /v1/review/claim", "positive_data_acceptance"): frozenset({"unknown_category"}),
+    # a correction's category (and attribute values) must fit the current taxonomy, as feedback's
+    ("POST /v1/review/items/{item_id}/correct", "positive_data_acceptance"): frozenset(
+        {"invalid_tags", "invalid_attribute_values"}
+    ),
+    ("POST /v1/review/items/{item_id}/accept", "positive_data_acceptance"): frozenset(
+        {"invalid_tags", "invalid_attribute_values"}
+    ),
     # the body-size limit is checked before the body is parsed: an oversized invalid body is a
     # 413 (documented on every operation with a body), not a 422
     ("*", "negative_data_rejection"): frozenset({"request_too_large"}),

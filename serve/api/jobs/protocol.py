@@ -33,6 +33,9 @@ class Job(BaseModel):
     progress: float = Field(ge=0.0, le=1.0, description="(succeeded + failed) / total")
     message: str | None = Field(description="why a job failed or is waiting")
     results_url: str = Field(description="GET it for the results so far (JSONL)")
+    review: bool | None = Field(
+        default=None, description="flagged results go into the review queue (`?review=`); null: the review.enqueue setting",
+    )
 
 
 class JobList(BaseModel):

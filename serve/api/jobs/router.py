@@ -12,6 +12,7 @@ from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
 from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
+from serve.api.review.protocol import ReviewQuery
 from serve.api.tags.protocol import ATTRIBUTES_422, AttributesQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -67,7 +68,9 @@ _CREATE_ERRORS = {**errors(503), **ATTRIBUTES_422, 503: {
     "or past `limits.max_job_items` lines (422, nothing created). The server receives at most "
     "`limits.max_concurrent_uploads` uploads at once: beyond, `503 uploads_busy` with `Retry-After`, "
     "before the body is read.\n\n`?attributes=` chooses the attributes tagged for every line that "
-    "does not say (as for POST /v1/tags); an Idempotency-Key retry must repeat it too.",
+    "does not say (as for POST /v1/tags); an Idempotency-Key retry must repeat it too.\n\n"
+    "`?review=true` puts the job's results flagged needs_review into the review queue (source "
+    "`job:<id>`; default: the review.enqueue setting); a retry must repeat it too.",
 )
 async def create_job(
     request: Request,
@@ -78,10 +81,11 @@ async def create_job(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
     ] = None,
     attributes: AttributesQuery = None,
+    review: ReviewQuery = None,
 ) -> Job:
     with service.upload_slot():
         try:
-            job, created = await service.create(principal, request.stream(), idempotency_key, attributes)
+            job, created = await service.create(principal, request.stream(), idempotency_key, attributes, review)
         except ClientDisconnect:
             # nobody reads this answer; a 4xx keeps an abandoned upload out of the 5xx counts
             raise ApiError(422, "upload_incomplete", "the client left before the end of the upload") from None

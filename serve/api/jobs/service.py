@@ -34,7 +34,7 @@ def to_job(record: JobRecord) -> Job:
         started_at=record.started_at, finished_at=record.finished_at,
         counts=JobCounts(total=record.total, succeeded=record.succeeded, failed=record.failed),
         progress=round(done / record.total, 6) if record.total else 1.0,
-        message=record.message, results_url=f"/v1/jobs/{record.id}/results",
+        message=record.message, results_url=f"/v1/jobs/{record.id}/results", review=record.review,
     )
 
 
@@ -68,17 +68,18 @@ class JobService:
 
     async def create(
         self, principal: Principal, body: AsyncIterator[bytes], idempotency_key: str | None,
-        attributes: Sequence[str] | None = None,
+        attributes: Sequence[str] | None = None, review: bool | None = None,
     ) -> tuple[Job, bool]:
         """(the job, True when created now; False: a retry of an earlier creation). The body
         is checked and staged as it streams; a problem stops reading it (422).
-        ``attributes``: the job's ``?attributes=`` (lines may give their own)."""
+        ``attributes``: the job's ``?attributes=`` (lines may give their own); ``review``:
+        its ``?review=`` (flagged results into the review queue; None: the setting)."""
         owner = principal.key_id
         selection = attribute_selection(attributes, self.snapshot())  # 422 before the body is read
         if idempotency_key is not None:
             earlier = await run_in_threadpool(self.store.find_idempotent, owner, idempotency_key)
             if earlier is not None:  # a retry: only its fingerprint matters, not its lines
-                return self._replay(earlier, fingerprint(await _sha256(body), selection)), False
+                return self._replay(earlier, fingerprint(await _sha256(body), selection, review)), False
         limits = self.settings.limits
 
         def check(line_selection: AttributeSelection) -> str | None:
@@ -87,7 +88,7 @@ class JobService:
         upload = await run_in_threadpool(
             JobUpload, self.store, max_items=limits.max_job_items,
             max_line_bytes=limits.max_body_bytes, max_depth=limits.max_json_depth,
-            attributes=selection, check_attributes=check,
+            attributes=selection, check_attributes=check, review=review,
         )
         try:
             async for chunk in body:  # each chunk as it arrives (up to 64 KiB from the server)
@@ -104,7 +105,8 @@ class JobService:
             upload.discard()
             raise
         record, created = await run_in_threadpool(
-            self.store.commit, upload.staged, owner, request_sha256=digest, idempotency_key=idempotency_key
+            self.store.commit, upload.staged, owner, request_sha256=digest, idempotency_key=idempotency_key,
+            review=review,
         )
         if not created:
             return self._replay(record, digest), False

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.contract import Product, TagResult
 from serve.api.feedback.protocol import AttributeValues
+
+#: ``?review=`` of the tagging endpoints and jobs
+ReviewQuery = Annotated[
+    bool | None,
+    Query(description="put results flagged needs_review into the review queue (`/v1/review`): true or "
+          "false; default: the review.enqueue setting (off unless configured). Enqueuing happens in "
+          "the background and never fails or delays the answer"),
+]
 
 ItemStatus = Literal["open", "claimed", "accepted", "corrected", "skipped"]
 
@@ -96,3 +105,18 @@ class ReviewStatsOut(BaseModel):
     decided_today: dict[str, int] = Field(description="decisions since 00:00 UTC, by verdict")
     decided_total: int
     oldest_pending_at: datetime | None
+
+
+class ReviewEventOut(BaseModel):
+    action: Literal["claim", "release", "accepted", "corrected", "skipped"]
+    by: str = Field(description="the API key id")
+    by_name: str | None = Field(description="that key's name")
+    at: datetime
+    detail: dict[str, Any] | None = Field(
+        description="claim: until; release: whose claim; a decision: category, attribute_values, note, feedback_id",
+    )
+
+
+class ReviewHistory(BaseModel):
+    item_id: str
+    events: list[ReviewEventOut] = Field(description="oldest first")

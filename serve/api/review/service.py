@@ -42,6 +42,8 @@ from serve.api.review.protocol import (
     CorrectionRequest,
     DecisionOut,
     DecisionRequest,
+    ReviewEventOut,
+    ReviewHistory,
     ReviewItemOut,
     ReviewPage,
     ReviewStatsOut,
@@ -171,6 +173,15 @@ class ReviewService:
         """One item (404 ``not_found``)."""
         return item_out(_store_call(lambda: self.store.get(item_id)))
 
+    def history(self, item_id: str) -> ReviewHistory:
+        """Who claimed, released and decided the item, when (404 ``not_found``)."""
+        _store_call(lambda: self.store.get(item_id))
+        events = [
+            ReviewEventOut(action=e["action"], by=e["actor"], by_name=e["actor_name"], at=e["at"], detail=e["detail"])
+            for e in self.store.events(item_id)
+        ]
+        return ReviewHistory(item_id=item_id, events=events)
+
     def stats(self) -> ReviewStatsOut:
         """Open and claimed counts, pending items by reason, decisions today."""
         s = self.store.stats()
@@ -182,9 +193,8 @@ class ReviewService:
     def export(self, statuses: Collection[str] | None = None) -> Iterator[bytes]:
         """Every item of these statuses (default: all), oldest first, one JSON line each
         (:class:`ReviewItemOut`), read from the store a page at a time."""
-        wanted = self._statuses(statuses) if statuses else list(STATUSES)
-        for item in self.store.iter_items(statuses=wanted):
-            yield export_line(item).encode()
+        wanted = self._statuses(statuses) if statuses else list(STATUSES)  # 422 before streaming
+        return (export_line(item).encode() for item in self.store.iter_items(statuses=wanted))
 
     # ---- claims ------------------------------------------------------------------------
     def claim(self, principal: Principal, item_id: str) -> ReviewItemOut:

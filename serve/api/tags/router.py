@@ -8,6 +8,7 @@ from agent.contract import Product
 from serve.api.auth import TagsScope
 from serve.api.deps import TagServiceDep
 from serve.api.errors import errors
+from serve.api.review.protocol import ReviewQuery
 from serve.api.tags.protocol import (
     ATTRIBUTES_422,
     AttributesQuery,
@@ -25,21 +26,24 @@ router = APIRouter(prefix="/v1", tags=["tagging"])
     description="Returns the agent's output contract: tags (nodes of the taxonomy, with path and "
     "confidence), the chosen category's attributes with the values found (`attributes`; "
     "`?attributes=off|on|<id or name>…` chooses which), needs_review, the taxonomy version "
-    "used, the pipeline and its evidence.",
+    "used, the pipeline and its evidence. `?review=true` puts a result flagged needs_review into "
+    "the review queue (`/v1/review`, source `api`).",
 )
 async def tag_product(
-    product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+    product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
+    review: ReviewQuery = None,
 ) -> TagResponse:
-    return await service.tag_one(product, attributes)
+    return await service.tag_one(product, attributes, review)
 
 
 @router.post(
     "/tags:batch", response_model=BatchTagResponse, responses={**errors(503), **ATTRIBUTES_422},
     summary="Tag up to limits.max_batch_items products; results in input order.",
     description="The same contract per product as POST /v1/tags; `?attributes=` applies to "
-    "every product of the batch.",
+    "every product of the batch; `?review=true` puts the flagged ones into the review queue (source `batch`).",
 )
 async def tag_batch(
-    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None
+    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
+    review: ReviewQuery = None,
 ) -> BatchTagResponse:
-    return await service.tag_batch(body.products, attributes)
+    return await service.tag_batch(body.products, attributes, review)

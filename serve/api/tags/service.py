@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from agent.contract import AttributeSelection, Product
 from serve.api.errors import ApiError, ErrorDetail, retry_after
@@ -12,6 +13,9 @@ from serve.batcher import Batcher, Overloaded
 from serve.metrics import Metrics
 from serve.settings import Settings
 from taxonomy import Snapshot
+
+if TYPE_CHECKING:
+    from serve.api.review.service import ReviewService
 
 
 def attribute_selection(
@@ -38,18 +42,24 @@ def attribute_selection(
 class TagService:
     def __init__(
         self, batcher: Batcher, settings: Settings, metrics: Metrics, snapshot: Callable[[], Snapshot],
+        *, review: ReviewService | None = None,
     ) -> None:
-        """``snapshot``: the taxonomy version in use now (attribute names are checked against it)."""
+        """``snapshot``: the taxonomy version in use now (attribute names are checked against it);
+        ``review``: where flagged results go when a request asks for it (``?review=``) or the
+        review.enqueue setting says so."""
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
         self.snapshot = snapshot
+        self.review = review
 
-    async def tag_one(self, product: Product, attributes: Sequence[str] | None = None) -> TagResponse:
-        return (await self._tag([product], attributes))[0]
+    async def tag_one(
+        self, product: Product, attributes: Sequence[str] | None = None, review: bool | None = None,
+    ) -> TagResponse:
+        return (await self._tag([product], attributes, review, "api"))[0]
 
     async def tag_batch(
-        self, products: Sequence[Product], attributes: Sequence[str] | None = None
+        self, products: Sequence[Product], attributes: Sequence[str] | None = None, review: bool | None = None,
     ) -> BatchTagResponse:
         limit = self.settings.limits.max_batch_items
         if len(products) > limit:
@@ -58,10 +68,12 @@ class TagService:
                 f"a batch holds at most {limit} products, this one has {len(products)}: split it, "
                 "or send a job (POST /v1/jobs) for large catalogs",
             )
-        results = await self._tag(products, attributes)
+        results = await self._tag(products, attributes, review, "batch")
         return BatchTagResponse(results=results, taxonomy_version=results[0].taxonomy_version)
 
-    async def _tag(self, products: Sequence[Product], attributes: Sequence[str] | None) -> list[TagResponse]:
+    async def _tag(
+        self, products: Sequence[Product], attributes: Sequence[str] | None, review: bool | None, source: str,
+    ) -> list[TagResponse]:
         selection = attribute_selection(attributes, self.snapshot())
         try:
             results = await self.batcher.tag(products, selection)
@@ -80,4 +92,6 @@ class TagService:
                 headers=retry_after(5),
             )
         self.metrics.observe_results(results, source="api")
+        if self.review is not None and self.review.wanted(review):
+            self.review.enqueue(products, results, source)  # in the background: never waits, never fails
         return [TagResponse.model_construct(**dict(r), degraded=r.evidence.llm.degraded) for r in results]
