@@ -1,4 +1,4 @@
-"""Where the service's state lives: one setting, one engine factory for every store.
+"""The one engine factory of the service's stores (where each lives: ``Settings.store_location``).
 
 ``database.url`` (``TAGSMITH_DATABASE__URL``, or the conventional ``TAGSMITH_DATABASE_URL``)
 unset: each store keeps its SQLite file in the data directory, as before (``taxonomy.db``,
@@ -10,36 +10,12 @@ one database, shared by every replica. The stores' table names do not collide.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from serve.filemodes import private_file
 from taxonomy.schema import make_engine
-
-if TYPE_CHECKING:
-    from serve.settings import Settings
-
-StoreName = Literal["taxonomy", "keys", "feedback", "review"]
-#: each store's SQLite file in the data directory (the default, embedded layout)
-SQLITE_FILES: dict[StoreName, str] = {
-    "taxonomy": "taxonomy.db", "keys": "keys.db", "feedback": "feedback.db", "review": "review.db",
-}
-
-
-def store_location(settings: Settings, store: StoreName) -> Path | str:
-    """Where ``store`` lives: ``database.url`` when set, else its SQLite file in the data
-    directory (a Path); what the stores' constructors and :func:`open_engine` take."""
-    if settings.database.url:
-        return settings.database.url
-    return settings.data_dir / SQLITE_FILES[store]
-
-
-def store_url(settings: Settings, store: StoreName) -> str:
-    """The SQLAlchemy URL of ``store`` (:func:`store_location` as a URL)."""
-    location = store_location(settings, store)
-    return f"sqlite:///{location}" if isinstance(location, Path) else location
 
 
 def open_engine(location: Path | str) -> Engine:

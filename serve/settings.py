@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from serve.attribute_selection import SelectionField
-from serve.database import store_url
 
 
 def default_data_dir() -> Path:
@@ -229,6 +228,13 @@ class ReviewSettings(BaseModel):
     )
 
 
+StoreName = Literal["taxonomy", "keys", "feedback", "review"]
+#: each store's SQLite file in the data directory (the default, embedded layout)
+SQLITE_FILES: dict[StoreName, str] = {
+    "taxonomy": "taxonomy.db", "keys": "keys.db", "feedback": "feedback.db", "review": "review.db",
+}
+
+
 class DatabaseSettings(BaseModel):
     url: str | None = Field(
         default=None,
@@ -305,9 +311,21 @@ class Settings(BaseSettings):
         """Eval reports the UI lists (``ui.reports_dir``, default ``<data_dir>/reports``)."""
         return self.ui.reports_dir if self.ui.reports_dir is not None else self.data_dir / "reports"
 
+    def store_location(self, store: StoreName) -> Path | str:
+        """Where ``store`` lives: ``database.url`` when set, else its SQLite file in the data
+        directory (a Path); what the stores' constructors and ``serve.database.open_engine`` take."""
+        if self.database.url:
+            return self.database.url
+        return self.data_dir / SQLITE_FILES[store]
+
+    def store_url(self, store: StoreName) -> str:
+        """The SQLAlchemy URL of ``store`` (:meth:`store_location` as a URL)."""
+        location = self.store_location(store)
+        return f"sqlite:///{location}" if isinstance(location, Path) else location
+
     @property
     def taxonomy_db_url(self) -> str:
-        return store_url(self, "taxonomy")
+        return self.store_url("taxonomy")
 
 
 def config_file() -> Path | None:

@@ -30,7 +30,6 @@ from serve.api.taxonomy.service import TaxonomyService
 from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
-from serve.database import store_location
 from serve.feedback import FeedbackStore
 from serve.filemodes import private_data_dir
 from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
@@ -69,7 +68,7 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     private_data_dir(settings.data_dir)
-    keys = KeyStore(store_location(settings, "keys"))
+    keys = KeyStore(settings.store_location("keys"))
     problem = auth_problem(settings, keys)
     if problem is not None:
         keys.close()
@@ -87,7 +86,7 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
         settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
-        feedback_store=FeedbackStore(store_location(settings, "feedback")), review_store=review_store,
+        feedback_store=FeedbackStore(settings.store_location("feedback")), review_store=review_store,
         review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
         llm=llm,
     )
@@ -96,7 +95,7 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
 def review_store_path(settings: Settings) -> Path | str:
     """The review queue's database, a SQLite file or ``database.url`` (the CLI's
     ``tag-file --review-queue`` writes it too)."""
-    return store_location(settings, "review")
+    return settings.store_location("review")
 
 
 def tag_job_items(tagging: TaggingState, items: Sequence[JobItem]) -> list[TagResult]:

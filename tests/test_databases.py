@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from serve.database import open_engine, safe_url, store_location, store_url
+from serve.database import open_engine, safe_url
 from serve.settings import load_settings
 from tests.postgres_server import PostgresServer
 
@@ -32,12 +32,12 @@ def test_database_url_picks_every_stores_location(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("TAGSMITH_DATABASE_URL", raising=False)
     monkeypatch.delenv("TAGSMITH_DATABASE__URL", raising=False)
     default = load_settings(data_dir=tmp_path)
-    assert store_location(default, "keys") == tmp_path / "keys.db"
-    assert store_url(default, "taxonomy") == f"sqlite:///{tmp_path / 'taxonomy.db'}" == default.taxonomy_db_url
+    assert default.store_location("keys") == tmp_path / "keys.db"
+    assert default.store_url("taxonomy") == f"sqlite:///{tmp_path / 'taxonomy.db'}" == default.taxonomy_db_url
     url = "postgresql+psycopg://tagsmith:s3cret@db.internal:5432/tagsmith"
     monkeypatch.setenv("TAGSMITH_DATABASE_URL", url)  # the conventional name
     shared = load_settings(data_dir=tmp_path)
-    assert {store_location(shared, s) for s in ("taxonomy", "keys", "feedback", "review")} == {url}
+    assert {shared.store_location(s) for s in ("taxonomy", "keys", "feedback", "review")} == {url}
     assert "s3cret" not in safe_url(url)
     monkeypatch.delenv("TAGSMITH_DATABASE_URL")
     monkeypatch.setenv("TAGSMITH_DATABASE__URL", url)  # the nested name, like every other setting

@@ -16,7 +16,7 @@ def upgrade() -> None:
     service does the same when it starts)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from serve.database import safe_url, store_location, store_url
+    from serve.database import safe_url
     from serve.feedback import FeedbackStore
     from serve.filemodes import private_data_dir
     from serve.keys import KeyStore
@@ -26,10 +26,10 @@ def upgrade() -> None:
     s = settings()
     private_data_dir(s.data_dir)
     try:
-        TaxonomyStore(store_url(s, "taxonomy")).close()
-        KeyStore(store_location(s, "keys")).close()
-        FeedbackStore(store_location(s, "feedback")).close()
-        ReviewStore(store_location(s, "review")).close()
+        TaxonomyStore(s.store_url("taxonomy")).close()
+        KeyStore(s.store_location("keys")).close()
+        FeedbackStore(s.store_location("feedback")).close()
+        ReviewStore(s.store_location("review")).close()
     except SQLAlchemyError as exc:
         fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     where = safe_url(s.database.url) if s.database.url else f"SQLite files in {s.data_dir}"

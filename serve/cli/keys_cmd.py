@@ -16,13 +16,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _store() -> KeyStore:
-    from serve.database import store_location
     from serve.filemodes import private_dir
     from serve.keys import KeyStore
 
     s = settings()
     private_dir(s.data_dir)
-    return KeyStore(store_location(s, "keys"))
+    return KeyStore(s.store_location("keys"))
 
 
 @app.command("create")

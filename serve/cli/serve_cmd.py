@@ -17,7 +17,6 @@ def serve(
 
     from serve.app import create_app
     from serve.body_timeout import BodyTimeoutMiddleware
-    from serve.database import store_location
     from serve.filemodes import private_dir
     from serve.http_protocol import protocol_class
     from serve.jsonlog import configure_logging
@@ -30,7 +29,7 @@ def serve(
     if port is not None:
         s.server.port = port
     private_dir(s.data_dir)
-    keys = KeyStore(store_location(s, "keys"))
+    keys = KeyStore(s.store_location("keys"))
     problem = auth_problem(s, keys)
     keys.close()
     if problem is not None:  # checked here too, to fail with one clear line instead of a trace
