@@ -67,6 +67,8 @@ checkpoints_table = Table(
 )
 
 
+#: seconds a new PostgreSQL connection may take (libpq's connect_timeout)
+PG_CONNECT_TIMEOUT_S = 10
 #: the PostgreSQL advisory lock under which schemas are created (any constant; "tgsm")
 SCHEMA_LOCK = 0x7467736D
 
@@ -84,6 +86,10 @@ def create_schema(engine: Engine, meta: MetaData) -> None:
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, ``synchronous=FULL``, a busy timeout and explicit BEGINs."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # a connection checked before use (a restarted server's dead connections are replaced),
+        # and a bounded connect: an unreachable database fails a request, never hangs it
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     database = parsed.database or ""

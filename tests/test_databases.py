@@ -83,3 +83,18 @@ def test_db_upgrade_makes_every_table_and_adds_missing_columns(
     engine.dispose()
     if database_url.startswith("postgresql"):
         assert make_url(database_url).password not in done.output  # the password never printed
+
+
+def test_db_upgrade_against_an_unreachable_database_fails_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from serve.cli import app
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAGSMITH_DATABASE_URL", f"postgresql+psycopg://tagsmith:hunter2-secret@127.0.0.1:{free_port()}/x")
+    done = CliRunner().invoke(app, ["db", "upgrade"])
+    assert done.exit_code == 1 and "unreachable" in done.output, done.output
+    assert "hunter2-secret" not in done.output and "Traceback" not in done.output
