@@ -8,6 +8,7 @@ into the default tier unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -102,7 +103,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    server: PostgresServer = request.getfixturevalue("postgres")
+    with fresh_database(request.getfixturevalue("postgres")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server (PostgreSQL-only tests)."""
+    with fresh_database(postgres) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
     name = f"test_{secrets.token_hex(6)}"
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

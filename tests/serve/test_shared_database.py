@@ -5,11 +5,28 @@ On SQLite (one file both open) in the default tier, on PostgreSQL in the postgre
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
+import httpx
+import pytest
+
 from serve.keys import KeyStore
-from tests.serve.helpers import assert_error, auth, running_app, seed_data_dir, service_settings
+from tests.conftest import free_port
+from tests.serve.helpers import (
+    HASHING_ENV,
+    TAGSMITH,
+    assert_error,
+    auth,
+    running_app,
+    seed_data_dir,
+    service_settings,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 RENAME = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
 DEPRECATE = {"edits": [{"op": "deprecate", "id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}]}
@@ -39,3 +56,33 @@ def test_two_replicas_share_keys_and_taxonomy_versions(database_url: str, tmp_pa
 
         assert b.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 200
         assert_error(a.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key), 401, "unauthorized")
+
+
+@pytest.mark.process
+@pytest.mark.postgres
+def test_tagsmith_serve_keeps_its_state_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """The real command: `tagsmith db upgrade`, `tagsmith keys create` and `tagsmith serve` with
+    TAGSMITH_DATABASE_URL; no SQLite key or feedback file appears in the data directory."""
+    data = tmp_path / "data"
+    seed_data_dir(data, database={"url": postgres_url})
+    env = {**HASHING_ENV, "TAGSMITH_DATA_DIR": str(data), "TAGSMITH_DATABASE_URL": postgres_url,
+           "TAGSMITH_TAGGING__PIPELINE": "knn"}
+    for command in (["db", "upgrade"], ["keys", "create", "--scopes", "tags,feedback"]):
+        done = subprocess.run([TAGSMITH, *command], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    key = auth(done.stdout.strip().splitlines()[-1])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(port, env)
+    try:
+        wait_ready(proc, base, env)
+        tagged = httpx.post(f"{base}/v1/tags", json={"title": "Cast iron skillet"}, headers=key, timeout=30)
+        assert tagged.status_code == 200 and tagged.json()["taxonomy_version"] == 1, tagged.text
+        assert httpx.get(f"{base}/v1/taxonomy", headers=key, timeout=30).headers["etag"] == '"1"'
+    finally:
+        stop_server(proc)
+    assert not (data / "keys.db").exists() and not (data / "feedback.db").exists()
+    assert not (data / "review.db").exists()
+    store = KeyStore(postgres_url)
+    assert [k.scopes for k in store.all()] == [frozenset({"tags", "feedback"})]
+    store.close()
