@@ -154,6 +154,28 @@ class Timings(BaseModel):
     total: float
 
 
+class CrosswalkTag(BaseModel):
+    id: str = Field(description="a node id of the second taxonomy")
+    name: str
+    path: list[str] = Field(description="names from the root to this node")
+
+
+class CrosswalkTags(BaseModel):
+    """The top tag in a second taxonomy, through a stored crosswalk (asked for per request)."""
+
+    crosswalk: str = Field(description="the crosswalk's name")
+    crosswalk_version: int
+    taxonomy: str = Field(description="the second taxonomy's name, e.g. google")
+    version: int = Field(description="the second taxonomy's version the ids were checked against")
+    status: Literal["mapped", "unmapped", "ancestor"] = Field(
+        description="mapped: the tag's own row; ancestor: no usable row of its own, these are its "
+        "nearest mapped ancestor's (source_id); unmapped: no counterpart (tags empty)"
+    )
+    source_id: str | None = Field(description="the tag whose row was used (an ancestor for status=ancestor)")
+    tags: list[CrosswalkTag] = Field(description="active nodes of the second taxonomy")
+    reason: str | None = Field(default=None, description="why unmapped")
+
+
 class TagResult(BaseModel):
     id: str | None = Field(default=None, description="the product id, when one was given")
     tags: list[Tag]
@@ -166,4 +188,9 @@ class TagResult(BaseModel):
         default_factory=list,
         description="values of the chosen category's attributes (inherited ones included) found for "
         "this product; an attribute with no value found is left out",
+    )
+    crosswalk: CrosswalkTags | None = Field(
+        default=None, exclude_if=lambda value: value is None,
+        description="the top tag in a second taxonomy, when the request asked for a crosswalk "
+        "(absent otherwise)",
     )

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.contract import Product
+from evals.records import error_list
 from retrieval import Example
 from taxonomy import Snapshot
-
-MAX_ERRORS_SHOWN = 10
 
 
 class DatasetError(ValueError):
@@ -39,14 +38,14 @@ class GoldAttribute(BaseModel):
     value: str
 
 
-class DatasetItem(BaseModel):
+class ProductRecord(BaseModel):
+    """The product part of a dataset record (category and attribute datasets alike)."""
+
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, max_length=256)
     title: str = ""
     description: str = ""
-    gold_tags: list[str] = Field(min_length=1)
-    gold_attributes: list[GoldAttribute] | None = None
     category_text: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
 
@@ -64,6 +63,11 @@ class DatasetItem(BaseModel):
             attributes={k[:100]: v[:1000] for k, v in list(self.attributes.items())[:50]},
             category_text=self.category_text[:1000],
         )
+
+
+class DatasetItem(ProductRecord):
+    gold_tags: list[str] = Field(min_length=1)
+    gold_attributes: list[GoldAttribute] | None = None
 
     def gold_leaves(self, snapshot: Snapshot | None = None) -> tuple[str, ...]:
         """Gold nodes that are not an ancestor of another gold node (the path's last id)."""
@@ -90,11 +94,30 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def load_dataset(path: str | Path, *, limit: int | None = None) -> list[DatasetItem]:
-    """The first ``limit`` items of ``path`` (all when None); raises :class:`DatasetError`
-    naming every bad line (invalid JSON, missing or wrong fields, duplicate ids)."""
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Identified)
+
+
+def raise_problems(what: str, problems: Sequence[str], kind: str) -> None:
+    """Raise :class:`DatasetError` listing ``problems`` (nothing when there are none)."""
+    if problems:
+        raise DatasetError(f"{what}: {len(problems)} {kind}:{error_list(problems)}")
+
+
+def read_items(
+    path: str | Path, parse: Callable[[dict[str, Any]], T], *, limit: int | None = None,
+    keep: Callable[[T], bool] = lambda item: True,
+) -> list[T]:
+    """The items of a JSONL file, ``parse`` making one of each object line (blank lines
+    skipped), those ``keep`` accepts up to ``limit`` of them (all when None); raises
+    :class:`DatasetError` naming every bad line (invalid JSON, what ``parse`` refuses with a
+    ValueError or pydantic's ValidationError, duplicate ids)."""
     path = Path(path)
-    items: list[DatasetItem] = []
+    items: list[T] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
     try:
@@ -111,7 +134,7 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[DatasetI
                 raw = json.loads(line)
                 if not isinstance(raw, dict):
                     raise ValueError("not a JSON object")
-                item = DatasetItem.model_validate(_normalise(raw))
+                item = parse(raw)
             except json.JSONDecodeError as exc:
                 errors.append(f"line {lineno}: invalid JSON ({exc.msg})")
                 continue
@@ -127,11 +150,16 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[DatasetI
                 errors.append(f"line {lineno}: duplicate id {item.id!r} (first on line {seen[item.id]})")
                 continue
             seen[item.id] = lineno
-            items.append(item)
-    if errors:
-        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
-        more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-        raise DatasetError(f"{path}: {len(errors)} bad line(s):\n  {shown}{more}")
+            if keep(item):
+                items.append(item)
+    raise_problems(str(path), errors, "bad line(s)")
+    return items
+
+
+def load_dataset(path: str | Path, *, limit: int | None = None) -> list[DatasetItem]:
+    """The first ``limit`` items of ``path`` (all when None); raises :class:`DatasetError`
+    naming every bad line (invalid JSON, missing or wrong fields, duplicate ids)."""
+    items = read_items(path, lambda raw: DatasetItem.model_validate(_normalise(raw)), limit=limit)
     if not items:
         raise DatasetError(f"{path}: no items")
     return items

@@ -94,10 +94,16 @@ def as_records(records: Sequence[PredictionRecord | Mapping[str, Any]]) -> list[
     return out
 
 
-def _summarise(what: str, errors: Sequence[str]) -> str:
+def error_list(errors: Sequence[str]) -> str:
+    """The first :data:`MAX_ERRORS_SHOWN` of ``errors``, one an indented line, and how many
+    more there are: what every "bad lines" message of the evals lists."""
     shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
     more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-    return f"{what}: {len(errors)} bad:\n  {shown}{more}"
+    return f"\n  {shown}{more}"
+
+
+def _summarise(what: str, errors: Sequence[str]) -> str:
+    return f"{what}: {len(errors)} bad:{error_list(errors)}"
 
 
 def read_timings(path: Path) -> dict[str, float]:

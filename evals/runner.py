@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.contract import Product, TagResult
 from agent.llm import LLMBackend
@@ -102,7 +102,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _run_key(cfg: EvalConfig, hashes: dict[str, str], model: str | None) -> dict[str, Any]:
+def run_key(cfg: EvalConfig, hashes: dict[str, str], model: str | None) -> dict[str, Any]:
     """What must be equal for a directory to be resumed (and predictions to be identical)."""
     return {
         "format": RUN_FORMAT,
@@ -125,7 +125,7 @@ def _manifest_key(model: str | None) -> dict[str, str]:
     return {"llm_manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def _prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
+def prepare_out(cfg: EvalConfig, key: dict[str, Any]) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_file = cfg.out / "run.json"
     if run_file.exists():
@@ -195,6 +195,27 @@ def _record(item: DatasetItem, result: TagResult, snap: Snapshot) -> dict[str, A
     }
 
 
+def build_generator(
+    snap: Snapshot,
+    examples: Sequence[Example],
+    examples_hash: str,
+    *,
+    embedder: Callable[[], CachedEmbedder],
+    cache_dir: Path,
+    step: Callable[[str], None] | None = None,
+) -> CandidateGenerator:
+    """The candidate generator a run's tagger retrieves with: the examples' index and lexical
+    classifier (cached, :func:`cached_index`) and the taxonomy's node index."""
+    emb = embedder()
+    index, lexical = cached_index(emb, examples, examples_hash, cache_dir, step) if examples else (None, None)
+    # examples and taxonomy nodes come from the cache; the items are embedded afresh (the
+    # uncached inner embedder) so that items_per_second is the same on every run
+    if step is not None:
+        step(f"embedding the taxonomy's {len(snap.active_leaf_ids):,} node texts")
+    taxonomy_index = TaxonomyIndex(snap, emb)
+    return CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
+
+
 def build_solver(
     cfg: EvalConfig,
     snap: Snapshot,
@@ -211,14 +232,7 @@ def build_solver(
         if step is not None:
             step(f"training the {TFIDF_SVM} baseline on {len(examples):,} examples")
         return TfidfSvmBaseline(snap, examples, review_threshold=review_threshold)
-    emb = embedder()
-    index, lexical = cached_index(emb, examples, examples_hash, cache_dir, step) if examples else (None, None)
-    # examples and taxonomy nodes come from the cache; the items are embedded afresh (the
-    # uncached inner embedder) so that items_per_second is the same on every run
-    if step is not None:
-        step(f"embedding the taxonomy's {len(snap.active_leaf_ids):,} node texts")
-    taxonomy_index = TaxonomyIndex(snap, emb)
-    generator = CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
+    generator = build_generator(snap, examples, examples_hash, embedder=embedder, cache_dir=cache_dir, step=step)
     tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
     backend = None
     if cfg.pipeline in LLM_PIPELINES:
@@ -264,16 +278,10 @@ def run_eval(
         examples = [it.example(snap) for it in pool if it.id not in eval_ids and it.gold_tags]
         hashes["examples"] = file_sha256(cfg.examples)
     model = llm_model if cfg.pipeline in LLM_PIPELINES else None
-    _prepare_out(cfg, _run_key(cfg, hashes, model))
+    prepare_out(cfg, run_key(cfg, hashes, model))
 
-    predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
-    done = resume_keys(predictions)
-    resume_keys(timings)
-    if done != [it.id for it in items[: len(done)]]:
-        raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
-    todo = items[len(done) :]
-    if progress is not None:
-        progress(len(done), len(items))
+    done = resume_point(cfg, [it.id for it in items], progress)
+    todo = items[done:]
     if todo:
         solver = build_solver(
             cfg, snap, examples, hashes.get("examples", ""), embedder=embedder, llm=llm,
@@ -281,35 +289,74 @@ def run_eval(
         )
         if step is not None:
             step(f"eval {cfg.pipeline}")
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start : start + cfg.batch_size]
-            t0 = time.perf_counter()
-            results = solver.tag_many([it.product() for it in batch])
-            wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
-            # timings first: a crash between the two leaves a timing for an item that is
-            # re-tagged (and re-timed) on resume, never a prediction without a timing
-            append_lines(timings, [json.dumps({"id": it.id, "latency_ms": r.timings_ms.total, "wall_ms": wall_ms}) + "\n"
-                                   for it, r in zip(batch, results, strict=True)])
-            append_lines(predictions, [json.dumps(_record(it, r, snap), ensure_ascii=False, sort_keys=True) + "\n"
-                                       for it, r in zip(batch, results, strict=True)])
-            if progress is not None:
-                progress(len(done) + start + len(batch), len(items))
+        write_batches(
+            cfg, todo, lambda batch: solver.tag_many([it.product() for it in batch]),
+            latency_ms=lambda r: r.timings_ms.total, record=lambda it, r: _record(it, r, snap),
+            done=done, total=len(items), progress=progress,
+        )
     from evals.metrics import compute_metrics
 
     metrics = score_run(cfg.out, snap, n_boot=cfg.n_boot, seed=cfg.seed, compute=compute_metrics)
-    return RunSummary(cfg.out, len(items), len(done), metrics)
+    return RunSummary(cfg.out, len(items), done, metrics)
+
+
+class _Item(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+ItemT = TypeVar("ItemT", bound=_Item)
+AnswerT = TypeVar("AnswerT")
+
+
+def resume_point(cfg: EvalConfig, ids: Sequence[str], progress: Callable[[int, int], None] | None = None) -> int:
+    """How many of the items (``ids``, in dataset order) ``cfg.out`` already holds: a torn last
+    line of ``predictions.jsonl`` or ``timings.jsonl`` is truncated first; predictions of
+    other items, or in another order, are refused."""
+    predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
+    done = resume_keys(predictions)
+    resume_keys(timings)
+    if done != list(ids[: len(done)]):
+        raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
+    if progress is not None:
+        progress(len(done), len(ids))
+    return len(done)
+
+
+def write_batches(
+    cfg: EvalConfig,
+    todo: Sequence[ItemT],
+    solve: Callable[[Sequence[ItemT]], Sequence[AnswerT]],
+    *,
+    latency_ms: Callable[[AnswerT], float],
+    record: Callable[[ItemT, AnswerT], dict[str, Any]],
+    done: int,
+    total: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Solve ``todo`` ``cfg.batch_size`` items at a time (timed), appending each batch's
+    timings and then its prediction records (``record``) to the run directory."""
+    predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
+    for start in range(0, len(todo), cfg.batch_size):
+        batch = todo[start : start + cfg.batch_size]
+        t0 = time.perf_counter()
+        answers = solve(batch)
+        wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
+        # timings first: a crash between the two leaves a timing for an item that is
+        # re-tagged (and re-timed) on resume, never a prediction without a timing
+        append_lines(timings, [json.dumps({"id": it.id, "latency_ms": latency_ms(a), "wall_ms": wall_ms}) + "\n"
+                               for it, a in zip(batch, answers, strict=True)])
+        append_lines(predictions, [json.dumps(record(it, a), ensure_ascii=False, sort_keys=True) + "\n"
+                                   for it, a in zip(batch, answers, strict=True)])
+        if progress is not None:
+            progress(done + start + len(batch), total)
 
 
 def score_run(
     out: Path, snap: Snapshot, *, n_boot: int, seed: int, compute: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
     """Metrics of a finished run directory, written atomically to ``metrics.json``."""
-    timing = {}
-    with (out / "timings.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                timing[row["id"]] = row
+    timing = read_timing_rows(out)
     records = []
     with (out / "predictions.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
@@ -317,9 +364,28 @@ def score_run(
                 rec = json.loads(line)
                 rec["latency_ms"] = float(timing.get(rec["id"], {}).get("latency_ms", 0.0))
                 records.append(rec)
-    metrics = compute(records, snap, n_boot=n_boot, seed=seed)
+    return write_metrics(out, compute(records, snap, n_boot=n_boot, seed=seed), len(records), timing)
+
+
+def read_timing_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """The rows of ``out/timings.jsonl`` by item id (the last one of an item re-timed on
+    resume wins); empty when there is no such file."""
+    timing: dict[str, dict[str, Any]] = {}
+    tfile = out / "timings.jsonl"
+    if tfile.exists():
+        with tfile.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    timing[row["id"]] = row
+    return timing
+
+
+def write_metrics(out: Path, metrics: dict[str, Any], n_records: int, timing: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``metrics`` plus throughput (from the batches' wall time) and the run's configuration
+    and versions, written atomically to ``out/metrics.json``."""
     wall_s = sum(float(t.get("wall_ms", 0.0)) for t in timing.values()) / 1000.0
-    metrics["items_per_second"] = round(len(records) / wall_s, 3) if wall_s > 0 else None
+    metrics["items_per_second"] = round(n_records / wall_s, 3) if wall_s > 0 else None
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     metrics["pipeline"] = run["pipeline"]
     metrics["config"] = run["config"]

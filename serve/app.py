@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from agent.llm import LLMBackend
 from serve.api.auth import AuthMiddleware
+from serve.api.crosswalks.router import router as crosswalks_router
 from serve.api.errors import install_error_handlers
 from serve.api.feedback.router import router as feedback_router
 from serve.api.jobs.router import router as jobs_router
@@ -48,7 +49,8 @@ Reading the taxonomy needs any valid key. `/healthz`, `/readyz`, `/metrics` and 
 `{"error": {"status": 422, "code": "validation_error", "message": "…", "request_id": "…",
 "details": [{"loc": ["body", "title"], "message": "…", "type": "…"}]}}`.
 401 missing/invalid key, 403 missing scope, 404 unknown resource, 405 method not allowed
-(Allow lists the path's methods), 408 request too slow to arrive, 409 wrong state,
+(Allow lists the path's methods), 408 request too slow to arrive, 409 wrong state
+(`taxonomy_missing`: a crosswalk's taxonomy is not imported yet),
 412 stale If-Match, 413 body too large, 422 invalid input or limits, 428 If-Match missing,
 429 rate limit, per key or per address for failed authentications (Retry-After),
 503 starting/overloaded/busy/LLM unavailable (Retry-After).
@@ -114,7 +116,10 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
         description=DESCRIPTION, lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (ops_router, tags_router, jobs_router, taxonomy_router, feedback_router, review_router, keys_router):
+    for router in (
+        ops_router, tags_router, jobs_router, taxonomy_router, crosswalks_router, feedback_router, review_router,
+        keys_router,
+    ):
         app.include_router(router)
     install_ui(app, settings)  # the web UI at /ui/ (serve/ui)
 

@@ -68,7 +68,7 @@ def selection_key(selection: AttributeSelection | None) -> object:
 def fold_name(text: str) -> str:
     """The extractor's own matching form of a name (NFKC, case, whitespace), so that a name
     "known" here is one the extractor would select."""
-    from agent.attributes.text import fold
+    from taxonomy.folding import fold
 
     return fold(text)
 

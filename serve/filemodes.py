@@ -78,3 +78,10 @@ def private_file(path: Path) -> Path:
         if sidecar.exists():
             _tighten(sidecar, FILE_MODE)
     return path
+
+
+def private_db_file(path: Path) -> Path:
+    """A database file below the data directory (``taxonomies/google.db``): its directory
+    0700, the file 0600 (:func:`private_file`)."""
+    private_dir(path.parent)
+    return private_file(path)

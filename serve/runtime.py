@@ -30,9 +30,10 @@ from retrieval import (
 )
 from retrieval.prebuilt import PrebuiltVectors
 from serve.backends import backend_from_settings
-from serve.filemodes import private_data_dir
+from serve.filemodes import private_data_dir, private_db_file
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 log = logging.getLogger("tagsmith.engine")
 #: a fit on more labelled examples than this is shown as a start-up step (~0.05 s each)
@@ -198,8 +199,11 @@ def build_runtime(
     request) rather than on the first product that asks for attributes."""
     private_data_dir(settings.data_dir)
     store = TaxonomyStore(settings.taxonomy_db_url)
-    with _step(progress, "importing the packaged taxonomy into the store (first start)", when=store.version == 0):
+    first_start = store.version == 0
+    with _step(progress, "importing the packaged taxonomy into the store (first start)", when=first_start):
         snap = seed_default_taxonomy(store)
+    if first_start:
+        _install_packaged_crosswalk(settings, store, progress)
     embedder = embedder_from_settings(settings)
     index, lexical = load_or_build_index(settings, embedder, snap, progress)
     cfg = TaggerConfig(
@@ -218,3 +222,16 @@ def build_runtime(
     extractor = fit_extractor(snap, index, progress) if eager_extractor else None
     tagger = Tagger(generator, backend, config=cfg, extractor=extractor)
     return Runtime(store, embedder, index, backend, tagger, lexical)
+
+
+def _install_packaged_crosswalk(settings: Settings, store: TaxonomyStore, progress: StartupProgress | None) -> None:
+    """A first start on the packaged Shopify taxonomy also gets Shopify's published mapping
+    to the Google Product Taxonomy as crosswalk ``google`` (~1 s), so ``?crosswalk=google``
+    works out of the box. Best effort: a failure leaves tagging as it is (and is logged)."""
+    try:
+        with _step(progress, "importing the packaged Shopify → Google crosswalk (first start)", when=True), \
+                CrosswalkCatalog(settings.data_dir, store, prepare_file=private_db_file) as catalog:
+            if "google" not in catalog.names():
+                catalog.install_packaged("google", author="tagsmith (first start)")
+    except Exception:
+        log.exception("the packaged crosswalk could not be installed: tagsmith crosswalk import google --packaged")

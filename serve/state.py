@@ -21,6 +21,7 @@ from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES
 from retrieval import IndexStore
 from serve.api.context import AppState, Services
+from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
@@ -30,8 +31,9 @@ from serve.api.taxonomy.service import TaxonomyService
 from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
+from serve.crosswalk_tags import add_crosswalk
 from serve.feedback import FeedbackStore
-from serve.filemodes import private_data_dir
+from serve.filemodes import private_data_dir, private_db_file
 from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
@@ -40,6 +42,7 @@ from serve.review import ReviewEnqueuer, ReviewStore
 from serve.runtime import build_runtime
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 __all__ = ["AppState", "Services", "StartupRefused", "auth_problem", "load_services", "open_state"]
 
@@ -98,12 +101,20 @@ def review_store_path(settings: Settings) -> Path | str:
     return settings.store_location("review")
 
 
-def tag_job_items(tagging: TaggingState, items: Sequence[JobItem]) -> list[TagResult]:
-    """Tag job lines in order, each run of lines asking for the same attributes together."""
+def tag_job_items(
+    tagging: TaggingState, items: Sequence[JobItem], crosswalks: CrosswalkCatalog | None = None
+) -> list[TagResult]:
+    """Tag job lines in order, each run of lines asking for the same attributes together;
+    lines that ask for a crosswalk get their ``crosswalk`` field."""
     results: list[TagResult] = []
     for _, run in itertools.groupby(items, key=lambda item: selection_key(item.selection)):
         group = list(run)
         results += tagging.tag([item.product for item in group], group[0].selection)
+    if crosswalks is None:
+        return results
+    for index, item in enumerate(items):
+        if item.crosswalk is not None:
+            results[index] = add_crosswalk(crosswalks, item.crosswalk, [results[index]])[0]
     return results
 
 
@@ -120,6 +131,12 @@ def load_services(state: AppState) -> Services:
     index_store = IndexStore(settings.data_dir / "index")
     pointer = index_store.current()
     runtime = build_runtime(settings, llm=backend)
+    crosswalks = CrosswalkCatalog(settings.data_dir, runtime.store, prepare_file=private_db_file)
+
+    def close() -> None:
+        crosswalks.close()
+        runtime.close()
+
     tagging = TaggingState(
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
         embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
@@ -139,16 +156,17 @@ def load_services(state: AppState) -> Services:
             review.enqueue([item.product for item in items], results, f"job:{job.id}")
 
     worker = JobWorker(
-        state.job_store, lambda items: tag_job_items(tagging, items), metrics,
+        state.job_store, lambda items: tag_job_items(tagging, items, crosswalks), metrics,
         batch_size=settings.jobs.batch_size,
         fail_when_degraded=settings.server.on_llm_unavailable == "error", on_results=job_results,
     )
     return Services(
         tagging=tagging, batcher=batcher, worker=worker,
-        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot, review=review),
-        jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot),
+        tags=TagService(batcher, settings, metrics, lambda: tagging.snapshot, review=review, crosswalks=crosswalks),
+        jobs=JobService(state.job_store, worker, settings, lambda: tagging.snapshot, crosswalks=crosswalks),
         taxonomy=TaxonomyService(runtime.store, tagging, settings.limits),
         feedback=feedback,
         review=review,
-        close=runtime.close,
+        crosswalks=CrosswalkService(crosswalks),
+        close=close,
     )

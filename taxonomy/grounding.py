@@ -12,11 +12,11 @@ model output, so the normalized form is trusted once its source is grounded.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from taxonomy.folding import fold
 from taxonomy.snapshot import Snapshot
 
 ClaimRule = Literal[
@@ -50,10 +50,6 @@ class ClaimReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def _fold(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def validate_attribute_claims(
@@ -106,4 +102,4 @@ def _grounded(claim: AttributeClaim, fields: Mapping[str, str]) -> bool:
     start, end = claim.span
     if text is None or not 0 <= start < end <= len(text):
         return False
-    return _fold(text[start:end]) == _fold(claim.written) != ""
+    return fold(text[start:end]) == fold(claim.written) != ""

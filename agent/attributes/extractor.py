@@ -16,11 +16,12 @@ from agent.attributes.llm_step import AttributeQuestion, LLMAttributeAnswer, ask
 from agent.attributes.neighbours import LexicalNeighbours
 from agent.attributes.normalize import ValueNormalizer
 from agent.attributes.ranker import CandidateRanker, Group
-from agent.attributes.text import Field, Match, ProductText, fold
+from agent.attributes.text import Field, Match, ProductText
 from agent.contract import AttributeEvidence, AttributeSelection, AttributeTag, AttributeValueTag
 from agent.llm.base import LLMBackend
 from retrieval.examples import Example
 from taxonomy import Snapshot
+from taxonomy.folding import fold
 from taxonomy.grounding import AttributeClaim, validate_attribute_claims
 from taxonomy.model import Attribute
 

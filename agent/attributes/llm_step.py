@@ -55,6 +55,7 @@ from prompts.render import (
     RenderedAttributePrompt,
     sanitize_untrusted,
 )
+from taxonomy.folding import fold, fold_with_offsets
 from taxonomy.model import Attribute, AttributeValue
 
 #: the longest open value the model may write (characters): longer spans are rarely values,
@@ -158,36 +159,6 @@ _INSTRUCTION = re.compile(
 )
 
 
-def _fold_char(ch: str) -> str:
-    return unicodedata.normalize("NFKC", ch).casefold()
-
-
-def _folded(text: str) -> tuple[str, list[int]]:
-    """``text`` NFKC-normalised and case-folded character by character, whitespace and
-    control characters collapsed to one space, invisible format characters (zero-width
-    space, soft hyphen) dropped; with the index in ``text`` of every folded character."""
-    chars: list[str] = []
-    index: list[int] = []
-    for i, ch in enumerate(text):
-        for c in _fold_char(ch):
-            kind = unicodedata.category(c)
-            if kind == "Cf":
-                continue
-            if c.isspace() or kind == "Cc":
-                if chars and chars[-1] != " ":
-                    chars.append(" ")
-                    index.append(i)
-            else:
-                chars.append(c)
-                index.append(i)
-    return "".join(chars), index
-
-
-def fold(text: str) -> str:
-    """How values are compared: case-folded, NFKC, whitespace collapsed and stripped."""
-    return _folded(text)[0].strip()
-
-
 @lru_cache(maxsize=1024)
 def _directive(names: tuple[str, ...]) -> re.Pattern[str]:
     """Matches "set Brand to …": an instruction that names one of the attributes asked."""
@@ -208,7 +179,7 @@ class GroundingText:
 
     def __init__(self, text: str, attribute_names: Sequence[str] = ()) -> None:
         self.text = text
-        self.folded, self._index = _folded(text)
+        self.folded, self._index = fold_with_offsets(text)
         directive = _directive(tuple(sorted({fold(n) for n in attribute_names} - {""})))
         self.suspect: list[tuple[int, int]] = []
         start = 0

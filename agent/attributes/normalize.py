@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from agent.attributes.text import fold
+from taxonomy.folding import fold
 from taxonomy.model import Attribute
 
 # a quantity as written: "4", "4.5", "4,5", "3/4", "4 3/4", "47-1/4"

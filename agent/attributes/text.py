@@ -15,15 +15,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+from taxonomy.folding import fold
+
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]|_", re.UNICODE)
 MAX_NGRAM = 6
 #: fields are read up to this many characters: descriptions can be long, values sit early
 MAX_FIELD_CHARS = 4000
-
-
-def fold(text: str) -> str:
-    """The matching form of a string: NFKC, lowercased, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
 def tokens_of(text: str) -> tuple[str, ...]:
@@ -76,9 +73,9 @@ class Field:
         out: list[Token] = []
         # tokenise the original text so offsets are exact; fold each token on its own
         for m in re.finditer(r"[^\W\d_]+|\d+|[^\w\s]|_", text, re.UNICODE):
-            folded = unicodedata.normalize("NFKC", m.group(0)).lower()
+            folded = fold(m.group(0))
             shape = shape_of(m.group(0))
-            for piece in _TOKEN.findall(folded) or [folded]:
+            for piece in _TOKEN.findall(folded) or ([folded] if folded else []):  # "" for a soft hyphen
                 out.append(Token(piece, m.start(), m.end(), shape))
         return tuple(out)
 

@@ -46,7 +46,6 @@ from agent.attributes.llm_step import (
     MAX_PROMPT_CHARS,
     AttributeQuestion,
     GroundingText,
-    fold,
     render_attribute_prompt,
 )
 from agent.attributes.text import ProductText
@@ -58,6 +57,7 @@ from agent.llm.manifest import AttributePromptProfile
 from prompts import NONE_ANSWER, sanitize_untrusted
 from retrieval import CandidateConfig, CandidateGenerator, Embedder, Example, build_index, text_of
 from taxonomy import Snapshot
+from taxonomy.folding import fold
 from taxonomy.model import Attribute
 
 

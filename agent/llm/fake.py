@@ -42,6 +42,32 @@ SCHEMA_GARBAGE_KINDS = (
 )
 
 
+def text_generation(text: str, **fields: Any) -> Generation:
+    """A fake's answer: ``text`` as generated, parsed as the real backends parse it."""
+    return Generation(text=text, parsed=parse_json(text), **fields)
+
+
+class _FakeBackend:
+    """What every fake here keeps: the model info it claims, a lock for its own
+    bookkeeping and a thread-safe count of ``generate`` calls; nothing to close."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self._info = info
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def close(self) -> None:
+        pass
+
+
 def allowed_ids(schema: Mapping[str, Any]) -> list[str]:
     """The enum of a ``tags_schema`` (empty when the schema has another shape)."""
     try:
@@ -50,20 +76,14 @@ def allowed_ids(schema: Mapping[str, Any]) -> list[str]:
         return []
 
 
-class FixedLatencyBackend:
+class FixedLatencyBackend(_FakeBackend):
     def __init__(self, latency_s: float = 0.05, *, max_concurrency: int = 64, info: ModelInfo | None = None) -> None:
         """``info``: what the backend claims about its model (default: a plain untuned one),
         e.g. a fine-tuned model's prompt profile and blend weight."""
         self._latency_s = latency_s
-        self._info = info or ModelInfo(
+        super().__init__(info or ModelInfo(
             name="fixed-latency", model=f"fixed-latency-{latency_s * 1000:.0f}ms", max_concurrency=max_concurrency
-        )
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    @property
-    def info(self) -> ModelInfo:
-        return self._info
+        ))
 
     def generate(
         self,
@@ -76,20 +96,15 @@ class FixedLatencyBackend:
         top_logprobs: int = 0,
     ) -> Generation:
         time.sleep(self._latency_s)
-        with self._lock:
-            self.calls += 1
+        self._count()
         ids = allowed_ids(schema)
-        text = json.dumps({"tags": ids[:1]})
-        return Generation(
-            text=text, parsed=parse_json(text), latency_ms=self._latency_s * 1000.0,
+        return text_generation(
+            json.dumps({"tags": ids[:1]}), latency_ms=self._latency_s * 1000.0,
             completion_tokens=8, finish_reason="stop",
         )
 
-    def close(self) -> None:
-        pass
 
-
-class FaultInjectingBackend:
+class FaultInjectingBackend(_FakeBackend):
     """Wraps ``inner``; with probability ``fault_rate`` returns one of ``kinds`` of garbage."""
 
     def __init__(
@@ -104,14 +119,13 @@ class FaultInjectingBackend:
         unknown = set(kinds) - set(GARBAGE_KINDS) - set(SCHEMA_GARBAGE_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        super().__init__(inner.info)
         self._inner = inner
         self._rate = fault_rate
         self._kinds = tuple(kinds)
         self._foreign = tuple(foreign_ids)
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
         self.faults: dict[str, int] = dict.fromkeys(self._kinds, 0)
-        self.calls = 0
 
     @property
     def info(self) -> ModelInfo:
@@ -120,8 +134,8 @@ class FaultInjectingBackend:
         return replace(inner, name=f"faulty({inner.name})", scores_options=False)
 
     def _pick(self) -> str | None:
+        self._count()
         with self._lock:
-            self.calls += 1
             if self._rng.random() >= self._rate:
                 return None
             kind = self._rng.choice(self._kinds)
@@ -149,7 +163,7 @@ class FaultInjectingBackend:
         if kind in SCHEMA_GARBAGE_KINDS:
             with self._lock:
                 text = schema_garbage(kind, schema, self._rng)
-            return Generation(text=text, parsed=parse_json(text), finish_reason="fault")
+            return text_generation(text, finish_reason="fault")
         text = {
             "invalid_json": '{"tags": ["',
             "unknown_id": json.dumps({"tags": ["definitely-not-a-tag"]}),
@@ -157,7 +171,7 @@ class FaultInjectingBackend:
             "echo_prompt": messages[-1].content if messages else "",
             "empty": "",
         }[kind]
-        return Generation(text=text, parsed=parse_json(text), finish_reason="fault")
+        return text_generation(text, finish_reason="fault")
 
     def close(self) -> None:
         self._inner.close()
@@ -176,7 +190,7 @@ class Request:
     max_tokens: int
 
 
-class ScriptedBackend:
+class ScriptedBackend(_FakeBackend):
     """Answers from a script, one entry per call (the last one repeats): a text, a
     :class:`Generation`, an exception to raise, or a function of (messages, schema)."""
 
@@ -184,18 +198,9 @@ class ScriptedBackend:
         entries = cast("list[Script]", list(script) if isinstance(script, list | tuple) else [script])
         if not entries:
             raise ValueError("the script must not be empty")
+        super().__init__(ModelInfo(name=name, model=name))
         self._script = entries
-        self._info = ModelInfo(name=name, model=name)
         self.requests: list[Request] = []
-        self._lock = threading.Lock()
-
-    @property
-    def info(self) -> ModelInfo:
-        return self._info
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
 
     def generate(
         self,
@@ -210,16 +215,14 @@ class ScriptedBackend:
         with self._lock:
             entry = self._script[min(len(self.requests), len(self._script) - 1)]
             self.requests.append(Request(tuple(messages), schema, max_tokens))
+            self.calls += 1
         if isinstance(entry, BaseException):
             raise entry
         out = entry(messages, schema) if callable(entry) else entry
         if isinstance(out, Generation):
             return out
-        return Generation(text=out, parsed=parse_json(out), completion_tokens=max(1, len(out) // 4),
-                          prompt_tokens=sum(len(m.content) for m in messages) // 4, finish_reason="stop")
-
-    def close(self) -> None:
-        pass
+        return text_generation(out, completion_tokens=max(1, len(out) // 4),
+                               prompt_tokens=sum(len(m.content) for m in messages) // 4, finish_reason="stop")
 
 
 _PRODUCT_BLOCK = re.compile(r"<product>(.*?)</product>", re.S)
@@ -263,20 +266,14 @@ def _sample(prop: Mapping[str, Any], rng: random.Random, words: Sequence[str]) -
     return None
 
 
-class RandomSchemaBackend:
+class RandomSchemaBackend(_FakeBackend):
     """Answers random JSON the request's object schema allows: enum values at random,
     array lengths within bounds, strings made of words of the prompt's product block (or
     ``"none"``). Plausible, unreliable and schema-valid, like a small model under a grammar."""
 
     def __init__(self, *, seed: int = 0, name: str = "random-schema") -> None:
+        super().__init__(ModelInfo(name=name, model=name))
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._info = ModelInfo(name=name, model=name)
-        self.calls = 0
-
-    @property
-    def info(self) -> ModelInfo:
-        return self._info
 
     def generate(
         self,
@@ -289,15 +286,11 @@ class RandomSchemaBackend:
         top_logprobs: int = 0,
     ) -> Generation:
         words = product_block(messages).split()
+        self._count()
         with self._lock:
-            self.calls += 1
             answer = {k: _sample(p, self._rng, words) for k, p in _properties(schema).items()}
         text = json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
-        return Generation(text=text, parsed=parse_json(text), completion_tokens=max(1, len(text) // 3),
-                          finish_reason="stop")
-
-    def close(self) -> None:
-        pass
+        return text_generation(text, completion_tokens=max(1, len(text) // 3), finish_reason="stop")
 
 
 _INVENTED = ("ACME", "Zorblax 9000", "Purple", "gid://other-version/123", "none of the above",

@@ -150,6 +150,12 @@ def _step_value(seg: Segment, sub: Any, c: str) -> tuple[bool, Any] | None:
     return (False, (3, count + 1, None)) if done else (False, (2, count, inner))
 
 
+def _first_chars(item: Segment) -> set[str]:
+    if item[0] == "enum":
+        return {e[0] for e in item[1]}
+    return {'"'}  # a bounded string
+
+
 @dataclass(frozen=True)
 class CompactObject:
     """A character-level recogniser of one compact JSON object language."""
@@ -187,6 +193,57 @@ class CompactObject:
     def accepts(self, text: str) -> bool:
         state = self.feed(self.start, text)
         return state is not None and self.done(state)
+
+    def next_chars(self, state: State) -> set[str] | None:
+        """The characters that may come next, when they are few (structure, keys, enum
+        values); None inside a bounded string (almost any character may)."""
+        index, sub = state
+        if index >= len(self.segments):
+            return set()
+        seg = self.segments[index]
+        if self.string_room(state) is not None:
+            return None
+        kind = seg[0]
+        if kind == "lit":
+            return {seg[1][sub]}
+        if kind == "enum":
+            return {e[len(sub)] for e in seg[1] if e.startswith(sub) and len(e) > len(sub)}
+        if kind == "str":
+            return {'"'}
+        phase, count, inner = sub
+        item, lo, hi = seg[1], seg[2], seg[3]
+        if phase == 0:
+            return {"["}
+        chars: set[str] = set()
+        if phase in (1, 3) and count >= lo:
+            chars.add("]")
+        if phase == 3 and count < hi:
+            chars.add(",")
+        if phase == 1 and count < hi:
+            chars |= _first_chars(item)
+        if phase == 2:
+            if item[0] == "enum":
+                chars |= {e[len(inner)] for e in item[1] if e.startswith(inner) and len(e) > len(inner)}
+            else:
+                return None  # inside the item's bounded string
+        return chars
+
+    def forced(self, state: State, limit: int = 200) -> str:
+        """The text that must come next whatever the model prefers: characters as long as
+        exactly one is allowed (the rest of a key, ``":"``, an opening quote, the common
+        start of the enum values left)."""
+        out: list[str] = []
+        while len(out) < limit:
+            chars = self.next_chars(state)
+            if chars is None or len(chars) != 1:
+                break
+            (c,) = chars
+            next_state = self.step(state, c)
+            if next_state is None:
+                break
+            out.append(c)
+            state = next_state
+        return "".join(out)
 
     def string_room(self, state: State) -> int | None:
         """Inside a bounded string (after its opening quote): how many more characters it

@@ -243,6 +243,10 @@ class TransformersBackend:
         )
 
     def _generate_object(self, messages: Sequence[ChatMessage], machine: Any, max_tokens: int) -> Generation:
+        """Greedy decoding of a compact JSON object. Text the schema forces (the rest of a
+        key, ``":"``, an opening quote) is appended without asking the model, tokenized as
+        the tokenizer writes the whole answer (as fine-tuning tokenized its targets) when
+        that leaves the tokens so far unchanged: one forward pass for it, not one a token."""
         import torch
 
         if self._vocabulary is None:
@@ -255,7 +259,19 @@ class TransformersBackend:
             state = machine.start
             text = ""
             finish = "length"
-            for _ in range(max(1, max_tokens)):
+            while len(ids) - n_prompt < max(1, max_tokens):
+                forced = machine.forced(state)
+                if forced:
+                    extra = self._forced_tokens(text, forced, ids[n_prompt:], vocab)
+                    if extra:
+                        ids.extend(extra)
+                        text += forced
+                        state = machine.feed(state, forced)
+                        if machine.done(state):
+                            finish = "stop"
+                            break
+                        if len(ids) - n_prompt >= max(1, max_tokens):
+                            break  # the forced text used the last of the budget
                 allowed = vocab.allowed(machine, state)
                 if not allowed:
                     break
@@ -272,6 +288,17 @@ class TransformersBackend:
             text=text, parsed=parse_json(text), prompt_tokens=n_prompt,
             completion_tokens=len(ids) - n_prompt, latency_ms=latency_ms, finish_reason=finish,
         )
+
+    def _forced_tokens(self, text: str, forced: str, generated: list[int], vocab: Vocabulary) -> list[int] | None:
+        """The tokens that spell ``forced`` after ``generated`` in the tokenizer's own
+        tokenization of ``text + forced``; None when that would re-tokenize what is written."""
+        full = self._encode(text + forced)
+        if full[: len(generated)] != generated or len(full) <= len(generated):
+            return None
+        extra = full[len(generated):]
+        if "".join(vocab.texts[t] if t < len(vocab.texts) else "\ufffd" for t in extra) != forced:
+            return None
+        return extra
 
     def describe(self) -> dict[str, Any]:
         """What ``tagsmith doctor`` shows: the directory and its manifest's key facts."""

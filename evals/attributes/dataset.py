@@ -30,15 +30,13 @@ taxonomy's attribute ids, as the attribute extractor learns from them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from agent.contract import Product
-from evals.dataset import MAX_ERRORS_SHOWN, DatasetError
+from evals.dataset import DatasetError, ProductRecord, raise_problems, read_items
 from retrieval import Example
 from taxonomy import Snapshot
 from taxonomy.model import Attribute
@@ -82,26 +80,14 @@ def _gold_map(raw: Any, *, drop_na: bool) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v or not drop_na}
 
 
-class AttrItem(BaseModel):
+class AttrItem(ProductRecord):
     """One product of an attribute dataset (see the module docstring)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    id: str = Field(min_length=1, max_length=256)
-    title: str = ""
-    description: str = ""
     category: str | None = None
     attributes_asked: list[str] | None = None
     gold_attributes: dict[str, list[str]] = Field(default_factory=dict)
     gold_attributes_extracted: dict[str, list[str]] | None = None
     gold_tags: list[str] = Field(default_factory=list)
-    category_text: str = ""
-    attributes: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("title", "description", "category_text", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return "" if value is None else value
 
     @field_validator("category", mode="before")
     @classmethod
@@ -119,16 +105,6 @@ class AttrItem(BaseModel):
     @property
     def scoreable(self) -> bool:
         return self.attributes_asked is not None or bool(self.gold_attributes)
-
-    def product(self) -> Product:
-        """The tagger's input: text fields clipped to the contract's limits."""
-        return Product(
-            id=self.id,
-            title=(self.title.strip() or self.description.strip()[:200] or "-")[:1000],
-            description=self.description[:20000],
-            attributes={k[:100]: v[:1000] for k, v in list(self.attributes.items())[:50]},
-            category_text=self.category_text[:1000],
-        )
 
     def gold_category(self, snapshot: Snapshot) -> str | None:
         """The given category, else the deepest gold tag (a leaf of the path)."""
@@ -202,46 +178,7 @@ def load_attr_dataset(
     """The first ``limit`` scoreable items of ``path`` (all when None; every item when
     ``keep_unscoreable``, as for an example pool); raises :class:`DatasetError` naming every
     bad line (invalid JSON, wrong fields, duplicate ids)."""
-    path = Path(path)
-    items: list[AttrItem] = []
-    errors: list[str] = []
-    seen: dict[str, int] = {}
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if limit is not None and len(items) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                if not isinstance(raw, dict):
-                    raise ValueError("not a JSON object")
-                item = _item(raw)
-            except json.JSONDecodeError as exc:
-                errors.append(f"line {lineno}: invalid JSON ({exc.msg})")
-                continue
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "record"
-                errors.append(f"line {lineno}: {where}: {first['msg']}")
-                continue
-            except ValueError as exc:
-                errors.append(f"line {lineno}: {exc}")
-                continue
-            if item.id in seen:
-                errors.append(f"line {lineno}: duplicate id {item.id!r} (first on line {seen[item.id]})")
-                continue
-            seen[item.id] = lineno
-            if keep_unscoreable or item.scoreable:
-                items.append(item)
-    if errors:
-        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
-        more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-        raise DatasetError(f"{path}: {len(errors)} bad line(s):\n  {shown}{more}")
+    items = read_items(path, _item, limit=limit, keep=lambda item: keep_unscoreable or item.scoreable)
     if not items:
         raise DatasetError(f"{path}: no items with attributes to score (attributes_asked or gold_attributes)")
     return items
@@ -262,10 +199,7 @@ def check_attr_items(items: Sequence[AttrItem], snapshot: Snapshot, what: str) -
                 problems.append(f"{it.id}: {it.category!r} has no attribute {', '.join(map(repr, missing[:3]))}")
         elif it.attributes_asked is not None and not it.gold_tags:
             problems.append(f"{it.id}: attributes_asked without a category")
-    if problems:
-        shown = "\n  ".join(problems[:MAX_ERRORS_SHOWN])
-        more = f"\n  … and {len(problems) - MAX_ERRORS_SHOWN} more" if len(problems) > MAX_ERRORS_SHOWN else ""
-        raise DatasetError(f"{what}: {len(problems)} item(s) do not fit the taxonomy:\n  {shown}{more}")
+    raise_problems(what, problems, "item(s) do not fit the taxonomy")
 
 
 def load_attr_examples(path: str | Path, snapshot: Snapshot, *, exclude: Iterable[str] = ()) -> list[Example]:

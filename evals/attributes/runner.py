@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,16 +52,17 @@ from evals.attributes.solvers import (
 )
 from evals.dataset import DatasetError, file_sha256
 from evals.runner import (
-    RUN_FORMAT,
     EvalConfig,
-    RunMismatchError,
     RunSummary,
-    _manifest_key,
-    _prepare_out,
-    cached_index,
+    build_generator,
+    prepare_out,
+    read_timing_rows,
+    resume_point,
+    run_key,
+    write_batches,
+    write_metrics,
 )
-from retrieval import CachedEmbedder, CandidateGenerator, Example, TaxonomyIndex
-from retrieval.durable import append_lines, atomic_write_json, resume_keys
+from retrieval import CachedEmbedder, Example
 from taxonomy import Snapshot, load_taxonomy
 
 TASK = "attributes"
@@ -73,18 +73,12 @@ RECORD_VERSION = 1
 
 
 def _run_key(cfg: EvalConfig, hashes: dict[str, str], model: str | None, embedder: str | None) -> dict[str, Any]:
+    """The category runner's key, plus the task, the record version and the embedder."""
     return {
-        "format": RUN_FORMAT,
+        **run_key(cfg, hashes, model),
         "task": TASK,
         "records": RECORD_VERSION,
-        "pipeline": cfg.pipeline,
-        "limit": cfg.limit,
-        "seed": cfg.seed,
-        "inputs": hashes,
-        "tagger": cfg.tagger,
         "embedder": embedder if cfg.pipeline != DICT_BASELINE else None,
-        "llm_model": model,
-        **_manifest_key(model),
     }
 
 
@@ -93,7 +87,7 @@ def _values(tag: AttributeTag, *, written: bool) -> str | list[str]:
     return vals[0] if len(vals) == 1 else vals
 
 
-def _off_schema(snap: Snapshot, category: str | None, tags: Sequence[AttributeTag]) -> int:
+def off_schema(snap: Snapshot, category: str | None, tags: Sequence[AttributeTag]) -> int:
     """Values naming an attribute the category lacks, or a closed value not allowed. An
     answer without a category (the dictionary baseline on data that gives none) is held to
     the taxonomy's active attributes."""
@@ -138,7 +132,7 @@ def _record(item: AttrItem, answer: AttrAnswer, snap: Snapshot) -> dict[str, Any
         "gold_attributes_extracted": item.gold_attributes_extracted,
         "gold_unknown": unknown,
         "n_values": sum(len(t.values) for t in tags),
-        "off_schema": _off_schema(snap, answer.category, answer.attributes),
+        "off_schema": off_schema(snap, answer.category, answer.attributes),
         "needs_review": answer.needs_review,
         "result": answer.result,
     }
@@ -170,12 +164,7 @@ def build_attr_solver(
         if step is not None:
             step(f"building the dictionary of {len(examples):,} examples' values")
         return DictionaryBaseline(snap, examples)
-    emb = embedder()
-    index, lexical = cached_index(emb, examples, examples_hash, cache_dir, step) if examples else (None, None)
-    if step is not None:
-        step(f"embedding the taxonomy's {len(snap.active_leaf_ids):,} node texts")
-    taxonomy_index = TaxonomyIndex(snap, emb)
-    generator = CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
+    generator = build_generator(snap, examples, examples_hash, embedder=embedder, cache_dir=cache_dir, step=step)
     if cfg.pipeline in BASELINES:
         return NeighbourVoteBaseline(generator)
     tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
@@ -224,16 +213,10 @@ def run_attribute_eval(
     elif cfg.pipeline in BASELINES:
         raise DatasetError(f"the {cfg.pipeline} baseline needs --examples (it learns from their values)")
     model = llm_model if cfg.pipeline in LLM_PIPELINES or cfg.tagger.get("attribute_llm") else None
-    _prepare_out(cfg, _run_key(cfg, hashes, model, embedder_name))
+    prepare_out(cfg, _run_key(cfg, hashes, model, embedder_name))
 
-    predictions, timings = cfg.out / "predictions.jsonl", cfg.out / "timings.jsonl"
-    done = resume_keys(predictions)
-    resume_keys(timings)
-    if done != [it.id for it in items[: len(done)]]:
-        raise RunMismatchError(f"{predictions} does not match the dataset order: delete {cfg.out} to start over")
-    todo = items[len(done):]
-    if progress is not None:
-        progress(len(done), len(items))
+    done = resume_point(cfg, [it.id for it in items], progress)
+    todo = items[done:]
     if todo:
         solver = build_attr_solver(
             cfg, snap, examples, examples_hash, embedder=embedder, llm=llm, cache_dir=cache_dir,
@@ -241,31 +224,18 @@ def run_attribute_eval(
         )
         if step is not None:
             step(f"eval {TASK} {cfg.pipeline}")
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start:start + cfg.batch_size]
-            t0 = time.perf_counter()
-            answers = solver.solve([_request(it, snap) for it in batch])
-            wall_ms = (time.perf_counter() - t0) * 1000.0 / len(batch)
-            append_lines(timings, [json.dumps({"id": it.id, "latency_ms": a.latency_ms, "wall_ms": wall_ms}) + "\n"
-                                   for it, a in zip(batch, answers, strict=True)])
-            append_lines(predictions, [json.dumps(_record(it, a, snap), ensure_ascii=False, sort_keys=True) + "\n"
-                                       for it, a in zip(batch, answers, strict=True)])
-            if progress is not None:
-                progress(len(done) + start + len(batch), len(items))
+        write_batches(
+            cfg, todo, lambda batch: solver.solve([_request(it, snap) for it in batch]),
+            latency_ms=lambda a: a.latency_ms, record=lambda it, a: _record(it, a, snap),
+            done=done, total=len(items), progress=progress,
+        )
     metrics = score_attribute_run(cfg.out, n_boot=cfg.n_boot, seed=cfg.seed)
-    return RunSummary(cfg.out, len(items), len(done), metrics)
+    return RunSummary(cfg.out, len(items), done, metrics)
 
 
 def read_attribute_predictions(out: Path) -> list[dict[str, Any]]:
     """The records of a run directory, with ``latency_ms`` from ``timings.jsonl``."""
-    timing: dict[str, dict[str, Any]] = {}
-    tfile = out / "timings.jsonl"
-    if tfile.exists():
-        with tfile.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    timing[row["id"]] = row
+    timing = read_timing_rows(out)
     records = []
     with (out / "predictions.jsonl").open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -286,21 +256,4 @@ def score_attribute_run(out: Path, *, n_boot: int, seed: int) -> dict[str, Any]:
     """Metrics of a finished attribute run directory, written atomically to ``metrics.json``."""
     records = read_attribute_predictions(out)
     metrics = compute_attribute_metrics(records, n_boot=n_boot, seed=seed)
-    timing_rows = []
-    tfile = out / "timings.jsonl"
-    if tfile.exists():
-        with tfile.open(encoding="utf-8") as fh:
-            seen = {}
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    seen[row["id"]] = row
-            timing_rows = list(seen.values())
-    wall_s = sum(float(t.get("wall_ms", 0.0)) for t in timing_rows) / 1000.0
-    metrics["items_per_second"] = round(len(records) / wall_s, 3) if wall_s > 0 else None
-    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    metrics["pipeline"] = run["pipeline"]
-    metrics["config"] = run["config"]
-    metrics["versions"] = run["versions"]
-    atomic_write_json(out / "metrics.json", metrics)
-    return metrics
+    return write_metrics(out, metrics, len(records), read_timing_rows(out))

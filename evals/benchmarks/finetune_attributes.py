@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.attributes import AttributeExtractor, ProductText
-from agent.attributes.llm_step import fold
 from agent.finetune.attributes import read_attribute_records
 from agent.llm.base import LLMBackend
 from retrieval import CandidateGenerator, Embedder, Example, build_index, text_of
 from taxonomy import Snapshot, load_taxonomy
+from taxonomy.folding import fold
 
 Counts = dict[str, int]
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.llm import LLMBackend
+from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
 from serve.api.limits import RateLimiter
@@ -37,6 +38,7 @@ class Services:
     jobs: JobService
     taxonomy: TaxonomyService
     feedback: FeedbackService
+    crosswalks: CrosswalkService
     review: ReviewService
     close: Callable[[], None]
     """Release what loading opened (the LLM backend, the taxonomy store)."""

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from serve.api.context import AppState, Services
+from serve.api.crosswalks.service import CrosswalkService
 from serve.api.errors import ApiError, retry_after
 from serve.api.feedback.service import FeedbackService
 from serve.api.jobs.service import JobService
@@ -65,6 +66,10 @@ async def get_feedback_service(services: ServicesDep) -> FeedbackService:
     return services.feedback
 
 
+async def get_crosswalk_service(services: ServicesDep) -> CrosswalkService:
+    return services.crosswalks
+
+
 async def get_review_service(services: ServicesDep) -> ReviewService:
     return services.review
 
@@ -73,4 +78,5 @@ TagServiceDep = Annotated[TagService, Depends(get_tag_service)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 TaxonomyServiceDep = Annotated[TaxonomyService, Depends(get_taxonomy_service)]
 FeedbackServiceDep = Annotated[FeedbackService, Depends(get_feedback_service)]
+CrosswalkServiceDep = Annotated[CrosswalkService, Depends(get_crosswalk_service)]
 ReviewServiceDep = Annotated[ReviewService, Depends(get_review_service)]

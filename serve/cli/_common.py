@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -11,10 +11,14 @@ from rich.console import Console
 from serve.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import TaskID
 
-    from agent.contract import AttributeSelection
-    from taxonomy import Snapshot
+    from agent.contract import AttributeSelection, TagResult
+    from taxonomy import Snapshot, TaxonomyStore
+
+    R = TypeVar("R", bound=TagResult)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,6 +57,49 @@ def check_selection(snapshot: Snapshot, selection: AttributeSelection | None) ->
     )
     if problem is not None:
         fail(f"--attributes: {problem}")
+
+
+CROSSWALK_HELP = "also give the top tag in a second taxonomy through this stored crosswalk (e.g. google)"
+
+
+class CrosswalkFlag:
+    """``--crosswalk NAME`` for ``tag`` and ``tag-file``: the data directory's crosswalks,
+    opened once for the run (None: the flag was not given, results pass unchanged)."""
+
+    def __init__(self, runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
+        from serve.filemodes import private_db_file
+        from taxonomy.crosswalk_catalog import CrosswalkCatalog
+
+        self.name = name
+        self._catalog = None if name is None else CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file)
+
+    def check(self) -> None:
+        """Fail the command (before any tagging) when NAME is no usable crosswalk."""
+        self.add([])
+
+    def add(self, results: list[R]) -> list[R]:
+        if self._catalog is None or self.name is None:
+            return results
+        from serve.crosswalk_tags import add_crosswalk, check_crosswalk
+        from taxonomy.crosswalk_catalog import MissingTaxonomy
+        from taxonomy.crosswalk_store import UnknownCrosswalk
+
+        try:
+            if not results:
+                check_crosswalk(self._catalog, self.name)
+            return add_crosswalk(self._catalog, self.name, results)
+        except (UnknownCrosswalk, MissingTaxonomy, ValueError) as exc:
+            fail(f"--crosswalk: {exc} (`tagsmith crosswalk list` lists them)")
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+
+    def __enter__(self) -> CrosswalkFlag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def settings() -> Settings:

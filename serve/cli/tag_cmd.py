@@ -9,6 +9,8 @@ from rich.table import Table
 
 from serve.cli._common import (
     ATTRIBUTES_HELP,
+    CROSSWALK_HELP,
+    CrosswalkFlag,
     StepProgress,
     attribute_selection,
     check_selection,
@@ -26,6 +28,7 @@ def tag(
         str | None, typer.Option(help="knn | zero-shot | rag | cascade (default from settings)")
     ] = None,
     attributes: Annotated[str | None, typer.Option("--attributes", help=ATTRIBUTES_HELP)] = None,
+    crosswalk: Annotated[str | None, typer.Option("--crosswalk", help=CROSSWALK_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result contract as JSON")] = False,
 ) -> None:
     from pydantic import ValidationError
@@ -56,7 +59,9 @@ def tag(
         fail(str(exc))
     try:
         check_selection(runtime.tagger.snapshot, selection)
-        result = runtime.tagger.tag(product)
+        with CrosswalkFlag(runtime.store, config.data_dir, crosswalk) as second:
+            second.check()  # an unknown name fails before tagging
+            result = second.add([runtime.tagger.tag(product)])[0]
     finally:
         runtime.close()
     if as_json:
@@ -76,5 +81,11 @@ def tag(
             for v in a.values:
                 attrs.add_row(a.name, v.value, f"{v.confidence:.2f}", v.evidence.source)
         console.print(attrs)
+    if result.crosswalk is not None:
+        cw = result.crosswalk
+        where = f" (via ancestor {cw.source_id})" if cw.status == "ancestor" else ""
+        console.print(f"{cw.taxonomy} v{cw.version}: {cw.status}{where}", markup=False, highlight=False)
+        for counterpart in cw.tags:
+            console.print(f"  {counterpart.id}  {' > '.join(counterpart.path)}", markup=False, highlight=False)
     if result.needs_review:
         console.print("[yellow]needs review[/]")

@@ -19,6 +19,8 @@ import typer
 
 from serve.cli._common import (
     ATTRIBUTES_HELP,
+    CROSSWALK_HELP,
+    CrosswalkFlag,
     StepProgress,
     attribute_selection,
     check_selection,
@@ -97,6 +99,7 @@ def tag_file(
         "--review-queue", help="also put results flagged needs_review into the data directory's review "
         "queue (source tag-file; `tagsmith serve` shows them at /v1/review)",
     )] = False,
+    crosswalk: Annotated[str | None, typer.Option("--crosswalk", help=CROSSWALK_HELP)] = None,
 ) -> None:
     """Tag every product of a JSONL file; re-run the same command to resume. Each result
     line is the tagging contract (attributes included; needs_review also flags attribute
@@ -152,11 +155,13 @@ def tag_file(
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
-            with Progress(*columns, console=console) as bar:
+            second = CrosswalkFlag(runtime.store, config.data_dir, crosswalk)
+            second.check()  # an unknown name fails before tagging
+            with second, Progress(*columns, console=console) as bar:
                 task = bar.add_task("tag", total=total, completed=len(done))
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
-                    results = runtime.tagger.tag_many(batch)
+                    results = second.add(runtime.tagger.tag_many(batch))
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     if queue is not None:
                         queue.add(batch, results)

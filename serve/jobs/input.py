@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from agent.contract import AttributeSelection, Product
 from serve.attribute_selection import SelectionField, parse_selection
 from serve.jsonlimits import JsonTooDeep, loads
+from taxonomy.crosswalk import StoreName
 
 MAX_PROBLEMS = 20
 
@@ -46,6 +47,10 @@ class JobItem(BaseModel):
         default=None,
         description="which attributes to tag for this line: on, off or attribute ids / names "
         "(default: the job's `?attributes=`, else the server's tagging.attributes)",
+    )
+    crosswalk: StoreName | None = Field(
+        default=None,
+        description="also give the top tag through this stored crosswalk (default: the job's `?crosswalk=`)",
     )
 
     @property
@@ -80,9 +85,11 @@ class JobInputParser:
     def __init__(
         self, *, max_items: int, max_line_bytes: int, max_depth: int,
         check_attributes: Callable[[AttributeSelection], str | None] | None = None,
+        check_crosswalk: Callable[[str], str | None] | None = None,
     ) -> None:
         """``check_attributes``: why a line's attribute selection cannot be served (None: fine)."""
         self.check_attributes = check_attributes
+        self.check_crosswalk = check_crosswalk
         self.max_items = max_items
         self.max_line_bytes = max_line_bytes
         self.max_depth = max_depth
@@ -154,9 +161,15 @@ class JobInputParser:
             item = JobItem.model_validate(loads(line, max_depth=self.max_depth))
             selection = item.selection
             problem = self.check_attributes(selection) if selection is not None and self.check_attributes else None
-            if problem is None:
-                return item
-            self.problems.append(Problem(lineno, ("attributes",), problem))
+            if problem is not None:
+                self.problems.append(Problem(lineno, ("attributes",), problem))
+                return None
+            if item.crosswalk is not None and self.check_crosswalk is not None:
+                problem = self.check_crosswalk(item.crosswalk)
+                if problem is not None:
+                    self.problems.append(Problem(lineno, ("crosswalk",), problem))
+                    return None
+            return item
         except UnicodeDecodeError as exc:
             self.problems.append(Problem(lineno, (), f"the line is not UTF-8 (byte {exc.start + 1})"))
         except JsonTooDeep as exc:

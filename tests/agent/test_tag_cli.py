@@ -21,7 +21,7 @@ TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 
 def test_tag_json_returns_the_contract_on_the_default_taxonomy(tmp_path: Path) -> None:
     out = subprocess.run(
-        [TAGSMITH, "tag", "Apple iPhone 12 128GB red, brand new sealed", "--json"],
+        [TAGSMITH, "tag", "Apple iPhone 12 128GB red, brand new sealed", "--json", "--crosswalk", "google"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TAGSMITH_DATA_DIR": str(tmp_path)},
     )
@@ -32,6 +32,9 @@ def test_tag_json_returns_the_contract_on_the_default_taxonomy(tmp_path: Path) -
     assert result.tags[0].path == list(snap.path_names(result.tags[0].id))
     assert result.taxonomy_version == 1 and result.evidence.neighbors
     assert (tmp_path / "taxonomy.db").is_file() and (tmp_path / "index").is_dir()
+    # the packaged Shopify → Google crosswalk is installed on first start
+    assert result.crosswalk is not None and result.crosswalk.taxonomy == "google"
+    assert result.crosswalk.status in ("mapped", "ancestor") and result.crosswalk.tags
 
 
 def test_unknown_pipeline_is_a_clean_error(tmp_path: Path) -> None:

@@ -410,3 +410,25 @@ def test_product_text_of_an_example_is_what_the_tagger_builds() -> None:
     ex = _examples(1)[0]
     a, b = example_text(ex), ProductText.of(ex.title, ex.description, category_text="", attributes={})
     assert [(f.name, f.text) for f in a.fields] == [(f.name, f.text) for f in b.fields]
+
+
+def test_forced_text_is_what_the_schema_leaves_no_choice_about() -> None:
+    """The transformers backend appends such text without asking the model (one forward
+    pass): the rest of a key, ``":"``, an opening quote, the enum values' common start."""
+    machine = compile_object(SCHEMA)
+    assert machine is not None
+
+    def forced_after(text: str) -> str:
+        state = machine.feed(machine.start, text)
+        assert state is not None
+        return machine.forced(state)
+
+    assert forced_after("") == '{"Brand":"'
+    assert forced_after('{"Brand":"Le') == ""  # inside a bounded string: the model writes
+    assert forced_after('{"Brand":"Levi\'s"') == ',"Color":['
+    assert forced_after('{"Brand":"x","Color":[') == ""  # "]" or an item
+    assert forced_after('{"Brand":"x","Color":["B') == "l"  # Blue or Black
+    assert forced_after('{"Brand":"x","Color":["Blue"') == ""  # "," or "]"
+    assert forced_after('{"Brand":"x","Color":["Blue","Black"') == '],"Type":"'  # maxItems reached
+    assert forced_after('{"Brand":"x","Color":[],"Type":"J') == 'eans"}'
+    assert machine.accepts('{"Brand":"x","Color":[],"Type":"J' + 'eans"}')

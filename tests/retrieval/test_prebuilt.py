@@ -231,7 +231,18 @@ def test_first_start_with_the_installed_set_embeds_nothing(tmp_path: Path, monke
     runtime.close()
     assert inner.encoded == 0 and recorder.counts == []
     # (no tag of the shipped examples has the 3 examples a lexical class needs: no training)
-    assert recorder.steps == ["importing the packaged taxonomy into the store (first start)", "done"]
+    assert recorder.steps == [
+        "importing the packaged taxonomy into the store (first start)", "done",
+        "importing the packaged Shopify → Google crosswalk (first start)", "done",
+    ]
+    from taxonomy import TaxonomyStore
+    from taxonomy.crosswalk_catalog import CrosswalkCatalog
+
+    settings = Settings()
+    with TaxonomyStore(settings.taxonomy_db_url) as store, CrosswalkCatalog(settings.data_dir, store) as catalog:
+        assert "google" in catalog.names()  # ?crosswalk=google works out of the box
+        _, counterpart = catalog.counterpart("google", "gid://shopify/TaxonomyCategory/aa-1-12-4")  # Jeans
+        assert counterpart.status == "mapped" and counterpart.target_ids
     again = Recorder()
     runtime_module.build_runtime(Settings(), progress=again).close()
     assert again.steps == [] and again.counts == [] and inner.encoded == 0

@@ -38,18 +38,25 @@ DOCUMENTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST /v1/feedback", "positive_data_acceptance"): frozenset({"invalid_tags", "invalid_attribute_values"}),
     # ... and so does whether an attribute name in ?attributes= exists (422 only when none of
     # the names is an attribute of the taxonomy in use)
-    ("POST /v1/tags", "positive_data_acceptance"): frozenset({"unknown_attributes"}),
-    ("POST /v1/tags:batch", "positive_data_acceptance"): frozenset({"unknown_attributes"}),
+    # (and whether a crosswalk of that name is stored)
+    ("POST /v1/tags", "positive_data_acceptance"): frozenset({"unknown_attributes", "unknown_crosswalk"}),
+    ("POST /v1/tags:batch", "positive_data_acceptance"): frozenset({"unknown_attributes", "unknown_crosswalk"}),
     # ... and If-Match must name the current version (412), or be sent at all (428, RFC 6585)
     ("POST /v1/taxonomy/edits", "positive_data_acceptance"): frozenset(
         {"edit_rejected", "precondition_failed", "precondition_required"}
     ),
+    # the same for crosswalk row edits and (If-Match optional there) imports; an import's rows
+    # must name each source once after Shopify short ids are expanded
+    ("POST /v1/crosswalks/{name}/edits", "positive_data_acceptance"): frozenset(
+        {"precondition_failed", "precondition_required"}
+    ),
+    ("PUT /v1/crosswalks/{name}", "positive_data_acceptance"): frozenset({"precondition_failed", "invalid_crosswalk"}),
     # the body is JSONL text whose lines are validated as JobLine: a text/plain string schema
     # cannot express that
     # ... and an Idempotency-Key retry must repeat the job's options (?attributes=, ?review=):
     # the fuzzer reuses one key with different options
     ("POST /v1/jobs", "positive_data_acceptance"): frozenset(
-        {"invalid_job_input", "unknown_attributes", "idempotency_key_reused"}
+        {"invalid_job_input", "unknown_attributes", "idempotency_key_reused", "unknown_crosswalk"}
     ),
     # the review queue's category filter must be a node of the taxonomy in use: state again
     ("GET /v1/review/items", "positive_data_acceptance"): frozenset({"unknown_category"}),

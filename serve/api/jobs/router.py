@@ -13,7 +13,7 @@ from serve.api.deps import JobServiceDep
 from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
 from serve.api.review.protocol import ReviewQuery
-from serve.api.tags.protocol import ATTRIBUTES_422, AttributesQuery
+from serve.api.tags.protocol import ATTRIBUTES_422, AttributesQuery, CrosswalkQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="the id returned at creation")]
@@ -70,7 +70,9 @@ _CREATE_ERRORS = {**errors(503), **ATTRIBUTES_422, 503: {
     "before the body is read.\n\n`?attributes=` chooses the attributes tagged for every line that "
     "does not say (as for POST /v1/tags); an Idempotency-Key retry must repeat it too.\n\n"
     "`?review=true` puts the job's results flagged needs_review into the review queue (source "
-    "`job:<id>`; default: the review.enqueue setting); a retry must repeat it too.",
+    "`job:<id>`; default: the review.enqueue setting); a retry must repeat it too.\n\n"
+    "`?crosswalk=` adds the top tag in a second taxonomy to every result (a line's own `crosswalk` "
+    "field wins); a retry must repeat it too.",
 )
 async def create_job(
     request: Request,
@@ -82,10 +84,13 @@ async def create_job(
     ] = None,
     attributes: AttributesQuery = None,
     review: ReviewQuery = None,
+    crosswalk: CrosswalkQuery = None,
 ) -> Job:
     with service.upload_slot():
         try:
-            job, created = await service.create(principal, request.stream(), idempotency_key, attributes, review)
+            job, created = await service.create(
+                principal, request.stream(), idempotency_key, attributes, review, crosswalk=crosswalk
+            )
         except ClientDisconnect:
             # nobody reads this answer; a 4xx keeps an abandoned upload out of the 5xx counts
             raise ApiError(422, "upload_incomplete", "the client left before the end of the upload") from None

@@ -14,12 +14,13 @@ from agent.contract import AttributeSelection
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.jobs.protocol import Job, JobCounts, JobList
-from serve.api.tags.service import attribute_selection
+from serve.api.tags.service import attribute_selection, crosswalk_problem
 from serve.attribute_selection import selection_problem
 from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
 from serve.jobs.ingest import fingerprint
 from serve.settings import Settings
 from taxonomy import Snapshot
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 #: what a refused upload is told to wait: uploads take seconds
 UPLOAD_RETRY_S = 5
@@ -41,8 +42,11 @@ def to_job(record: JobRecord) -> Job:
 class JobService:
     def __init__(
         self, store: JobStore, worker: JobWorker, settings: Settings, snapshot: Callable[[], Snapshot],
+        *, crosswalks: CrosswalkCatalog | None = None,
     ) -> None:
-        """``snapshot``: the taxonomy version in use now (attribute names are checked against it)."""
+        """``snapshot``: the taxonomy version in use now (attribute names are checked against it);
+        ``crosswalks``: where crosswalk names are looked up."""
+        self.crosswalks = crosswalks
         self.store = store
         self.worker = worker
         self.settings = settings
@@ -68,7 +72,7 @@ class JobService:
 
     async def create(
         self, principal: Principal, body: AsyncIterator[bytes], idempotency_key: str | None,
-        attributes: Sequence[str] | None = None, review: bool | None = None,
+        attributes: Sequence[str] | None = None, review: bool | None = None, *, crosswalk: str | None = None,
     ) -> tuple[Job, bool]:
         """(the job, True when created now; False: a retry of an earlier creation). The body
         is checked and staged as it streams; a problem stops reading it (422).
@@ -76,19 +80,29 @@ class JobService:
         its ``?review=`` (flagged results into the review queue; None: the setting)."""
         owner = principal.key_id
         selection = attribute_selection(attributes, self.snapshot())  # 422 before the body is read
+        if crosswalk is not None:
+            await run_in_threadpool(crosswalk_problem, self.crosswalks, crosswalk, ["query", "crosswalk"])
         if idempotency_key is not None:
             earlier = await run_in_threadpool(self.store.find_idempotent, owner, idempotency_key)
             if earlier is not None:  # a retry: only its fingerprint matters, not its lines
-                return self._replay(earlier, fingerprint(await _sha256(body), selection, review)), False
+                return self._replay(earlier, fingerprint(await _sha256(body), selection, review, crosswalk)), False
         limits = self.settings.limits
 
         def check(line_selection: AttributeSelection) -> str | None:
             return selection_problem(self.snapshot(), line_selection)
 
+        def check_crosswalk(name: str) -> str | None:
+            try:
+                crosswalk_problem(self.crosswalks, name, ["crosswalk"])
+            except ApiError as exc:
+                return exc.message
+            return None
+
         upload = await run_in_threadpool(
             JobUpload, self.store, max_items=limits.max_job_items,
             max_line_bytes=limits.max_body_bytes, max_depth=limits.max_json_depth,
-            attributes=selection, check_attributes=check, review=review,
+            attributes=selection, check_attributes=check, review=review, crosswalk=crosswalk,
+            check_crosswalk=check_crosswalk,
         )
         try:
             async for chunk in body:  # each chunk as it arrives (up to 64 KiB from the server)

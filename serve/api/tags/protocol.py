@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.contract import Product, TagResult
 from serve.api.errors import ERRORS
 from serve.attribute_selection import MAX_SELECTED, SELECTION_HELP, AttributeName
+from taxonomy.crosswalk import NAME_RE, StoreName
 
 #: ``?attributes=``: on, off, or attribute ids / names (repeat the parameter for several)
 AttributesQuery = Annotated[
@@ -24,12 +25,27 @@ AttributesQuery = Annotated[
     ),
 ]
 
+CROSSWALK_HELP = (
+    "also give the top tag in a second taxonomy through this stored crosswalk (e.g. google: "
+    "GET /v1/crosswalks lists them); the result gains `crosswalk`"
+)
+#: ``?crosswalk=``: the name of a stored crosswalk
+CrosswalkQuery = Annotated[
+    str | None, Query(min_length=1, max_length=64, pattern=NAME_RE.pattern, description=CROSSWALK_HELP)
+]
+#: ``?crosswalk_fallback=``
+FallbackQuery = Annotated[bool, Query(
+    description="with a crosswalk: a tag without a usable row of its own gets its nearest mapped "
+    "ancestor's counterpart (status `ancestor`); false: `unmapped`",
+)]
+
 #: the 422 of an operation that takes ``?attributes=``
 ATTRIBUTES_422: dict[int | str, dict[str, Any]] = {422: {
     **ERRORS[422],
     "description": "invalid request: field, length or batch-size limits (details say where); "
     "`unknown_attributes`: none of the names in `?attributes=` is an attribute (id or name) of "
-    "the taxonomy in use",
+    "the taxonomy in use; `unknown_crosswalk`: `crosswalk` names no stored crosswalk (or one "
+    "whose taxonomies are not imported)",
 }}
 
 
@@ -48,6 +64,7 @@ class BatchTagRequest(BaseModel):
     products: list[Product] = Field(
         min_length=1, description="at most limits.max_batch_items products (default 64)"
     )
+    crosswalk: StoreName | None = Field(default=None, description=CROSSWALK_HELP + " (as `?crosswalk=`; this one wins when both are sent)")
 
 
 class BatchTagResponse(BaseModel):

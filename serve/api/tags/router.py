@@ -14,6 +14,8 @@ from serve.api.tags.protocol import (
     AttributesQuery,
     BatchTagRequest,
     BatchTagResponse,
+    CrosswalkQuery,
+    FallbackQuery,
     TagResponse,
 )
 
@@ -27,13 +29,14 @@ router = APIRouter(prefix="/v1", tags=["tagging"])
     "confidence), the chosen category's attributes with the values found (`attributes`; "
     "`?attributes=off|on|<id or name>…` chooses which), needs_review, the taxonomy version "
     "used, the pipeline and its evidence. `?review=true` puts a result flagged needs_review into "
-    "the review queue (`/v1/review`, source `api`).",
+    "the review queue (`/v1/review`, source `api`); `?crosswalk=NAME` adds the top tag in a second "
+    "taxonomy (`crosswalk`: status mapped, ancestor or unmapped).",
 )
 async def tag_product(
     product: Product, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
-    review: ReviewQuery = None,
+    review: ReviewQuery = None, crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> TagResponse:
-    return await service.tag_one(product, attributes, review)
+    return await service.tag_one(product, attributes, review, crosswalk=crosswalk, fallback=crosswalk_fallback)
 
 
 @router.post(
@@ -44,6 +47,9 @@ async def tag_product(
 )
 async def tag_batch(
     body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
-    review: ReviewQuery = None,
+    review: ReviewQuery = None, crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> BatchTagResponse:
-    return await service.tag_batch(body.products, attributes, review)
+    # the body's crosswalk, when given, wins over ?crosswalk=
+    return await service.tag_batch(
+        body.products, attributes, review, crosswalk=body.crosswalk or crosswalk, fallback=crosswalk_fallback
+    )
