@@ -4,8 +4,8 @@ Debian's server binaries (``scripts/install-postgres.sh``), a cluster made by ``
 temporary directory, run as an unprivileged user (the server refuses root: under root the
 cluster belongs to ``nobody``), listening on a free loopback port only (its Unix socket in
 the cluster's directory), password authentication over TCP. Stopped (fast, then killed) and
-removed when the session ends, whatever happened. Durability settings are off: the cluster
-dies with the session, and the tests measure behaviour, not fsync.
+removed when the session ends, whatever happened. Durability settings are off unless asked
+for: the cluster dies with the session, and most tests are about behaviour, not fsync.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 60
@@ -44,6 +44,18 @@ class PostgresServer:
     port: int
     user: str
     password: str
+    ctl: Callable[..., subprocess.CompletedProcess[str]] = field(repr=False, compare=False)
+
+    def kill(self) -> None:
+        """Stop the server abruptly (``pg_ctl stop -m immediate``: no shutdown checkpoint,
+        clients cut off, crash recovery at the next start)."""
+        done = self.ctl("stop", "-w", "-m", "immediate", "-t", str(STOP_TIMEOUT_S), timeout=STOP_TIMEOUT_S + 10)
+        assert done.returncode == 0, done.stderr
+
+    def start(self) -> None:
+        """Start it again on the same port."""
+        done = self.ctl("start", "-w", "-t", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S + 10)
+        assert done.returncode == 0, done.stderr
 
     def url(self, database: str = "postgres") -> str:
         """The SQLAlchemy URL of ``database`` on this server."""
@@ -69,7 +81,9 @@ def _run_as() -> tuple[int, int] | None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """``durable``: PostgreSQL's default fsync / synchronous_commit (a commit survives the
+    server being killed); otherwise both off, for speed (see the module's docstring)."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL server: run scripts/install-postgres.sh (Debian's postgresql)")
@@ -97,13 +111,19 @@ def postgres_server() -> Iterator[PostgresServer]:
             raise RuntimeError(f"initdb failed: {made.stdout[-2000:]}{made.stderr[-2000:]}")
         port = _free_port()
         options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        started = run("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT_S), "-D", str(data), "-l",
-                      str(root / "server.log"), "-o", options, timeout=START_TIMEOUT_S + 10)
+                   "-c max_connections=200")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+        def ctl(command: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+            extra = ("-l", str(root / "server.log"), "-o", options) if command == "start" else ()
+            return run("pg_ctl", command, "-D", str(data), *args, *extra, timeout=timeout)
+
+        started = ctl("start", "-w", "-t", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S + 10)
         if started.returncode != 0:
             log = (root / "server.log").read_text(errors="replace")[-3000:] if (root / "server.log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}\n{log}")
-        yield PostgresServer("127.0.0.1", port, USER, password)
+        yield PostgresServer("127.0.0.1", port, USER, password, ctl)
     finally:
         _stop(run, data)
         shutil.rmtree(root, ignore_errors=True)

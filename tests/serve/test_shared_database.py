@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from serve.keys import KeyStore
-from tests.conftest import free_port
+from tests.conftest import free_port, fresh_database
+from tests.postgres_server import postgres_server
 from tests.serve.helpers import (
     HASHING_ENV,
     TAGSMITH,
@@ -86,3 +87,31 @@ def test_tagsmith_serve_keeps_its_state_in_postgresql(postgres_url: str, tmp_pat
     store = KeyStore(postgres_url)
     assert [k.scopes for k in store.all()] == [frozenset({"tags", "feedback"})]
     store.close()
+
+
+@pytest.mark.postgres
+def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(tmp_path: Path) -> None:
+    """PostgreSQL stopped abruptly (its own server: the session's one is shared): requests that
+    need the database get 503 + Retry-After, key checks included, never 500 or 401; once it is
+    back the same service answers again by itself, and nothing committed was lost."""
+    with postgres_server(durable=True) as server, fresh_database(server) as url:
+        data = tmp_path / "data"
+        seed_data_dir(data, database={"url": url})
+        store = KeyStore(url)
+        key = auth(store.create(frozenset({"tags", "taxonomy:write"}), "shop")[1])
+        store.close()
+        admin = "k" * 8 + "Q3x9-v2Lr0pZ8mN4tY6wB1cE5"  # from configuration: checked without the database
+        with running_app(service_settings(data, database={"url": url}, auth={"admin_key": admin})) as client:
+            edited = client.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**key, "If-Match": '"1"'})
+            assert edited.status_code == 201, edited.text
+            server.kill()
+            down = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key)
+            assert_error(down, 503, "unavailable")
+            assert int(down.headers["retry-after"]) >= 1
+            # past authentication, a route reading the store: 503 too (the exception handler)
+            assert_error(client.get("/v1/taxonomy/versions", headers=auth(admin)), 503, "unavailable")
+            server.start()
+            versions = client.get("/v1/taxonomy/versions", headers=key)
+            assert versions.status_code == 200, versions.text
+            assert [v["version"] for v in versions.json()["items"]] == [1, 2]  # the edit survived
+            assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key).status_code == 200
