@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from serve.filemodes import private_file
 from taxonomy.schema import make_engine
@@ -38,3 +39,17 @@ def open_engine(location: Path | str) -> Engine:
 def safe_url(url: str) -> str:
     """``url`` with its password hidden, for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "not reachable now, retry later" (PostgreSQL down,
+    restarting or cutting connections; SQLite locked beyond its busy timeout) rather than a
+    fault of ours (a missing table, a bad statement): the former is a 503, the latter a 500."""
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("psycopg"):
+        return True  # psycopg's OperationalError: connection failures, shutdowns, timeouts
+    return "database is locked" in str(orig) or "unable to open database file" in str(orig)

@@ -98,3 +98,33 @@ def test_db_upgrade_against_an_unreachable_database_fails_in_one_line(
     done = CliRunner().invoke(app, ["db", "upgrade"])
     assert done.exit_code == 1 and "unreachable" in done.output, done.output
     assert "hunter2-secret" not in done.output and "Traceback" not in done.output
+
+
+def test_only_an_unreachable_or_locked_database_counts_as_unavailable(tmp_path: Path) -> None:
+    """503 for "retry later" errors; a missing table (our fault) stays a 500."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from serve.database import is_unavailable
+
+    path = tmp_path / "locked.db"
+    engine = open_engine(path)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout=50")
+            conn.commit()
+            with pytest.raises(OperationalError) as locked, conn.begin():
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            with pytest.raises(OperationalError) as missing:
+                conn.exec_driver_sql("SELECT * FROM no_such_table").all()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+    assert is_unavailable(locked.value) and not is_unavailable(missing.value)
+    assert not is_unavailable(ValueError("database is locked"))

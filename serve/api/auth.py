@@ -30,6 +30,7 @@ from serve.api.errors import (
     retry_after,
 )
 from serve.api.limits import request_cost
+from serve.database import is_unavailable
 from serve.keys import SCOPES, KeyStore
 from serve.settings import Settings
 
@@ -125,8 +126,11 @@ class AuthMiddleware:
             return
         try:
             principal = authenticate(state.settings, state.keys, authorization)
-        except OperationalError:  # the key store's database is down: 503, not 401 (nor a 500)
-            log.warning("database unavailable while verifying an API key")
+        except OperationalError as exc:
+            if not is_unavailable(exc):
+                raise
+            # the key store's database is down: 503, not 401 (nor a 500)
+            log.warning("database unavailable while verifying an API key: %s", type(exc.orig).__name__)
             await _reply(send, 503, "unavailable", DATABASE_DOWN, retry_after(DATABASE_RETRY_AFTER_S))
             return
         if principal is None:

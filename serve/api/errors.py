@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from serve.database import is_unavailable
 from serve.jsonlog import request_id_var
 
 log = logging.getLogger("tagsmith.api")
@@ -149,8 +150,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return error_response(exc.status_code, code, message, headers=headers)
 
-    async def on_database_down(_: Request, exc: Exception) -> JSONResponse:
-        return database_unavailable(exc)
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            return database_unavailable(exc)
+        return await on_unexpected(request, exc)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -159,7 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(OperationalError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
