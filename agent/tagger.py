@@ -54,12 +54,16 @@ from agent.llm import (
 from agent.llm.manifest import PromptProfile
 from prompts import PromptBuilder, RenderedPrompt
 from retrieval import Candidate, CandidateGenerator, ProductLike, Retrieval, text_of
+from retrieval.calibration import DEFAULT_REVIEW_THRESHOLD
+from retrieval.readability import UNREADABLE_SHARE
 from taxonomy import Snapshot, TagValidator
 
 ANSWER_PREFIX = '{"tags":["'
 LLM_PIPELINES = frozenset({"zero-shot", "rag", "cascade"})
 ANSWER_SUFFIX = '"]}'
 LLMMode = Literal["auto", "generate", "score"]
+#: a neighbour at least this similar is the same product (thin_vote does not apply)
+NEAR_DUPLICATE = 0.95
 #: the blend weight for a model that brings none (chosen for the untuned SmolLM2)
 DEFAULT_LLM_WEIGHT = 0.3
 
@@ -73,7 +77,14 @@ class TaggerConfig:
     """The LLM's share in the blend with the vote; None: the weight fitted for the model
     (its manifest, ``tagsmith finetune``) or else :data:`DEFAULT_LLM_WEIGHT`."""
     cascade_threshold: float = 0.8
-    review_threshold: float = 0.5
+    review_threshold: float | None = None
+    """``needs_review`` below this confidence. None: the threshold fitted for the index
+    generation (its calibration, for ``target_precision``); an explicit value always wins.
+    Without a fitted calibration (tiny pool, old generation) and for the LLM pipelines
+    ``rag`` and ``zero-shot`` (whose confidence blends in the LLM): 0.5."""
+    target_precision: float | None = None
+    """The precision of unflagged answers the fitted threshold aims at (None: the one the
+    generation was calibrated for)."""
     reask_budget: int = 2
     shuffle_candidates: bool = True
     max_neighbors_shown: int = 5
@@ -150,6 +161,53 @@ class Tagger:
     @property
     def snapshot(self) -> Snapshot:
         return self.generator.snapshot
+
+    @property
+    def review_threshold(self) -> float:
+        """The confidence below which an answer goes to review: the configured one, else the
+        one fitted for this index generation (see :attr:`TaggerConfig.review_threshold`)."""
+        cfg = self.config
+        if cfg.review_threshold is not None:
+            return cfg.review_threshold
+        calibration = self.generator.calibration
+        if calibration is None or not calibration.fitted or cfg.pipeline in ("rag", "zero-shot"):
+            return DEFAULT_REVIEW_THRESHOLD
+        return calibration.threshold(cfg.target_precision, lexical=cfg.pipeline != "knn")
+
+    def _calibrated(self, scores: dict[str, float], *, lexical: bool) -> dict[str, float]:
+        """The generation's calibration map applied to the top answer's probability (the
+        others scaled to share the rest)."""
+        calibration = self.generator.calibration
+        if calibration is None or not calibration.fitted or not scores:
+            return scores
+        top = max(scores, key=lambda k: scores[k])
+        old = scores[top]
+        new = calibration.confidence(old, lexical=lexical)
+        rest = (1.0 - new) / (1.0 - old) if old < 1.0 else 0.0
+        return {k: (new if k == top else v * rest) for k, v in scores.items()}
+
+    def _doubts(self, retrieval: Retrieval, winner: str, pipeline: str) -> list[ReviewReason]:
+        """Out-of-distribution reasons: text the embedder cannot read, a product far from
+        every example, a winning category backed by a single neighbour."""
+        reasons: list[ReviewReason] = []
+        if retrieval.unreadable > UNREADABLE_SHARE:
+            reasons.append("unreadable_text")
+        index = self.generator.index
+        if pipeline == "zero-shot" or index is None or not len(index):
+            return reasons
+        calibration = self.generator.calibration
+        far = calibration.far_similarity if calibration is not None else None
+        nearest = max((n.score for n in retrieval.neighbours), default=0.0)
+        if far is not None and nearest < far:
+            reasons.append("far_from_examples")
+        # examples count as support when at least as close as a typical product's nearest
+        # example (the fitted far similarity), else when close enough to vote at all; one
+        # example that is the same product (a near-duplicate) is not thin evidence
+        floor = far if far is not None else self.generator.config.far_similarity
+        support = [n.score for n in retrieval.neighbours if winner in n.tags and n.score >= floor]
+        if len(support) == 1 and support[0] < NEAR_DUPLICATE:
+            reasons.append("thin_vote")
+        return reasons
 
     @property
     def extractor(self) -> AttributeExtractor:
@@ -229,6 +287,8 @@ class Tagger:
             llm_ms = (time.perf_counter() - t_llm) * 1000.0
         t_val = time.perf_counter()
         scores = _blend(votes, outcome.probs, self.llm_weight if outcome.probs else 0.0)
+        if pipeline in ("hybrid", "knn"):
+            scores = self._calibrated(scores, lexical=pipeline == "hybrid")
         tags: list[Tag] = []
         fallback = bool(outcome.failed)
         for tag_id, confidence in sorted(scores.items(), key=lambda kv: -kv[1]):
@@ -253,8 +313,10 @@ class Tagger:
         reasons: list[ReviewReason] = []
         if not tags:
             reasons.append("no_tag")
-        elif confidence < cfg.review_threshold:
-            reasons.append("low_confidence")
+        else:
+            if confidence < self.review_threshold:
+                reasons.append("low_confidence")
+            reasons += self._doubts(retrieval, tags[0].id, pipeline)
         if fallback:
             reasons.append("llm_fallback")
         if self._doubtful(attributes):

@@ -52,7 +52,9 @@ from retrieval import (
     TaxonomyIndex,
     build_index,
 )
+from retrieval.calibration import DEFAULT_REVIEW_THRESHOLD, Calibration
 from retrieval.durable import append_lines, atomic_write_json, resume_keys
+from retrieval.publish import publish_index
 from taxonomy import Snapshot, load_taxonomy
 
 PIPELINES = ("hybrid", "knn", "zero-shot", "rag", "cascade", TFIDF_SVM)
@@ -157,23 +159,47 @@ def cached_index(
 ) -> tuple[ExampleIndex, LexicalClassifier | None]:
     """The example index + lexical classifier for these examples, built once and reused;
     ``step(description)`` announces the long steps (embedding, training) when they run."""
+    index, lexical, _ = cached_bundle(embedder, examples, examples_hash, cache_dir, step=step)
+    return index, lexical
+
+
+def cached_bundle(
+    embedder: CachedEmbedder,
+    examples: Sequence[Example],
+    examples_hash: str,
+    cache_dir: Path,
+    *,
+    snapshot: Snapshot | None = None,
+    step: Callable[[str], None] | None = None,
+) -> tuple[ExampleIndex, LexicalClassifier | None, Calibration | None]:
+    """:func:`cached_index` plus, with a ``snapshot``, the calibration fitted on the pool
+    (as every publication in the service fits it), computed once and cached with it."""
     key = hashlib.sha256(
         json.dumps([examples_hash, embedder.name, asdict(LexicalConfig())], sort_keys=True).encode()
     ).hexdigest()[:24]
     store = IndexStore(cache_dir / "indexes" / key)
     try:
-        index, lexical, _ = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
-        return index, lexical
+        index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+        calibration = manifest.calibration
+        if snapshot is None or calibration is not None:
+            return index, lexical, calibration
     except NoIndexError:
-        pass
+        if step is not None:
+            step(f"embedding {len(examples):,} examples")
+        index = build_index(embedder, examples, chunk=max(1, len(examples)))  # the embedder chunks (and reports)
+        if step is not None:
+            step(f"training the lexical classifier on {len(examples):,} examples")
+        lexical = LexicalClassifier.fit(examples)
+        if snapshot is None:
+            store.publish(index, embedder=embedder.name, lexical=lexical, extra={"examples_sha256": examples_hash})
+            return index, lexical, None
     if step is not None:
-        step(f"embedding {len(examples):,} examples")
-    index = build_index(embedder, examples, chunk=max(1, len(examples)))  # the embedder chunks (and reports)
-    if step is not None:
-        step(f"training the lexical classifier on {len(examples):,} examples")
-    lexical = LexicalClassifier.fit(examples)
-    store.publish(index, embedder=embedder.name, lexical=lexical, extra={"examples_sha256": examples_hash})
-    return index, lexical
+        step(f"calibrating on held-out examples of the {len(index):,}")
+    _, calibration = publish_index(
+        store, index, embedder=embedder, snapshot=snapshot, lexical=lexical,
+        extra={"examples_sha256": examples_hash},
+    )
+    return index, lexical, calibration
 
 
 def _record(item: DatasetItem, result: TagResult, snap: Snapshot) -> dict[str, Any]:
@@ -203,17 +229,26 @@ def build_generator(
     embedder: Callable[[], CachedEmbedder],
     cache_dir: Path,
     step: Callable[[str], None] | None = None,
+    calibrate: bool = False,
 ) -> CandidateGenerator:
     """The candidate generator a run's tagger retrieves with: the examples' index and lexical
-    classifier (cached, :func:`cached_index`) and the taxonomy's node index."""
+    classifier (cached, :func:`cached_index`) and the taxonomy's node index. ``calibrate``:
+    with the calibration fitted on the examples pool, as a publication in the service fits
+    it (cached with the index; the eval runner's taggers use it)."""
     emb = embedder()
-    index, lexical = cached_index(emb, examples, examples_hash, cache_dir, step) if examples else (None, None)
+    index, lexical, calibration = (
+        cached_bundle(emb, examples, examples_hash, cache_dir, snapshot=snap if calibrate else None, step=step)
+        if examples else (None, None, None)
+    )
     # examples and taxonomy nodes come from the cache; the items are embedded afresh (the
     # uncached inner embedder) so that items_per_second is the same on every run
     if step is not None:
         step(f"embedding the taxonomy's {len(snap.active_leaf_ids):,} node texts")
     taxonomy_index = TaxonomyIndex(snap, emb)
-    return CandidateGenerator(emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index)
+    return CandidateGenerator(
+        emb.inner, snap, index, lexical=lexical, taxonomy_index=taxonomy_index,
+        calibration=calibration if calibrate else None,
+    )
 
 
 def build_solver(
@@ -225,14 +260,18 @@ def build_solver(
     embedder: Callable[[], CachedEmbedder],
     llm: Callable[[], LLMBackend],
     cache_dir: Path,
-    review_threshold: float = 0.5,
+    review_threshold: float | None = None,
     step: Callable[[str], None] | None = None,
 ) -> Solver:
+    """``review_threshold``: None: the one fitted on the pool (the service's default)."""
     if cfg.pipeline == TFIDF_SVM:
         if step is not None:
             step(f"training the {TFIDF_SVM} baseline on {len(examples):,} examples")
-        return TfidfSvmBaseline(snap, examples, review_threshold=review_threshold)
-    generator = build_generator(snap, examples, examples_hash, embedder=embedder, cache_dir=cache_dir, step=step)
+        baseline_threshold = DEFAULT_REVIEW_THRESHOLD if review_threshold is None else review_threshold
+        return TfidfSvmBaseline(snap, examples, review_threshold=baseline_threshold)
+    generator = build_generator(
+        snap, examples, examples_hash, embedder=embedder, cache_dir=cache_dir, step=step, calibrate=True
+    )
     tagger_cfg = TaggerConfig(pipeline=cfg.pipeline, review_threshold=review_threshold, **cfg.tagger)  # type: ignore[arg-type]
     backend = None
     if cfg.pipeline in LLM_PIPELINES:
@@ -249,7 +288,7 @@ def run_eval(
     llm: Callable[[], LLMBackend],
     cache_dir: Path,
     llm_model: str | None = None,
-    review_threshold: float = 0.5,
+    review_threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     step: Callable[[str], None] | None = None,
 ) -> RunSummary:

@@ -116,6 +116,9 @@ class CachedEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    def unreadable(self, texts: Sequence[str]) -> list[float]:
+        return self.inner.unreadable(texts)
+
     def encode(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         cached = self.cache.get_many(self.name, texts, self.dim)

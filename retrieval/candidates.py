@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from retrieval.lexical import LexicalClassifier
 from retrieval.taxonomy_search import TaxonomyIndex
 from retrieval.text import DEFAULT_MAX_CHARS, ProductLike, text_of
 from taxonomy import Snapshot
+
+if TYPE_CHECKING:
+    from retrieval.calibration import Calibration
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,7 @@ class Neighbour:
 class Retrieval:
     neighbours: tuple[Neighbour, ...]
     candidates: tuple[Candidate, ...]
+    unreadable: float = 0.0  # share of the text the embedder cannot read (Embedder.unreadable)
 
 
 class CandidateGenerator:
@@ -97,7 +102,8 @@ class CandidateGenerator:
 
     ``index`` may be None or empty: candidates then come from taxonomy search alone.
     ``allowed`` restricts the returned ids (default: the snapshot's active leaves); ids not
-    active in the snapshot are refused.
+    active in the snapshot are refused. ``calibration``: the index generation's fitted
+    calibration (:mod:`retrieval.calibration`), whose temperatures replace the config's.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class CandidateGenerator:
         allowed: Collection[str] | None = None,
         taxonomy_index: TaxonomyIndex | None = None,
         lexical: LexicalClassifier | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         if index is not None and index.dim != embedder.dim:
             raise ValueError(f"index dimension {index.dim} != embedder dimension {embedder.dim}")
@@ -117,6 +124,11 @@ class CandidateGenerator:
         self.snapshot = snapshot
         self.index = index
         self.config = config or CandidateConfig()
+        self.calibration = calibration
+        if calibration is not None and calibration.fitted:
+            self.config = replace(
+                self.config, temperature=calibration.temperature, knn_temperature=calibration.knn_temperature
+            )
         allowed_ids = snapshot.active_leaf_ids if allowed is None else frozenset(allowed)
         inactive = sorted(a for a in allowed_ids if a not in snapshot.active_ids)
         if inactive:
@@ -137,7 +149,8 @@ class CandidateGenerator:
     def with_snapshot(self, snapshot: Snapshot) -> CandidateGenerator:
         """The same examples and classifier against another taxonomy version."""
         return CandidateGenerator(
-            self.embedder, snapshot, self.index, config=self.config, lexical=self.lexical
+            self.embedder, snapshot, self.index, config=self.config, lexical=self.lexical,
+            calibration=self.calibration,
         )
 
     def retrieve(
@@ -154,7 +167,9 @@ class CandidateGenerator:
         margins = None
         if lexical and examples and self.lexical is not None and products:
             margins = self.lexical.decision(products)
-        return self.retrieve_vectors(self.embedder.encode(texts), margins=margins, examples=examples)
+        out = self.retrieve_vectors(self.embedder.encode(texts), margins=margins, examples=examples)
+        shares = self.embedder.unreadable(texts) if texts else []
+        return [replace(r, unreadable=float(share)) for r, share in zip(out, shares, strict=True)]
 
     def retrieve_vectors(
         self,

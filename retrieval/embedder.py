@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from retrieval.errors import EmbedderError
 from retrieval.packaged import EMBEDDER_INSTALL, default_embedder_dir
+from retrieval.readability import uncovered_share, vocabulary_scripts
 
 Vectors = NDArray[np.float32]
 Quantize = Literal["none", "int8"]
@@ -41,6 +42,13 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+    def unreadable(self, texts: Sequence[str]) -> list[float]:
+        """Per text, the share (0..1) of its letters this embedder cannot read: letters of a
+        script it does not cover, or that its tokenizer maps to unknown tokens. A text
+        mostly unreadable (above :data:`retrieval.readability.UNREADABLE_SHARE`) gets a
+        vector that says nothing about it, and its answer goes to review."""
+        ...
 
 
 def normalize(vectors: NDArray[Any]) -> Vectors:
@@ -147,6 +155,12 @@ class SentenceTransformerEmbedder:
         self.quantize = quantize
         suffix = f"+seq{self.max_seq_length}" + ("+int8" if quantize == "int8" else "")
         self._name = f"{label}@{_fingerprint(model_dir)}{suffix}"
+        tokenizer = getattr(st, "tokenizer", None)
+        self._tokenizer = tokenizer
+        self._unk_id: int | None = getattr(tokenizer, "unk_token_id", None)
+        vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+        #: the scripts this model's vocabulary covers (the packaged MiniLM: Latin only)
+        self.scripts: frozenset[str] | None = vocabulary_scripts(vocab) if vocab else None
 
     @property
     def name(self) -> str:
@@ -170,6 +184,20 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return normalize(np.asarray(out))
+
+    def unreadable(self, texts: Sequence[str]) -> list[float]:
+        """The larger of the share of letters in scripts the vocabulary does not cover and
+        the share of the text's tokens that are the tokenizer's unknown token."""
+        out = []
+        for text in texts:
+            share = uncovered_share(text, covered=self.scripts)
+            if self._tokenizer is not None and self._unk_id is not None and text.strip():
+                ids = self._tokenizer(text, add_special_tokens=False, truncation=True,
+                                      max_length=max(self.max_seq_length, 1))["input_ids"]
+                if ids:
+                    share = max(share, sum(1 for i in ids if i == self._unk_id) / len(ids))
+            out.append(share)
+        return out
 
     def __repr__(self) -> str:
         return f"<SentenceTransformerEmbedder {self._name} dim={self._dim} device={self.device}>"

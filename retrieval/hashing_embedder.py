@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.embedder import Vectors, normalize
+from retrieval.readability import UNSPACED_SCRIPTS, uncovered_share
 
 #: bump when the features change: the name keys caches and index manifests
 _FEATURES_VERSION = 1
@@ -63,6 +64,12 @@ class HashingEmbedder:
     def _sublinear(counts: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.sign(counts) * np.log1p(np.abs(counts))
         return out
+
+    def unreadable(self, texts: Sequence[str]) -> list[float]:
+        """Its features are words split on spaces (and character grams inside them): a
+        script written without spaces between words (Chinese, Japanese, Thai…) turns a
+        whole phrase into one "word" it cannot relate to anything, so it does not read it."""
+        return [uncovered_share(t, uncovered=UNSPACED_SCRIPTS) for t in texts]
 
     def __repr__(self) -> str:
         return f"<HashingEmbedder {self._name}>"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -94,11 +94,16 @@ class LexicalClassifier:
         return sum(1 for n in counts.values() if n >= cfg.min_class_examples) >= 2
 
     @classmethod
-    def fit(cls, examples: Sequence[Example], config: LexicalConfig | None = None) -> LexicalClassifier | None:
+    def fit(
+        cls, examples: Sequence[Example], config: LexicalConfig | None = None,
+        *, classes: Collection[str] | None = None,
+    ) -> LexicalClassifier | None:
         """Train on the examples' texts and tags (an example with k tags is k rows).
 
-        Tags with fewer than ``min_class_examples`` examples are left out. Returns None when
-        fewer than two tags remain: nothing to discriminate.
+        Tags with fewer than ``min_class_examples`` examples are left out, unless named in
+        ``classes`` (cross-fitting, :mod:`retrieval.calibration`: the classifier trained
+        without a held-out fold keeps the classes the full pool's classifier has). Returns
+        None when fewer than two tags remain: nothing to discriminate.
         """
         cfg = config or LexicalConfig()
         counts = Counter(tag for ex in examples for tag in ex.tags)
@@ -107,7 +112,7 @@ class LexicalClassifier:
         for ex in examples:
             text = text_of(ex, cfg.max_chars)
             for tag in ex.tags:
-                if counts[tag] >= cfg.min_class_examples:
+                if counts[tag] >= cfg.min_class_examples or (classes is not None and tag in classes):
                     texts.append(text)
                     labels.append(tag)
         if len(set(labels)) < 2:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrieval.calibration import Calibration, calibration_of
 from retrieval.durable import atomic_write_text, fsync_dir, write_bytes_durable
 from retrieval.errors import IndexCorruptError, IndexMismatchError, NoIndexError
 from retrieval.index import ExampleIndex
@@ -62,6 +63,11 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration fitted for this generation (None: published without one)."""
+        return calibration_of(self.extra)
 
 
 def _sha256(data: bytes) -> str:
@@ -202,11 +208,18 @@ class IndexStore:
         taxonomy_version: int | None = None,
         extra: Mapping[str, Any] | None = None,
         lexical: LexicalClassifier | None = None,
+        calibration: Calibration | None = None,
     ) -> Manifest:
         """Write ``index`` (and ``lexical``, trained on its examples) as a new generation
-        and make it current; returns its manifest."""
+        and make it current; returns its manifest. ``calibration`` (fitted on this index,
+        :func:`retrieval.publish.publish_index`) is stored in the manifest's ``extra``,
+        covered by the manifest checksum; a calibration in ``extra`` is never carried over
+        from another generation."""
         files = index.to_files()
         extra = dict(extra or {})
+        extra.pop("calibration", None)
+        if calibration is not None:
+            extra["calibration"] = calibration.to_dict()
         if lexical is not None:
             files.update(lexical.to_files())
             extra["lexical"] = {"classes": len(lexical.classes), "examples": lexical.n_examples}
@@ -264,4 +277,6 @@ def stats(manifest: Manifest) -> dict[str, Any]:
     """A flat summary for the CLI and the service."""
     out = {k: v for k, v in asdict(manifest).items() if k not in {"files", "extra"}}
     out["bytes"] = sum(int(f["bytes"]) for f in manifest.files.values())
+    calibration = manifest.calibration
+    out["calibration"] = calibration.summary() if calibration is not None else None
     return out

@@ -28,7 +28,9 @@ from retrieval import (
     build_index,
     packaged_examples,
 )
+from retrieval.calibration import Calibration
 from retrieval.prebuilt import PrebuiltVectors
+from retrieval.publish import publish_index
 from serve.backends import backend_from_settings
 from serve.filemodes import private_data_dir, private_db_file
 from serve.settings import Settings
@@ -48,6 +50,7 @@ class Runtime:
     llm: LLMBackend | None
     tagger: Tagger
     lexical: LexicalClassifier | None = None
+    calibration: Calibration | None = None
 
     def close(self) -> None:
         if self.llm is not None:
@@ -129,12 +132,15 @@ def load_or_build_index(
     embedder: CachedEmbedder,
     snap: Snapshot,
     progress: StartupProgress | None = None,
-) -> tuple[ExampleIndex, LexicalClassifier | None]:
-    """The published index and its lexical classifier; on first start, the shipped
-    examples, built, trained and published. A generation published without a classifier
-    (by an older tagsmith) gets one trained
-    now and republished, so the default pipeline always has both signals."""
+) -> tuple[ExampleIndex, LexicalClassifier | None, Calibration | None]:
+    """The published index, its lexical classifier and its calibration; on first start, the
+    shipped examples, built, trained, calibrated and published. A generation published
+    without a classifier or a calibration (by an older tagsmith), or with a calibration
+    carried over from its predecessor whose refit never ran (the process stopped first),
+    gets them now and is republished, so the default pipeline always has both signals and
+    a calibration of its own pool."""
     store = IndexStore(settings.data_dir / "index")
+    target = settings.tagging.target_precision
     try:
         index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
     except NoIndexError:
@@ -144,18 +150,25 @@ def load_or_build_index(
         first = f"training the lexical classifier on {len(index)} examples (first start)"
         with _step(progress, first, when=LexicalClassifier.trainable(examples)):
             lexical = LexicalClassifier.fit(list(index))
-        store.publish(index, embedder=embedder.name, taxonomy_version=snap.version, lexical=lexical)
-        return index, lexical
-    if lexical is None and len(index):
+        _, first_calibration = publish_index(
+            store, index, embedder=embedder, snapshot=snap, lexical=lexical,
+            taxonomy_version=snap.version, target_precision=target,
+        )
+        return index, lexical, first_calibration
+    calibration = manifest.calibration
+    retrain = lexical is None and len(index) > 0
+    if retrain:
         upgrade = f"training the lexical classifier on {len(index)} examples"
         with _step(progress, upgrade, when=LexicalClassifier.trainable(list(index))):
             lexical = LexicalClassifier.fit(list(index))
-        if lexical is not None:
-            store.publish(
-                index, embedder=embedder.name, taxonomy_version=manifest.taxonomy_version,
-                extra=manifest.extra, lexical=lexical,
+        retrain = lexical is not None
+    if retrain or calibration is None or calibration.refit_pending:
+        with _step(progress, f"calibrating confidences on held-out examples of the {len(index):,}"):
+            _, calibration = publish_index(
+                store, index, embedder=embedder, snapshot=snap, lexical=lexical,
+                taxonomy_version=manifest.taxonomy_version, extra=manifest.extra, target_precision=target,
             )
-    return index, lexical
+    return index, lexical, calibration
 
 
 def labelled_examples(index: ExampleIndex) -> int:
@@ -205,11 +218,12 @@ def build_runtime(
     if first_start:
         _install_packaged_crosswalk(settings, store, progress)
     embedder = embedder_from_settings(settings)
-    index, lexical = load_or_build_index(settings, embedder, snap, progress)
+    index, lexical, calibration = load_or_build_index(settings, embedder, snap, progress)
     cfg = TaggerConfig(
         pipeline=pipeline or settings.tagging.pipeline,  # type: ignore[arg-type]
         llm_weight=settings.tagging.llm_weight,
         review_threshold=settings.tagging.review_threshold,
+        target_precision=settings.tagging.target_precision,
         reask_budget=settings.tagging.reask_budget,
         attributes=settings.tagging.attributes if attributes is None else attributes,
         attribute_review_threshold=settings.tagging.attribute_review_threshold,
@@ -218,10 +232,10 @@ def build_runtime(
     if backend is None and cfg.pipeline in LLM_PIPELINES:
         backend = backend_from_settings(settings)
     with embedding_step(embedder, progress, "embedding the taxonomy's node texts for search"):
-        generator = CandidateGenerator(embedder, snap, index, lexical=lexical)
+        generator = CandidateGenerator(embedder, snap, index, lexical=lexical, calibration=calibration)
     extractor = fit_extractor(snap, index, progress) if eager_extractor else None
     tagger = Tagger(generator, backend, config=cfg, extractor=extractor)
-    return Runtime(store, embedder, index, backend, tagger, lexical)
+    return Runtime(store, embedder, index, backend, tagger, lexical, calibration)
 
 
 def _install_packaged_crosswalk(settings: Settings, store: TaxonomyStore, progress: StartupProgress | None) -> None:

@@ -84,7 +84,17 @@ class TaggingSettings(BaseModel):
         description="LLM share in the blend with the vote (default: the weight fitted for a fine-tuned "
         "model, in its manifest; else 0.3)",
     )
-    review_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="needs_review below this confidence")
+    review_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="needs_review below this confidence; unset: the threshold fitted for the index "
+        "generation in use (reaching target_precision on held-out examples), 0.5 when none was fitted "
+        "(tiny pool) and for the rag / zero-shot pipelines. A value set here always wins",
+    )
+    target_precision: float = Field(
+        default=0.95, gt=0.0, le=1.0,
+        description="precision the unflagged answers should reach: every index publication fits the "
+        "lowest review threshold whose held-out answers above it are this often right",
+    )
     reask_budget: int = Field(default=2, ge=0, le=5)
     attributes: SelectionField = Field(
         default="on",

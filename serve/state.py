@@ -140,6 +140,7 @@ def load_services(state: AppState) -> Services:
     tagging = TaggingState(
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,
         embedder=runtime.embedder, metrics=metrics, generation=pointer[0] if pointer else None,
+        target_precision=settings.tagging.target_precision,
     )
     problem = selection_problem(tagging.snapshot, settings.tagging.attributes)
     if problem is not None:  # a typo in the configuration: every default request would get none

@@ -8,6 +8,11 @@ snapshot, example index and lexical classifier; and the ways a new one is made.
 - **Index updates** (feedback, deletions) copy the index, change the copy, publish it as a
   new generation and swap: readers never see an index being modified. Small indexes get
   their lexical classifier retrained within the update, big ones in the background.
+  The calibration (temperatures, review threshold, far-from-examples similarity:
+  :mod:`retrieval.calibration`) is refitted on the held-out part of every generation's
+  pool; an update publishes with its predecessor's calibration marked ``refit_pending``
+  and a debounced background refit publishes the next generation with its own (a
+  cross-fitted refit costs several classifier trainings: too slow inside a request).
 - **Refresh** picks up taxonomy versions and index generations other processes published.
 - **The attribute extractor** is fitted on the view's taxonomy version and examples when the
   view is built, never inside a request: within the update when few examples carry
@@ -35,6 +40,8 @@ from retrieval import (
     IndexStore,
     LexicalClassifier,
 )
+from retrieval.calibration import DEFAULT_TARGET_PRECISION, Calibration
+from retrieval.publish import publish_index
 from serve.metrics import Metrics
 from serve.runtime import fit_extractor, labelled_examples
 from taxonomy import Snapshot, TaxonomyStore
@@ -82,19 +89,24 @@ class TaggingState:
         embedder: CachedEmbedder,
         metrics: Metrics,
         generation: str | None = None,
+        target_precision: float = DEFAULT_TARGET_PRECISION,
     ) -> None:
-        """``generation``: the index generation current *before* ``index`` was loaded (read
+        """``target_precision``: what publications fit the review threshold for.
+
+        ``generation``: the index generation current *before* ``index`` was loaded (read
         after, a publication in between would go unnoticed; read before, it is reloaded once)."""
         self.taxonomy_store = taxonomy_store
         self.index_store = index_store
         self.embedder = embedder
         self.metrics = metrics
+        self.target_precision = target_precision
         lexical = tagger.generator.lexical  # the classifier the tagger uses
         _ = tagger.extractor  # fitted now (if the runtime did not), not by the first request
         self._view = TaggingView(tagger, index, lexical, generation)
         self._swap_lock = threading.Lock()  # one view builder at a time
         self._index_lock = threading.Lock()  # one index writer at a time
         self._retrain_timer: threading.Timer | None = None
+        self._retrain_lexical = False
         self._refit_timer: threading.Timer | None = None
         self._timer_lock = threading.Lock()
         self._observe(self._view)
@@ -107,6 +119,11 @@ class TaggingState:
     @property
     def snapshot(self) -> Snapshot:
         return self._view.snapshot
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration of the index generation in use."""
+        return self._view.tagger.generator.calibration
 
     @property
     def pipeline(self) -> str:
@@ -156,13 +173,14 @@ class TaggingState:
         return view
 
     def use_index(
-        self, index: ExampleIndex, lexical: LexicalClassifier | None, generation: str | None
+        self, index: ExampleIndex, lexical: LexicalClassifier | None, generation: str | None,
+        calibration: Calibration | None = None,
     ) -> TaggingView:
         def build(cur: TaggingView) -> TaggingView:
             old = cur.tagger.generator
             generator = CandidateGenerator(
                 old.embedder, old.snapshot, index, config=old.config,
-                taxonomy_index=old.taxonomy_index, lexical=lexical,
+                taxonomy_index=old.taxonomy_index, lexical=lexical, calibration=calibration,
             )
             extractor, stale = self._extractor_for(cur, old.snapshot, index)
             return TaggingView(_retarget(cur.tagger, generator, extractor), index, lexical, generation, stale)
@@ -226,7 +244,8 @@ class TaggingState:
 
     # ---- publishing --------------------------------------------------------------------
     def update_index(self, change: Callable[[ExampleIndex], T]) -> tuple[T, TaggingView]:
-        """Copy the index, apply ``change`` to the copy, publish it, swap it in."""
+        """Copy the index, apply ``change`` to the copy, publish it, swap it in; the lexical
+        classifier (when big) and the calibration are refitted in the background."""
         with self._index_lock:
             cur = self._view
             index = ExampleIndex.from_files(cur.index.to_files())
@@ -237,34 +256,58 @@ class TaggingState:
                 lexical = LexicalClassifier.fit(list(index))
             else:
                 retrain_later = True
-            view = self._publish(index, lexical)
-        if retrain_later:
-            self._schedule_retrain()
+            previous = cur.tagger.generator.calibration
+            carried = replace(previous, refit_pending=True) if previous is not None else None
+            view = self._publish(index, lexical, carried)
+        self._schedule_retrain(lexical=retrain_later)
         return out, view
 
-    def _publish(self, index: ExampleIndex, lexical: LexicalClassifier | None) -> TaggingView:
-        manifest = self.index_store.publish(
-            index, embedder=self.embedder.name, taxonomy_version=self._view.snapshot.version,
-            lexical=lexical,
+    def _publish(
+        self, index: ExampleIndex, lexical: LexicalClassifier | None, calibration: Calibration | None = None
+    ) -> TaggingView:
+        """Publish ``index`` with ``calibration``, or one fitted now when None."""
+        generator = self._view.tagger.generator
+        manifest, fitted = publish_index(
+            self.index_store, index, embedder=self.embedder, snapshot=generator.snapshot,
+            lexical=lexical, taxonomy_version=self._view.snapshot.version,
+            target_precision=self.target_precision, calibration=calibration,
+            taxonomy_index=generator.taxonomy_index,
         )
-        return self.use_index(index, lexical, manifest.generation)
+        return self.use_index(index, lexical, manifest.generation, fitted)
 
-    def _schedule_retrain(self) -> None:
-        if self._retrain_timer is not None:
-            self._retrain_timer.cancel()  # debounce: one retrain after a burst of feedback
-        timer = threading.Timer(LEXICAL_RETRAIN_DELAY_S, self._retrain)
-        timer.daemon = True
-        self._retrain_timer = timer
-        timer.start()
+    def _schedule_retrain(self, *, lexical: bool) -> None:
+        with self._timer_lock:
+            self._retrain_lexical = lexical or self._retrain_lexical
+            if self._retrain_timer is not None:
+                self._retrain_timer.cancel()  # debounce: one refit after a burst of feedback
+            timer = threading.Timer(LEXICAL_RETRAIN_DELAY_S, self._retrain)
+            timer.daemon = True
+            self._retrain_timer = timer
+            timer.start()
 
     def _retrain(self) -> None:
-        index = self._view.index
-        lexical = LexicalClassifier.fit(list(index))
-        with self._index_lock:
-            if self._view.index is not index:  # changed meanwhile: that change reschedules
-                return
-            self._publish(index, lexical)
-        log.info("lexical classifier retrained", extra={"examples": len(index)})
+        """Retrain the lexical classifier (when the update left it to this) and refit the
+        calibration of the current index, then publish both as the next generation."""
+        with self._timer_lock:
+            retrain_lexical, self._retrain_lexical = self._retrain_lexical, False
+        view = self._view
+        index = view.index
+        try:
+            lexical = LexicalClassifier.fit(list(index)) if retrain_lexical else view.lexical
+            with self._index_lock:
+                if self._view.index is not index:  # changed meanwhile: that change reschedules
+                    with self._timer_lock:
+                        self._retrain_lexical = self._retrain_lexical or retrain_lexical
+                    return
+                self._publish(index, lexical)
+        except Exception:  # the previous classifier and calibration keep serving
+            log.exception("background retrain / recalibration failed")
+            return
+        calibration = self.calibration
+        log.info("index refitted", extra={
+            "examples": len(index), "lexical_retrained": retrain_lexical,
+            "calibration": calibration.method if calibration is not None else None,
+        })
 
     def refresh(self) -> None:
         """Pick up a taxonomy version or index generation published by another process."""
@@ -277,13 +320,13 @@ class TaggingState:
                 embedder = self.embedder
                 index, lexical, manifest = self.index_store.load_bundle(embedder=embedder.name, dim=embedder.dim)
                 if manifest.generation != self._view.index_generation:
-                    self.use_index(index, lexical, manifest.generation)
+                    self.use_index(index, lexical, manifest.generation, manifest.calibration)
                     log.info("index generation in use", extra={"generation": manifest.generation})
 
     def stop(self) -> None:
-        if self._retrain_timer is not None:
-            self._retrain_timer.cancel()
         with self._timer_lock:
+            if self._retrain_timer is not None:
+                self._retrain_timer.cancel()
             if self._refit_timer is not None:
                 self._refit_timer.cancel()
 

@@ -157,7 +157,7 @@ def build_attr_solver(
     embedder: Callable[[], CachedEmbedder],
     llm: Callable[[], LLMBackend],
     cache_dir: Path,
-    review_threshold: float = 0.5,
+    review_threshold: float | None = None,
     step: Callable[[str], None] | None = None,
 ) -> AttrSolver:
     if cfg.pipeline == DICT_BASELINE:
@@ -188,7 +188,7 @@ def run_attribute_eval(
     cache_dir: Path,
     llm_model: str | None = None,
     embedder_name: str | None = None,
-    review_threshold: float = 0.5,
+    review_threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     step: Callable[[str], None] | None = None,
 ) -> RunSummary:

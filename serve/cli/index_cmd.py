@@ -84,19 +84,24 @@ def _check_tags(snap: Snapshot, examples: list[Example]) -> None:
 
 def _publish(index: ExampleIndex, embedder: CachedEmbedder, snap: Snapshot) -> None:
     from retrieval import IndexStore, LexicalClassifier
+    from retrieval.calibration import describe
+    from retrieval.publish import publish_index
 
     # the lexical classifier is part of the generation: retrained on every publication so
     # it always describes exactly the examples it is published with (~50 s per 10k)
     with console.status(f"training the lexical classifier on {len(index)} examples"):
         lexical = LexicalClassifier.fit(list(index))
-    manifest = IndexStore(_index_dir()).publish(
-        index, embedder=embedder.name, taxonomy_version=snap.version, lexical=lexical
-    )
+    with console.status(f"calibrating confidences on held-out examples of the {len(index):,}"):
+        manifest, calibration = publish_index(
+            IndexStore(_index_dir()), index, embedder=embedder, snapshot=snap, lexical=lexical,
+            taxonomy_version=snap.version, target_precision=settings().tagging.target_precision,
+        )
     console.print(
         f"published [bold]{manifest.generation}[/]: {manifest.count} examples, "
         f"{manifest.tag_count} distinct tags, embedder {manifest.embedder} "
         f"(cache: {embedder.hits} hits, {embedder.misses} encoded)"
     )
+    console.print(f"calibration: {describe(calibration)}", highlight=False, soft_wrap=True)
 
 
 def _load(embedder: CachedEmbedder) -> ExampleIndex:
@@ -166,6 +171,10 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
         console.print_json(json.dumps(info))
         return
     for key, value in info.items():
+        if key == "calibration" and isinstance(value, dict):
+            for name, figure in value.items():
+                console.print(f"[bold]calibration.{name}[/]: {figure}", highlight=False)
+            continue
         console.print(f"[bold]{key}[/]: {value}", highlight=False)
 
 

@@ -47,6 +47,9 @@ def test_build_add_stats_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out = runner.invoke(app, ["index", "stats", "--json"])
     info = json.loads(out.stdout)
     assert info["count"] == 8 and info["dim"] == HashingEmbedder().dim and info["generations"] == ["gen-000002", "gen-000003"]
+    # 8 examples of 7 categories: too few to hold out, and the stats say so
+    assert info["calibration"]["method"] == "default" and "single example" in info["calibration"]["note"]
+    assert "calibration: defaults" in runner.invoke(app, ["index", "add", str(more), "--taxonomy", str(tax)]).output
 
     out = runner.invoke(app, ["index", "search", "filter coffee maker", "--taxonomy", str(tax), "--json", "-k", "2"])
     assert out.exit_code == 0, out.output

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from agent.llm import LLMBackend
 from retrieval import CandidateGenerator, Example, IndexStore, LexicalClassifier, build_index
+from retrieval.publish import publish_index
 from serve.app import create_app
 from serve.keys import SCOPES, KeyStore, key_store_path
 from serve.runtime import embedder_from_settings
@@ -138,9 +139,9 @@ def seed_data_dir(data_dir: Path, *, document: TaxonomyDocument | None = None, *
         snap = store.import_document(document or shop_document(), expected_version=0, author="tests")
     embedder = embedder_from_settings(settings)
     index = build_index(embedder, shop_examples())
-    IndexStore(data_dir / "index").publish(
-        index, embedder=embedder.name, taxonomy_version=snap.version,
-        lexical=LexicalClassifier.fit(list(index)),
+    publish_index(
+        IndexStore(data_dir / "index"), index, embedder=embedder, snapshot=snap,
+        taxonomy_version=snap.version, lexical=LexicalClassifier.fit(list(index)),
     )
     # warm the embedding cache with the taxonomy's node texts, as a first start would
     CandidateGenerator(embedder, snap, index)

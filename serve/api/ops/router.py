@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serve.api.context import AppState
 from serve.api.deps import StateDep
@@ -20,9 +20,27 @@ router = APIRouter(tags=["operations"])
 Status = Literal["ok", "starting", "unavailable", "dead"]
 
 
+class CalibrationInfo(BaseModel):
+    """How the index generation in use is calibrated (fitted at its publication on a
+    cross-fitted held-out part of its pool; ``method: default`` when the pool was too small)."""
+
+    method: str = Field(description="cross-fitted, or default (too few examples to hold out; see note)")
+    ece: float | None = Field(description="held-out expected calibration error, percent (10 bins)")
+    temperature: float
+    knn_temperature: float
+    review_threshold: float = Field(description="the threshold in use (a configured one wins over the fitted one)")
+    review_threshold_source: str = Field(description="configured, fitted, or default")
+    target_precision: float
+    held_out: int = Field(description="held-out examples the calibration was fitted on")
+    far_similarity: float | None = Field(description="nearest-example similarity below which far_from_examples is flagged")
+    refit_pending: bool
+    note: str
+
+
 class Health(BaseModel):
     status: Status
     checks: dict[str, str]
+    calibration: CalibrationInfo | None = None
 
 
 def _dead(state: AppState) -> str | None:
@@ -38,8 +56,31 @@ def _dead(state: AppState) -> str | None:
     return None
 
 
-def _reply(status: Status, checks: dict[str, str], code: int) -> JSONResponse:
-    return JSONResponse(Health(status=status, checks=checks).model_dump(), status_code=code)
+def _reply(
+    status: Status, checks: dict[str, str], code: int, calibration: CalibrationInfo | None = None
+) -> JSONResponse:
+    body = Health(status=status, checks=checks, calibration=calibration)
+    return JSONResponse(body.model_dump(), status_code=code)
+
+
+def _calibration(state: AppState) -> CalibrationInfo | None:
+    services = state.services
+    if services is None:
+        return None
+    tagger = services.tagging.current.tagger
+    calibration = tagger.generator.calibration
+    if calibration is None:
+        return None
+    configured = tagger.config.review_threshold is not None
+    source = "configured" if configured else ("fitted" if calibration.fitted else "default")
+    target = tagger.config.target_precision or calibration.target_precision
+    return CalibrationInfo(
+        method=calibration.method, ece=calibration.ece, temperature=calibration.temperature,
+        knn_temperature=calibration.knn_temperature, review_threshold=tagger.review_threshold,
+        review_threshold_source=source, target_precision=target, held_out=calibration.held_out,
+        far_similarity=calibration.far_similarity, refit_pending=calibration.refit_pending,
+        note=calibration.note,
+    )
 
 
 _HEALTH: dict[int | str, dict[str, Any]] = {503: {"model": Health, "description": "see `checks`"}}
@@ -72,6 +113,12 @@ async def readyz(state: StateDep) -> JSONResponse:
         "index": f"{len(current.index)} examples ({current.index_generation or 'unpublished'})",
         "jobs_worker": "ok",
     }
+    calibration = _calibration(state)
+    if calibration is not None:
+        checks["calibration"] = (
+            f"{calibration.method}: ECE {calibration.ece}, review threshold "
+            f"{calibration.review_threshold:.3f} ({calibration.review_threshold_source})"
+        )
     llm = tagging.llm
     if llm is not None:
         problem = await asyncio.to_thread(llm_canary, llm)
@@ -79,7 +126,7 @@ async def readyz(state: StateDep) -> JSONResponse:
     else:
         checks["llm"] = f"not used by the {tagging.pipeline} pipeline"
     ready = problem is None
-    return _reply("ok" if ready else "unavailable", checks, 200 if ready else 503)
+    return _reply("ok" if ready else "unavailable", checks, 200 if ready else 503, calibration)
 
 
 @router.get(
