@@ -246,26 +246,32 @@ SQLITE_FILES: dict[StoreName, str] = {
 
 
 class DatabaseSettings(BaseModel):
-    url: str | None = Field(
+    url: SecretStr | None = Field(
         default=None,
         description="where the service's state lives (taxonomy versions, API keys, feedback, the "
         "review queue): a SQLAlchemy URL, e.g. postgresql+psycopg://tagsmith:PASSWORD@db:5432/tagsmith "
         "for state shared by several replicas; unset: SQLite files in data_dir (taxonomy.db, keys.db, "
-        "feedback.db, review.db). Also read from TAGSMITH_DATABASE_URL",
+        "feedback.db, review.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
+        "password): never shown in errors or logs",
     )
 
     @field_validator("url")
     @classmethod
-    def _known_backend(cls, value: str | None) -> str | None:
-        if not value:
+    def _known_backend(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
             return None
         try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
+            backend = make_url(value.get_secret_value()).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL (dialect+driver://user:password@host:port/database)") from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {backend!r}: use postgresql+psycopg://… or sqlite:///…")
         return value
+
+    @property
+    def url_value(self) -> str | None:
+        """The URL itself (``url`` is kept secret everywhere else)."""
+        return self.url.get_secret_value() if self.url is not None else None
 
 
 class Settings(BaseSettings):
@@ -274,6 +280,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,  # secrets (the database URL's password, keys) stay out of errors
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="one directory for all state")
@@ -287,7 +294,7 @@ class Settings(BaseSettings):
     review: ReviewSettings = ReviewSettings()
     ui: UISettings = UISettings()
     database: DatabaseSettings = DatabaseSettings()
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None, exclude=True,
         description="TAGSMITH_DATABASE_URL, the conventional name: the same as database.url",
     )
@@ -310,8 +317,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_database_url(self) -> Settings:
-        if self.database_url:
-            if self.database.url and self.database.url != self.database_url:
+        alias = self.database_url.get_secret_value() if self.database_url is not None else ""
+        if alias:
+            if self.database.url_value and self.database.url_value != alias:
                 raise ValueError("TAGSMITH_DATABASE_URL and database.url disagree: set one")
             self.database = DatabaseSettings(url=self.database_url)
         return self
@@ -324,8 +332,9 @@ class Settings(BaseSettings):
     def store_location(self, store: StoreName) -> Path | str:
         """Where ``store`` lives: ``database.url`` when set, else its SQLite file in the data
         directory (a Path); what the stores' constructors and ``serve.database.open_engine`` take."""
-        if self.database.url:
-            return self.database.url
+        url = self.database.url_value
+        if url:
+            return url
         return self.data_dir / SQLITE_FILES[store]
 
     def store_url(self, store: StoreName) -> str:

@@ -32,5 +32,5 @@ def upgrade() -> None:
         ReviewStore(s.store_location("review")).close()
     except SQLAlchemyError as exc:
         fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    where = safe_url(s.database.url) if s.database.url else f"SQLite files in {s.data_dir}"
+    where = safe_url(s.database.url_value) if s.database.url_value else f"SQLite files in {s.data_dir}"
     console.print(f"schema up to date: taxonomy, keys, feedback, review ({where})")
