@@ -22,12 +22,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     inspect,
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 
 from serve.database import open_engine
 from serve.sqlite import utc
@@ -70,26 +72,23 @@ class FeedbackStore:
     def __init__(self, location: Path | str) -> None:
         """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Add the columns a database made by an older tagsmith lacks."""
-        with self._engine.begin() as conn:
-            have = {c["name"] for c in inspect(conn).get_columns("feedback")}
-            if "attribute_values" not in have:
-                conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
+        create_schema(self._engine, metadata, _migrate)
 
     def add(
         self, *, example_id: str, verdict: str, tags: list[str], product: dict[str, Any],
         note: str | None, reviewer: str, taxonomy_version: int, index_generation: str | None,
-        attribute_values: dict[str, list[str]] | None = None,
+        attribute_values: dict[str, list[str]] | None = None, record_id: str | None = None,
     ) -> FeedbackRecord:
+        """Append a record. ``record_id``: a caller's deterministic id (e.g. the review queue's,
+        derived from the item and its revision): writing it again replaces that record, in one
+        transaction, so a retried decision leaves one record, never two."""
         record = FeedbackRecord(
-            f"fb_{secrets.token_hex(10)}", example_id, verdict, tags, product, note, reviewer,
+            record_id or f"fb_{secrets.token_hex(10)}", example_id, verdict, tags, product, note, reviewer,
             taxonomy_version, index_generation, datetime.now(UTC), dict(attribute_values or {}),
         )
         with self._engine.begin() as conn:
+            if record_id is not None:
+                conn.execute(delete(feedback_table).where(feedback_table.c.id == record_id))
             conn.execute(insert(feedback_table).values(
                 id=record.id, example_id=example_id, verdict=verdict, tags=json.dumps(tags),
                 product=json.dumps(product, ensure_ascii=False), note=note, reviewer=reviewer,
@@ -112,6 +111,13 @@ class FeedbackStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _migrate(conn: Connection) -> None:
+    """Add the columns a database made by an older tagsmith lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns("feedback")}
+    if "attribute_values" not in have:
+        conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
 
 
 def _record(r: RowMapping) -> FeedbackRecord:

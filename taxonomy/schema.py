@@ -7,6 +7,7 @@ head. A reader that knows the head can read everything at or below it without lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
@@ -73,14 +74,20 @@ PG_CONNECT_TIMEOUT_S = 10
 SCHEMA_LOCK = 0x7467736D
 
 
-def create_schema(engine: Engine, meta: MetaData) -> None:
-    """Create ``meta``'s missing tables. On PostgreSQL under a transaction-scoped advisory
-    lock, in one transaction (DDL is transactional there): replicas starting together
-    against one database would otherwise race between "does the table exist?" and CREATE."""
-    with engine.begin() as conn:
+def create_schema(engine: Engine, meta: MetaData, migrate: Callable[[Connection], None] | None = None) -> None:
+    """Create ``meta``'s missing tables, then run ``migrate`` (a store's column-adding steps
+    for databases made by an older tagsmith), in one transaction; on PostgreSQL under a
+    transaction-scoped advisory lock (DDL is transactional there): replicas starting
+    together against one database would otherwise race between "does it exist?" and
+    CREATE / ALTER."""
+    # SQLite: the write lock up front (a deferred transaction that read "no table" could not
+    # upgrade to a writer once another process has created it)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         meta.create_all(conn)
+        if migrate is not None:
+            migrate(conn)
 
 
 def make_engine(url: str) -> Engine:

@@ -129,3 +129,38 @@ def test_only_an_unreachable_or_locked_database_counts_as_unavailable(tmp_path: 
         engine.dispose()
     assert is_unavailable(locked.value) and not is_unavailable(missing.value)
     assert not is_unavailable(ValueError("database is locked"))
+
+
+def test_replicas_starting_together_create_and_migrate_the_schema_once(database_url: str) -> None:
+    """Eight "replicas" open every store at the same moment on an empty database (and the
+    stores' column-adding steps run): none fails on a table or column another one made."""
+    import threading
+
+    from serve.feedback import FeedbackStore
+    from serve.keys import KeyStore
+    from serve.review.store import ReviewStore
+    from taxonomy import TaxonomyStore
+
+    barrier = threading.Barrier(8)
+    failures: list[str] = []
+
+    def open_all() -> None:
+        barrier.wait(timeout=30)
+        try:
+            for opened in (TaxonomyStore(database_url), KeyStore(database_url), FeedbackStore(database_url),
+                           ReviewStore(url=database_url)):
+                opened.close()
+        except Exception as exc:  # reported by the main thread
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=open_all) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    engine = open_engine(database_url)
+    assert {"taxonomy_head", "api_keys", "feedback", "review_items"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM taxonomy_head")).scalar_one() == 1
+    engine.dispose()

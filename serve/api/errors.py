@@ -40,6 +40,10 @@ class ErrorInfo(BaseModel):
     message: str = Field(description="what went wrong and what to do, for humans")
     request_id: str | None = Field(default=None, description="the X-Request-ID of the request")
     details: list[ErrorDetail] = Field(default_factory=list)
+    current: dict[str, Any] | None = Field(
+        default=None, description="only with some 409s (a review item's `changed`): the resource as it is "
+        "now, so the client can show it without another request; absent otherwise",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -57,8 +61,10 @@ class ApiError(Exception):
         *,
         details: list[ErrorDetail] | None = None,
         headers: dict[str, str] | None = None,
+        current: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.current = current
         self.status = status
         self.code = code
         self.message = message
@@ -70,20 +76,25 @@ def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-def error_body(status: int, code: str, message: str, details: list[ErrorDetail] | None = None) -> bytes:
+def error_body(
+    status: int, code: str, message: str, details: list[ErrorDetail] | None = None,
+    current: dict[str, Any] | None = None,
+) -> bytes:
     info = ErrorInfo(
         status=status, code=code, message=message, request_id=request_id_var.get(),
-        details=details or [],
+        details=details or [], current=current,
     )
-    return ErrorResponse(error=info).model_dump_json().encode("utf-8")
+    # ``current`` only where there is one: every other error keeps its shape to the byte
+    exclude: Any = None if current is not None else {"error": {"current"}}
+    return ErrorResponse(error=info).model_dump_json(exclude=exclude).encode("utf-8")
 
 
 def error_response(
     status: int, code: str, message: str, *, details: list[ErrorDetail] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, current: dict[str, Any] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        json.loads(error_body(status, code, message, details)), status_code=status, headers=headers
+        json.loads(error_body(status, code, message, details, current)), status_code=status, headers=headers
     )
 
 
@@ -132,7 +143,9 @@ def allowed_methods(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers)
+        return error_response(
+            exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers, current=exc.current,
+        )
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

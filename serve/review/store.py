@@ -18,6 +18,13 @@ instead of adding one: the ``pending_key`` column is unique and NULL once decide
 whose last decision named the category the tagger now suggests is not enqueued again (the
 person already said so); one whose result now disagrees with that decision is.
 
+**Revision**: every item carries a ``revision``, 1 when created and incremented whenever
+its content changes (a re-enqueue that replaces the result and reasons, and the decision);
+claims and releases leave it alone. A decider passes the revision they saw
+(``expected_revision``): when the item has changed since, nothing is decided
+(:class:`Conflict` ``changed``, with the item as it is now), so an accept never records a
+suggestion the reviewer did not see.
+
 **Order**: pending items in the order of :func:`agent.review_priority.order_for_review` over
 all pending items (the shared doubt counts every waiting product), computed when the pending
 set changes and kept until then.
@@ -54,8 +61,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -109,6 +118,8 @@ items_table = Table(
     Column("final_attributes", Text),  # JSON: attribute id -> values, as stored on the example
     Column("note", Text),
     Column("feedback_id", String(40)),
+    # incremented when the content changes (re-enqueue, decision); added after the first release
+    Column("revision", Integer, nullable=False, server_default="1"),
 )
 reasons_table = Table(
     "review_reasons",
@@ -137,7 +148,8 @@ class NotFound(LookupError):
 class Conflict(RuntimeError):
     """The item is not in a state that allows this (claimed by someone else, already decided).
 
-    ``code``: ``claimed`` or ``already_decided`` (or ``not_claimed`` for a release);
+    ``code``: ``claimed``, ``already_decided``, ``changed`` (not at the revision the caller
+    saw), or ``not_claimed`` for a release;
     ``item``: the item as it is now."""
 
     def __init__(self, code: str, message: str, item: ReviewItem) -> None:
@@ -201,6 +213,7 @@ class ReviewItem:
     changed_at: datetime
     claim: Claim | None
     decision: Decision | None
+    revision: int = 1  # incremented when the content changes (re-enqueue, decision)
 
     def effective_status(self, now: datetime | None = None) -> Status:
         """``open`` for a claim that has expired (it is back in the queue)."""
@@ -267,7 +280,7 @@ class ReviewStore:
         if (path is None) == (url is None):
             raise ValueError("give a path or a url")
         self._engine: Engine = open_engine(path if path is not None else str(url))
-        create_schema(self._engine, metadata)
+        create_schema(self._engine, metadata, _migrate)
         self.claim_ttl_s = claim_ttl_s
         self._order_lock = threading.Lock()
         self._order_key: tuple[Any, ...] | None = None
@@ -341,12 +354,12 @@ class ReviewStore:
                     "id": item_id, "dedup_key": key, "pending_key": key, "status": "open", "times_enqueued": times[key],
                     "created_at": now, "claimed_by": None, "claimed_by_name": None, "claimed_until": None,
                     "decided_by": None, "decided_by_name": None, "decided_at": None, "final_category": None,
-                    "final_attributes": None, "note": None, "feedback_id": None, **values,
+                    "final_attributes": None, "note": None, "feedback_id": None, "revision": 1, **values,
                 })
                 created += 1
             else:
                 conn.execute(update(t).where(t.c.id == item_id).values(
-                    times_enqueued=t.c.times_enqueued + times[key], **values,
+                    times_enqueued=t.c.times_enqueued + times[key], revision=t.c.revision + 1, **values,
                 ))
                 conn.execute(delete(reasons_table).where(reasons_table.c.item_id == item_id))
                 updated += 1
@@ -600,12 +613,13 @@ class ReviewStore:
     def decide(
         self, item_id: str, by: str, by_name: str | None, verdict: Verdict, *,
         category: str | None = None, attribute_values: Mapping[str, Sequence[str]] | None = None,
-        note: str | None = None, feedback_id: str | None = None, now: datetime | None = None,
+        note: str | None = None, feedback_id: str | None = None, expected_revision: int | None = None,
+        now: datetime | None = None,
     ) -> ReviewItem:
         """Record a decision, atomically (the item's row and its audit event in one
         transaction: a crash leaves the item as it was, never half-decided). Allowed when the
-        item is open, its claim expired, or ``by`` holds it. :class:`Conflict` /
-        :class:`NotFound` otherwise."""
+        item is open, its claim expired, or ``by`` holds it, and (given ``expected_revision``)
+        it is still at that revision. :class:`Conflict` / :class:`NotFound` otherwise."""
         now = now or _now()
         t = items_table
         free = or_(
@@ -613,33 +627,44 @@ class ReviewStore:
             and_(t.c.status == "claimed", or_(t.c.claimed_by == by, t.c.claimed_until <= now)),
         )
         values = {k: list(v) for k, v in (attribute_values or {}).items()}
+        where = [t.c.id == item_id, free]
+        if expected_revision is not None:
+            where.append(t.c.revision == expected_revision)
         with self._engine.begin() as conn:
-            changed = conn.execute(update(t).where(t.c.id == item_id, free).values(
+            changed = conn.execute(update(t).where(*where).values(
                 status=verdict, pending_key=None, decided_by=by, decided_by_name=by_name, decided_at=now,
                 final_category=category,
                 final_attributes=json.dumps(values, ensure_ascii=False) if values else None,
                 note=note, feedback_id=feedback_id,
-                claimed_by=None, claimed_by_name=None, claimed_until=None,
+                claimed_by=None, claimed_by_name=None, claimed_until=None, revision=t.c.revision + 1,
             )).rowcount
             if not changed:
-                raise self._conflict(conn, item_id, now)
+                raise self._conflict(conn, item_id, now, by=by, expected_revision=expected_revision)
             _event(conn, item_id, verdict, by, by_name, now, {
                 "category": category, "attribute_values": values, "note": note, "feedback_id": feedback_id,
             })
             return self._get(conn, item_id)
 
-    def check_decidable(self, item_id: str, by: str, *, now: datetime | None = None) -> ReviewItem:
-        """The item, when ``by`` may decide it now; else :class:`Conflict` / :class:`NotFound`
-        (a check before slow work; :meth:`decide` checks again, atomically)."""
+    def check_decidable(
+        self, item_id: str, by: str, *, expected_revision: int | None = None, now: datetime | None = None,
+    ) -> ReviewItem:
+        """The item, when ``by`` may decide it now (and it is at ``expected_revision``, when
+        given); else :class:`Conflict` / :class:`NotFound` (a check before slow work;
+        :meth:`decide` checks again, atomically)."""
         now = now or _now()
         item = self.get(item_id)
         status = item.effective_status(now)
-        if status == "open" or (status == "claimed" and item.claim is not None and item.claim.by == by):
+        if (status == "open" or (status == "claimed" and item.claim is not None and item.claim.by == by)) and (
+            expected_revision is None or item.revision == expected_revision
+        ):
             return item
         with self._engine.connect() as conn:
-            raise self._conflict(conn, item_id, now)
+            raise self._conflict(conn, item_id, now, by=by, expected_revision=expected_revision)
 
-    def _conflict(self, conn: Connection, item_id: str, now: datetime) -> Conflict:
+    def _conflict(
+        self, conn: Connection, item_id: str, now: datetime, *, by: str | None = None,
+        expected_revision: int | None = None,
+    ) -> Conflict:
         item = self._get(conn, item_id)  # NotFound when it does not exist
         if item.status in DECIDED:
             assert item.decision is not None
@@ -649,6 +674,12 @@ class ReviewStore:
                 f"at {item.decision.at.isoformat()}", item,
             )
         claim = item.claim_held(now)
+        if expected_revision is not None and item.revision != expected_revision and (claim is None or claim.by == by):
+            return Conflict(
+                "changed",
+                f"review item {item_id} changed while you looked at it (revision {expected_revision} → "
+                f"{item.revision}: the product was flagged again); review its current suggestion", item,
+            )
         who = (claim.by_name or claim.by) if claim else "someone"
         until = f" until {claim.until.isoformat()}" if claim else ""
         return Conflict("claimed", f"review item {item_id} is claimed by {who}{until}", item)
@@ -671,6 +702,13 @@ def _status_clause(statuses: set[Status], now: datetime) -> Any:
     if "claimed" in statuses:
         parts.append(and_(t.c.status == "claimed", t.c.claimed_until > now))
     return or_(*parts) if parts else t.c.id.is_(None)
+
+
+def _migrate(conn: Connection) -> None:
+    """Add the columns a queue made by an older tagsmith lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns("review_items")}
+    if "revision" not in have:
+        conn.execute(text("ALTER TABLE review_items ADD COLUMN revision INTEGER NOT NULL DEFAULT 1"))
 
 
 def _event(conn: Connection, item_id: str, action: str, actor: str, actor_name: str | None,
@@ -698,7 +736,7 @@ def _item(r: RowMapping, result: dict[str, Any], reasons: list[str]) -> ReviewIt
         category=r["category"], confidence=float(r["confidence"]), reasons=reasons,
         taxonomy_version=int(r["taxonomy_version"]), index_generation=r["index_generation"],
         source=r["source"], times_enqueued=int(r["times_enqueued"]), created_at=utc(r["created_at"]),
-        changed_at=utc(r["changed_at"]), claim=claim, decision=decision,
+        changed_at=utc(r["changed_at"]), claim=claim, decision=decision, revision=int(r["revision"] or 1),
     )
 
 

@@ -3,15 +3,22 @@ the queue in review order (most valuable first), and an item page with the produ
 suggested category and attribute values with their confidence and evidence (neighbours,
 candidates, review reasons), and accept / correct / skip. After a decision the reviewer lands on
 the next item, claimed for them (two reviewers never get the same one), so a run of items is a run of keystrokes (``static/ui.js``: a accept, s skip,
-c correct, j/k next/previous, / search). Viewing needs the ``feedback`` scope, as the API does."""
+c correct, j/k next/previous, / search). Viewing needs the ``feedback`` scope, as the API does.
+
+The decision forms carry the item's ``revision`` as the page showed it: when the product was
+flagged again meanwhile (a new suggestion), nothing is decided and the page comes back with
+the new suggestion and a notice (409). The correct form shows the chosen category's
+attributes with their current values (:mod:`serve.ui.attribute_form`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from serve.api.auth import Principal
@@ -24,12 +31,20 @@ from serve.api.review.protocol import (
     ReviewItemOut,
 )
 from serve.api.review.service import ReviewService
+from serve.ui.attribute_form import (
+    attribute_fields,
+    attributes_json,
+    read_attribute_values,
+    suggested_values,
+)
+from serve.ui.counterparts import counterparts_of
 from serve.ui.sessions import Session
 from serve.ui.web import (
     SessionDep,
     UIError,
     api_call_failed,
     checked_form,
+    form_pairs,
     redirect,
     render,
     require_scope,
@@ -93,7 +108,10 @@ def _neighbours(service: ReviewService, item_id: str) -> tuple[str | None, str |
 
 
 def _item_page(request: Request, session: Session, item: ReviewItemOut, *, status: int = 200,
-               error: str | None = None, form: dict[str, str] | None = None) -> Response:
+               error: str | None = None, form: dict[str, str] | None = None, notice: str | None = None,
+               values: Mapping[str, Sequence[str]] | None = None) -> Response:
+    """``form``: what the reviewer typed (shown again); ``values``: the attribute values to
+    show (default: the suggestion's)."""
     service = services(request).review
     snap = services(request).tagging.snapshot
     prev_id, next_id = _neighbours(service, item.id)
@@ -103,11 +121,28 @@ def _item_page(request: Request, session: Session, item: ReviewItemOut, *, statu
         names.update(_names(snap, [item.decision.category]))
     index = services(request).tagging.current.index
     titles = {n.id: ex.title for n in item.result.evidence.neighbors if (ex := index.get(n.id)) is not None}
+    form = form or {}
+    chosen = form.get("category", "").strip()
+    attrs_for = chosen if chosen in snap else item.category
+    suggested = suggested_values(item.result)
     return render(
         request, "item.html", status=status, session=session, item=item, names=names, titles=titles, prev_id=prev_id,
-        next_id=next_id, error=error, form=form or {}, decided=item.decision is not None,
-        can_decide=session.principal.allows("feedback"),
+        next_id=next_id, error=error, form=form, decided=item.decision is not None, notice=notice,
+        can_decide=session.principal.allows("feedback"), attrs_for=attrs_for or "",
+        attrs_path=snap.path_text(attrs_for, " › ") if attrs_for and attrs_for in snap else "",
+        fields=attribute_fields(snap, attrs_for, suggested if values is None else values),
+        counterparts=counterparts_of(request, item.category),
+        suggested_json=json.dumps(suggested, ensure_ascii=False),
     )
+
+
+@router.get("/attributes.json")
+async def attributes_of(request: Request, session: SessionDep) -> Response:
+    """The attributes of ``category`` (inherited ones included) with the allowed values of the
+    closed ones: the correct form's fields, rebuilt when the reviewer picks another category."""
+    _service(request, session)
+    category = request.query_params.get("category", "").strip()[:512]
+    return JSONResponse(attributes_json(services(request).tagging.snapshot, category))
 
 
 @router.get("/item/{item_id}")
@@ -151,21 +186,9 @@ async def review_next(request: Request, session: SessionDep) -> Response:
     return redirect(f"/ui/queue/item/{quote(following, safe='')}")
 
 
-def parse_attribute_values(text: str) -> dict[str, list[str]] | None:
-    """``Color = Red, Blue`` lines → {"Color": ["Red", "Blue"]}; empty text → None (the
-    feedback service keeps what still applies); a line ``-`` alone → {} (none)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    if lines == ["-"]:
-        return {}
-    out: dict[str, list[str]] = {}
-    for line in lines:
-        name, sep, values = line.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"write each attribute as `name = value[, value]`: {line[:80]!r}")
-        out[name.strip()] = [v.strip() for v in values.split(",") if v.strip()]
-    return out
+def _revision(form: Mapping[str, str]) -> int | None:
+    raw = form.get("revision", "").strip()
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 2**31 else None
 
 
 @router.post("/item/{item_id}/{action}")
@@ -175,32 +198,50 @@ async def decide(item_id: str, action: str, request: Request, session: SessionDe
     if action not in ("accept", "skip", "correct") or len(item_id) > MAX_ID:
         raise UIError(404, "Not found", "No such action.")
     note = form.get("note", "").strip()[:2000] or None
+    revision = _revision(form)  # what the page showed: a changed item is not decided
+    snap = services(request).tagging.snapshot
+    values: dict[str, list[str]] | None = None
     try:
         if action == "accept":
-            item = service.accept(session.principal, item_id, DecisionRequest(note=note))
+            item = service.accept(session.principal, item_id, DecisionRequest(note=note, revision=revision))
             label = "Accepted"
         elif action == "skip":
-            item = service.skip(session.principal, item_id, DecisionRequest(note=note))
+            item = service.skip(session.principal, item_id, DecisionRequest(note=note, revision=revision))
             label = "Skipped"
         else:
+            category = form.get("category", "").strip()
+            attrs_for = form.get("attrs_for")
+            if attrs_for is not None:  # the form had attribute fields: what they hold is meant ({}: none)
+                values = read_attribute_values(form_pairs(request), snap)
+                if attrs_for != category and category in snap:
+                    # fields made for another category (the script did not rebuild them): show this one's
+                    current = service.get(item_id)
+                    kept = {k: v for k, v in values.items() if k in {a.id for a in snap.attributes_for(category)}}
+                    return _item_page(request, session, current, form=form, values=kept,
+                                      notice=f"Check the attribute values of {snap.path_text(category, ' › ')}, then save.")
             try:
-                body = CorrectionRequest(
-                    category=form.get("category", "").strip(),
-                    attribute_values=parse_attribute_values(form.get("attributes", "")), note=note,
-                )
-            except (ValidationError, ValueError) as exc:
-                message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                body = CorrectionRequest(category=category, attribute_values=values, note=note, revision=revision)
+            except ValidationError as exc:
                 current = service.get(item_id)
-                return _item_page(request, session, current, status=422, error=f"Not saved: {message}", form=form)
+                return _item_page(request, session, current, status=422, form=form, values=values,
+                                  error=f"Not saved: {exc.errors()[0]['msg']}")
             item = service.correct(session.principal, item_id, body)
             label = "Corrected"
     except ApiError as exc:
+        if exc.status == 409 and exc.code == "changed":
+            current = ReviewItemOut.model_validate(exc.current) if exc.current else service.get(item_id)
+            return _item_page(
+                request, session, current, status=409,
+                notice="This product was flagged again while you were looking at it, with a new suggestion "
+                "(shown below). Nothing was saved: review it and decide again.",
+            )
         if exc.status in (409, 422):
             try:
                 current = service.get(item_id)
             except ApiError:
                 api_call_failed(exc)
-            return _item_page(request, session, current, status=exc.status, error=f"Not saved: {exc.message}", form=form)
+            return _item_page(request, session, current, status=exc.status, error=f"Not saved: {exc.message}",
+                              form=form, values=values)
         api_call_failed(exc)
     title = item.product.title[:60]
     return _after_decision(service, session.principal, f"{label}: {title}.")

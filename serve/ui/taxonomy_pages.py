@@ -19,6 +19,7 @@ from retrieval import ExampleIndex
 from serve.api.errors import ApiError
 from serve.api.taxonomy.protocol import EditRequest, NodeOut
 from serve.api.taxonomy.service import TaxonomyService
+from serve.ui.counterparts import counterparts_of
 from serve.ui.web import (
     SessionDep,
     UIError,
@@ -115,7 +116,7 @@ def _node_context(request: Request, node_id: str) -> dict[str, Any]:
     count = example_count(tagging.current.index, snap, node_id) if node_id in snap else 0
     ancestors = list(zip(node.ancestors, node.path[:-1], strict=False))
     return {"node": node, "children": kids.items, "ancestors": ancestors, "attributes": attrs.items,
-            "examples": count, "version": kids.version}
+            "examples": count, "version": kids.version, "counterparts": counterparts_of(request, node_id)}
 
 
 @router.get("/node")

@@ -118,10 +118,17 @@ async def read_form(request: Request) -> dict[str, str]:
                           max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UIError(400, "Unreadable form", "the form could not be read") from exc
+    request.state.form_pairs = pairs  # every value, in order (fields that repeat: form_pairs)
     out: dict[str, str] = {}
     for key, value in pairs:
         out.setdefault(key, value)
     return out
+
+
+def form_pairs(request: Request) -> list[tuple[str, str]]:
+    """Every (field, value) of the form :func:`read_form` read, repeated fields included
+    (a ``<select multiple>``)."""
+    return list(getattr(request.state, "form_pairs", []))
 
 
 def check_same_origin(request: Request) -> None:

@@ -480,3 +480,105 @@ def test_two_reviewers_deciding_one_open_item_exactly_one_decides(app: tuple[Tes
     log = client.get("/v1/feedback", headers=auth(keys["feedback"])).json()["items"]
     assert [r["reviewer"] for r in log] == winners  # the loser taught the index nothing
     assert client.get(f"/v1/examples/{TRAIN['id']}", headers=auth(keys["feedback"])).json()["tags"] == [final.decision.category]
+
+
+# ---- deciding on what the reviewer saw -----------------------------------------------------
+def test_revisions_count_content_changes_not_claims(tmp_path: Path) -> None:
+    store = ReviewStore(tmp_path / "review.db")
+    store.enqueue_many([_entry("p1", "a", 0.4)])
+    (item,), _ = store.list_items()
+    assert item.revision == 1
+    store.claim(item.id, "k1")
+    assert store.get(item.id).revision == 1  # a claim is no content change
+    store.enqueue_many([_entry("p1", "b", 0.3)])  # flagged again while claimed: the new result replaces the old
+    now = store.get(item.id)
+    assert now.revision == 2 and now.category == "b" and now.claim is not None and now.claim.by == "k1"
+    with pytest.raises(Conflict) as stale:
+        store.decide(item.id, "k1", None, "skipped", expected_revision=1)
+    assert stale.value.code == "changed" and stale.value.item.revision == 2 and stale.value.item.category == "b"
+    assert store.get(item.id).decision is None
+    done = store.decide(item.id, "k1", None, "skipped", expected_revision=2)
+    assert done.status == "skipped" and done.revision == 3
+    store.close()
+
+
+def test_a_queue_from_before_revisions_is_migrated(tmp_path: Path) -> None:
+    from sqlalchemy import text as sql
+
+    path = tmp_path / "review.db"
+    ReviewStore(path).enqueue_many([_entry("p1", "a", 0.4)])
+    from serve.sqlite import sqlite_engine
+
+    engine = sqlite_engine(path)
+    with engine.begin() as conn:
+        conn.execute(sql("ALTER TABLE review_items DROP COLUMN revision"))
+    engine.dispose()
+    store = ReviewStore(path)
+    (item,), _ = store.list_items()
+    assert item.revision == 1
+    store.enqueue_many([_entry("p1", "b", 0.4)])
+    assert store.get(item.id).revision == 2
+    store.close()
+
+
+def test_accept_or_correct_on_a_changed_item_is_409_changed_with_the_current_item(
+    app: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, keys = app
+    t, f = auth(keys["tags"]), auth(keys["feedback"])
+    client.post("/v1/tags?review=true", json=TRAIN, headers=t)
+    (seen,) = client.post("/v1/review/claim", json={"n": 1}, headers=f).json()["items"]
+    assert seen["revision"] == 1
+    # the catalog sends the product again, with a new text, while the reviewer looks at it
+    again = {"id": TRAIN["id"], "title": "Kids jigsaw puzzle 500 pieces, animals"}
+    client.post("/v1/tags?review=true", json=again, headers=t)
+    _flush(client)
+    url = f"/v1/review/items/{seen['id']}"
+    for verb, body in (("accept", {"revision": 1}), ("correct", {"category": "toys/blocks", "revision": 1}),
+                       ("skip", {"revision": 1})):
+        r = client.post(f"{url}/{verb}", json=body, headers=f)
+        assert_error(r, 409, "changed")
+        current = r.json()["error"]["current"]
+        assert current["revision"] == 2 and current["product"]["title"] == again["title"]
+        assert current["status"] == "claimed" and current["decision"] is None
+    assert client.get("/v1/feedback", headers=f).json()["total"] == 0  # nothing was taught
+    assert "current" not in client.get("/v1/review/items/rv_nope", headers=f).json()["error"]  # other errors: as ever
+    accepted = client.post(f"{url}/accept", json={"revision": 2}, headers=f).json()
+    assert accepted["status"] == "accepted" and accepted["revision"] == 3
+    assert accepted["decision"]["category"] == current["category"]  # the suggestion the reviewer saw last
+    example = client.get(f"/v1/examples/{TRAIN['id']}", headers=f).json()
+    assert example["title"] == again["title"] and example["tags"] == [current["category"]]
+
+
+def test_a_crash_between_the_feedback_and_the_decision_leaves_one_feedback_record(
+    app: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serve.api.auth import Principal
+    from serve.api.review.protocol import CorrectionRequest
+
+    client, keys = app
+    f = auth(keys["feedback"])
+    client.post("/v1/tags?review=true", json=TRAIN, headers=auth(keys["tags"]))
+    _flush(client)
+    service = _state(client).services.review
+    me = Principal("k1", "alice", frozenset({"feedback"}))
+    item_id = service.list_items().items[0].id
+    real_decide = service.store.decide
+
+    def killed_before_the_decision(*_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt("killed after the feedback was written")
+
+    monkeypatch.setattr(service.store, "decide", killed_before_the_decision)
+    with pytest.raises(KeyboardInterrupt):
+        service.correct(me, item_id, CorrectionRequest(category="toys/blocks", revision=1))
+    log = client.get("/v1/feedback", headers=f).json()
+    assert log["total"] == 1 and service.get(item_id).status == "claimed"  # the feedback made it, the decision not
+    monkeypatch.setattr(service.store, "decide", real_decide)
+
+    done = service.correct(me, item_id, CorrectionRequest(category="toys/puzzles", revision=1))  # the retry
+    after = client.get("/v1/feedback", headers=f).json()
+    assert after["total"] == 1, after  # one record: the retry replaced it
+    (record,) = after["items"]
+    assert record["id"] == log["items"][0]["id"] == done.decision.feedback_id  # type: ignore[union-attr]
+    assert record["tags"] == ["toys/puzzles"] and done.status == "corrected"
+    assert client.get(f"/v1/examples/{TRAIN['id']}", headers=f).json()["tags"] == ["toys/puzzles"]

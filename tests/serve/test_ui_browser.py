@@ -1,14 +1,17 @@
 """The web UI in a real browser (headless Chromium, Debian's) against a real `tagsmith serve` on
 loopback: keyboard-only review of 5 items, in which a correction changes the next tag of that
-product; a taxonomy edit that conflicts (412) and the page showing it; script and HTML payloads
+product; a product flagged again while its page is on screen (the accept refused, the new
+suggestion shown); a taxonomy edit that conflicts (412) and the page showing it; script and HTML payloads
 in a product title and a node name rendered as text; a crawl of every UI link without a 500.
 
+The queue is filled through the API as a catalog system fills it (``POST /v1/tags:batch?review=true``).
 One server and one browser per module. ``TAGSMITH_UI_SCREENSHOTS=DIR`` saves screenshots of
 the main screens there (``scripts/ui_screenshots.py`` writes docs/ui/ this way)."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -19,8 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from agent.contract import Product, TagResult
-from serve.review import ReviewStore, flagged_entries
+from agent.contract import Product
 from tests.conftest import free_port
 from tests.serve.browser import chromium
 from tests.serve.helpers import (
@@ -90,6 +92,26 @@ def press_and_wait_for_a_new_page(driver: Any, *keys: str) -> None:
     wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+def wait_for_queue(base: str, key: str, n: int, timeout: float = 20.0) -> None:
+    """Until the queue holds ``n`` pending items (enqueuing happens in the background)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base, headers=auth(key), timeout=30) as client:
+        while True:
+            stats = client.get("/v1/review/stats").json()
+            if stats["open"] + stats["claimed"] >= n:
+                return
+            assert time.monotonic() < deadline, f"the queue holds {stats}, not {n} items"
+            time.sleep(0.05)
+
+
+def decided_titles(ui: UI) -> dict[str, str]:
+    """Product title -> verdict of every decided item, through the API."""
+    with httpx.Client(base_url=ui.base, headers=auth(ui.keys["feedback"]), timeout=30) as client:
+        page = client.get("/v1/review/items", params={"status": ["accepted", "corrected", "skipped"], "limit": 100})
+    assert page.status_code == 200, page.text
+    return {i["product"]["title"]: i["status"] for i in page.json()["items"]}
+
+
 def no_script_ran(driver: Any) -> bool:
     return bool(driver.execute_script("return window.__xss === undefined"))
 
@@ -109,13 +131,12 @@ def ui(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     driver = None
     try:
         wait_ready(proc, base, env)
+        # the queue is filled as a catalog system fills it: a batch tagged with ?review=true
         with httpx.Client(base_url=base, headers=auth(keys["tags"]), timeout=60) as client:
-            answer = client.post("/v1/tags:batch", json={"products": [p.model_dump() for p in PRODUCTS]})
+            answer = client.post("/v1/tags:batch?review=true", json={"products": [p.model_dump() for p in PRODUCTS]})
             assert answer.status_code == 200, answer.text
-            results = [TagResult.model_validate(r) for r in answer.json()["results"]]
-        store = ReviewStore(data / "review.db")  # as `tag-file --review-queue` does, from another process
-        store.enqueue_many(flagged_entries(PRODUCTS, results, "tests", None))
-        store.close()
+            assert all(r["needs_review"] for r in answer.json()["results"])
+        wait_for_queue(base, keys["feedback"], len(PRODUCTS))
         driver = chromium()
         driver.get(f"{base}/ui/")
         assert "/ui/login" in driver.current_url
@@ -192,6 +213,9 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
             wait(d, lambda d, name=name: d.find_element("css selector", "ul.suggest li.active .name").text == name)
             press(d, "\n")  # pick the suggestion
             assert d.find_element("id", "category").get_attribute("value") == target
+            # the attribute fields follow the category picked (Brand: every toy has it)
+            wait(d, lambda d, target=target: d.find_element("id", "attrs-for").get_attribute("value") == target)
+            assert d.find_elements("css selector", "#attribute-fields [name='attr.brand']")
             press_and_wait_for_a_new_page(d, "\n")  # submit the correction
             corrected = (product, before, target)
         elif action == "2":  # the second candidate, by its number
@@ -204,15 +228,33 @@ def test_keyboard_only_review_of_five_items_and_a_correction_changes_the_next_ta
         flash = d.find_element("css selector", "p.flash").text
         assert flash.startswith({"a": "Accepted", "s": "Skipped", "c": "Corrected", "2": "Corrected"}[action]), (step, flash)
         decisions.append((action, title))
-    store = ReviewStore(ui.data / "review.db")
-    try:
-        decided = {i.product["title"]: i.status for i in store.list_items(statuses=["accepted", "corrected", "skipped"], limit=100)[0]}
-    finally:
-        store.close()
+    decided = decided_titles(ui)
     verdicts = {"a": "accepted", "s": "skipped", "c": "corrected", "2": "corrected"}
     assert {title: verdicts[a] for a, title in decisions} == decided
     product, before, target = corrected
     assert before != target and _tag(ui, product) == target  # the reviewer's correction taught the tagger
+
+
+def test_a_product_flagged_again_while_on_screen_is_shown_anew_not_decided(ui: UI) -> None:
+    d = ui.driver
+    with httpx.Client(base_url=ui.base, headers=auth(ui.keys["feedback"]), timeout=30) as api:
+        pending = api.get("/v1/review/items").json()["items"]
+        item = next(i for i in pending if i["product"]["id"] != "b-6")
+        d.get(ui.url(f"/ui/queue/item/{item['id']}"))
+        assert d.find_element("id", "revision").text == str(item["revision"])
+        # the catalog sends the product again, with a new title, as the reviewer reads the page
+        title = "Enamel camping mug 350 ml, green"
+        with httpx.Client(base_url=ui.base, headers=auth(ui.keys["tags"]), timeout=30) as tags:
+            assert tags.post("/v1/tags?review=true", json={"id": item["product"]["id"], "title": title}).status_code == 200
+        deadline = time.monotonic() + 20
+        while api.get(f"/v1/review/items/{item['id']}").json()["revision"] == item["revision"]:
+            assert time.monotonic() < deadline, "the re-enqueue never arrived"
+            time.sleep(0.05)
+        press_and_wait_for_a_new_page(d, "a")  # accept what the page shows: refused, the new one shown
+        assert "flagged again" in d.find_element("id", "notice").text
+        assert d.find_element("css selector", "h1.product-title").text == title
+        assert d.find_element("id", "revision").text == str(item["revision"] + 1)
+        assert api.get(f"/v1/review/items/{item['id']}").json()["decision"] is None
 
 
 def test_a_taxonomy_edit_that_conflicts_shows_the_current_version_and_the_diff(ui: UI) -> None:

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from agent.contract import Product
 from serve.review import flagged_entries
-from serve.ui.review_pages import parse_attribute_values
 from tests.serve.helpers import auth, copy_data_dir, make_keys, running_app, service_settings
 from tests.serve.ui_helpers import csrf_of, login
 
@@ -105,7 +104,7 @@ def test_accept_correct_and_skip_decide_and_move_on(app: Any, reviewer: TestClie
     unknown = reviewer.post(f"/ui/queue/item/{second.id}/correct", data={"csrf": token, "category": ""}, headers=ORIGIN)
     assert unknown.status_code == 422
     fixed = reviewer.post(f"/ui/queue/item/{second.id}/correct",
-                          data={"csrf": token, "category": "toys/puzzles", "attributes": ""}, headers=ORIGIN,
+                          data={"csrf": token, "category": "toys/puzzles"}, headers=ORIGIN,
                           follow_redirects=False)
     assert fixed.status_code == 303, fixed.text
     assert service.get(second.id).decision.category == "toys/puzzles"
@@ -156,9 +155,93 @@ def test_decisions_need_the_token_and_the_feedback_scope(app: Any, reviewer: Tes
     assert reviewer.get("/ui/queue?view=bogus").status_code == 404
 
 
-def test_attribute_values_are_read_from_lines() -> None:
-    assert parse_attribute_values("") is None
-    assert parse_attribute_values("-") == {}
-    assert parse_attribute_values("Color = Red, Blue\n Material=Wool ") == {"Color": ["Red", "Blue"], "Material": ["Wool"]}
-    with pytest.raises(ValueError):
-        parse_attribute_values("just text")
+def test_a_decision_on_what_changed_meanwhile_shows_the_new_suggestion_instead(app: Any, reviewer: TestClient) -> None:
+    client = app[0]
+    item = _items(app)[0]
+    page = reviewer.get(f"/ui/queue/item/{item.id}").text
+    token = csrf_of(page)
+    assert page.count(f'name="revision" value="{item.revision}"') == 3  # accept, skip, correct
+    # the catalog sends the product again with a new text while the reviewer reads the page
+    new_title = "Cast iron skillet 30 cm with lid"
+    state = client.app.state.tagsmith
+    again = Product(id=item.product.id, title=new_title)
+    state.review_store.enqueue_many(flagged_entries([again], state.services.tagging.tag([again]), "tests", None))
+    for action, extra in (("accept", {}), ("correct", {"category": "toys/puzzles"}), ("skip", {})):
+        r = reviewer.post(f"/ui/queue/item/{item.id}/{action}",
+                          data={"csrf": token, "revision": str(item.revision), **extra}, headers=ORIGIN)
+        assert r.status_code == 409, (action, r.text[:300])
+        assert 'id="notice"' in r.text and "flagged again" in r.text
+        assert str(markupsafe.escape(new_title)) in r.text  # the new suggestion, for the reviewer to judge
+        assert f'name="revision" value="{item.revision + 1}"' in r.text
+    current = state.services.review.get(item.id)
+    assert current.decision is None and current.revision == item.revision + 1
+    done = reviewer.post(f"/ui/queue/item/{item.id}/skip", data={"csrf": token, "revision": str(current.revision)},
+                         headers=ORIGIN, follow_redirects=False)
+    assert done.status_code == 303 and state.services.review.get(item.id).status == "skipped"
+
+
+SOCKS = Product(id="a-1", title="Merino wool hiking socks navy, brand Trailhead")
+
+
+@pytest.fixture(scope="module")
+def attrs_app(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    data = copy_data_dir(attrs_template, tmp_path_factory.mktemp("ui-review-attrs") / "data")
+    keys = make_keys(data)
+    with running_app(service_settings(data, tagging={"review_threshold": 0.99})) as client:
+        (item_id,) = enqueue(client, [SOCKS])
+        browser = TestClient(client.app, raise_server_exceptions=False)
+        assert login(browser, keys["feedback"]).status_code == 303
+        yield browser, item_id
+
+
+def test_the_correct_form_offers_the_categorys_attributes_and_their_allowed_values(attrs_app: Any) -> None:
+    browser, item_id = attrs_app
+    service = browser.app.state.tagsmith.services.review
+    item = service.get(item_id)
+    snap = browser.app.state.tagsmith.services.tagging.snapshot
+    page = browser.get(f"/ui/queue/item/{item_id}").text
+    assert f'name="attrs_for" value="{item.category}"' in page
+    for attr in snap.attributes_for(item.category):  # inherited ones included
+        assert f'name="attr.{attr.id}"' in page
+    assert item.category.startswith("apparel/"), item.category  # socks: Color, Material (closed), Brand (open)
+    assert '<option value="color/navy"' in page and 'name="attr.material" multiple' in page  # closed: a select
+    assert '<input name="attr.brand"' in page  # open: text
+    for attr in item.result.attributes:  # the suggested values, selected / filled in
+        for v in attr.values:
+            assert (f'value="{v.value_id}" selected' if v.value_id else str(markupsafe.escape(v.value))) in page
+    # the JSON the script rebuilds the fields from, for another category
+    shoes = browser.get("/ui/queue/attributes.json", params={"category": "apparel/shoes"}).json()
+    assert shoes["known"] and shoes["leaf"] and [a["id"] for a in shoes["attributes"]] == [
+        a.id for a in snap.attributes_for("apparel/shoes")]
+    color = next(a for a in shoes["attributes"] if a["id"] == "color")
+    assert color["closed"] and not color["multi"] and {"id": "color/navy", "name": "Navy"} in color["values"]
+    size = next(a for a in shoes["attributes"] if a["id"] == "size")
+    assert not size["closed"] and size["values"] == []
+    assert browser.get("/ui/queue/attributes.json", params={"category": "nope"}).json() == {
+        "category": "nope", "known": False, "leaf": False, "path": None, "attributes": []}
+    assert 'http-equiv' not in page and "<script>" not in page  # no inline script: the CSP stays strict
+
+
+def test_attribute_corrections_are_checked_by_the_server(attrs_app: Any) -> None:
+    browser, item_id = attrs_app
+    service = browser.app.state.tagsmith.services.review
+    token = csrf_of(browser.get(f"/ui/queue/item/{item_id}").text)
+    rev = str(service.get(item_id).revision)
+    base = {"csrf": token, "revision": rev, "category": "apparel/socks", "attrs_for": "apparel/socks"}
+    # fields made for another category (no script ran): the page comes back with this one's fields
+    other = browser.post(f"/ui/queue/item/{item_id}/correct", data={**base, "attrs_for": "kitchen/knives"}, headers=ORIGIN)
+    assert other.status_code == 200 and 'id="notice"' in other.text and 'name="attr.color"' in other.text
+    assert 'name="attrs_for" value="apparel/socks"' in other.text and service.get(item_id).decision is None
+    # a value off the closed list: refused (422 page), nothing decided, the reviewer's values shown again
+    off = browser.post(f"/ui/queue/item/{item_id}/correct",
+                       data={**base, "attr.color": "plaid", "attr.brand": "Trailhead"}, headers=ORIGIN)
+    assert off.status_code == 422 and "Not saved" in off.text and service.get(item_id).decision is None
+    assert 'value="Trailhead"' in off.text
+    done = browser.post(f"/ui/queue/item/{item_id}/correct", headers=ORIGIN, follow_redirects=False, data={
+        **base, "attr.color": "color/navy", "attr.material": ["material/wool", "material/cotton"], "attr.brand": " Trailhead ",
+    })
+    assert done.status_code == 303, done.text[:500]
+    decision = service.get(item_id).decision
+    assert decision.category == "apparel/socks"
+    assert decision.attribute_values == {
+        "color": ["color/navy"], "material": ["material/wool", "material/cotton"], "brand": ["Trailhead"]}

@@ -78,7 +78,9 @@ class FeedbackService:
         self.store = store
         self.validator = TagValidator(leaf_only=True)
 
-    def submit(self, principal: Principal, request: FeedbackRequest) -> FeedbackOut:
+    def submit(self, principal: Principal, request: FeedbackRequest, *, record_id: str | None = None) -> FeedbackOut:
+        """Validate, add the example, log the record. ``record_id``: a deterministic record id
+        (the review queue's): submitting again with it replaces that record instead of adding one."""
         snap = self.tagging.snapshot
         values = _as_ids(snap, request.tags[0], request.attribute_values or {})
         first = ProposedTag(id=request.tags[0], attributes=tuple(
@@ -136,7 +138,7 @@ class FeedbackService:
             product=product.model_dump(mode="json") | {"id": example.id}, note=request.note,
             reviewer=principal.key_id, taxonomy_version=snap.version,
             index_generation=view.index_generation,
-            attribute_values={k: list(v) for k, v in example.attribute_values.items()},
+            attribute_values={k: list(v) for k, v in example.attribute_values.items()}, record_id=record_id,
         )
         return _feedback_out(record)
 

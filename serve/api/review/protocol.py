@@ -57,6 +57,10 @@ class ReviewItemOut(BaseModel):
     changed_at: datetime = Field(description="last (re-)enqueued")
     claim: ClaimOut | None = Field(description="who holds it (claimed only)")
     decision: DecisionOut | None = Field(description="what was decided (accepted, corrected, skipped only)")
+    revision: int = Field(
+        description="incremented whenever the item's content changes (the product flagged again with a new "
+        "result, the decision); send it with accept / correct / skip to decide on what you saw (409 changed otherwise)",
+    )
 
 
 class ReviewPage(BaseModel):
@@ -80,9 +84,18 @@ class ClaimedItems(BaseModel):
     items: list[ReviewItemOut] = Field(description="the items claimed now, most valuable first; fewer than n when the queue has fewer")
 
 
+RevisionField = Field(
+    default=None, ge=1,
+    description="the item's revision you reviewed (ReviewItemOut.revision): when the item has changed since "
+    "(the product was flagged again while you looked at it), nothing is decided: 409 `changed`, with the "
+    "item as it is now in error.current. Omitted: decided on the item as it is when the request arrives",
+)
+
+
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, max_length=2000)
+    revision: int | None = RevisionField
 
 
 class CorrectionRequest(BaseModel):
@@ -96,6 +109,7 @@ class CorrectionRequest(BaseModel):
         "already in the index under the product's id keeps its values that still apply; {}: none",
     )
     note: str | None = Field(default=None, max_length=2000)
+    revision: int | None = RevisionField
 
 
 class ReviewStatsOut(BaseModel):

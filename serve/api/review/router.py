@@ -48,7 +48,10 @@ def _e409(text: str) -> dict[int | str, dict[str, Any]]:
 
 
 _CLAIM_409 = _e409("`claimed`: another reviewer holds the item; `already_decided`")
-_DECIDE_409 = _e409("`claimed`: another reviewer holds the item; `already_decided`: it was decided already")
+_CHANGED = ("; `changed`: the item is no longer at the `revision` you sent (the product was flagged again "
+            "with a new result while you looked at it): nothing was decided; `error.current` holds the item as it "
+            "is now (its new suggestion and revision)")
+_DECIDE_409 = _e409("`claimed`: another reviewer holds the item; `already_decided`: it was decided already" + _CHANGED)
 _FILTER_422: dict[int | str, dict[str, Any]] = {422: {**ERRORS[422], "description": "invalid request; `unknown_category`: the category "
                      "filter is not a node of the taxonomy in use"}}
 _CORRECT_422: dict[int | str, dict[str, Any]] = {422: {**ERRORS[422], "description": "invalid request; `invalid_tags`: the category is not "
@@ -57,7 +60,7 @@ _CORRECT_422: dict[int | str, dict[str, Any]] = {422: {**ERRORS[422], "descripti
                       "it does not allow"}}
 _ACCEPT_ERRORS = {
     **errors(404, 503), **_e409("`claimed`, `already_decided`, or `nothing_to_accept`: the item has no "
-                                "suggested category (correct or skip it)"),
+                                "suggested category (correct or skip it)" + _CHANGED),
     422: {**ERRORS[422], "description": "invalid request; `invalid_tags` / `invalid_attribute_values`: "
           "the suggestion is no longer valid in the current taxonomy (correct it)"},
 }

@@ -13,18 +13,31 @@ feedback log, so it counts toward the next retraining and recalibration. The ord
 item never half-decided: the decider first holds the item's claim (of two deciders exactly
 one does; the other gets 409), then the feedback is applied, then the item's decision is
 written in one transaction. A crash between the two leaves the item claimed (its claim
-expires, or the same reviewer decides it again: the example is keyed by the product id, or
-the item id for a product without one, so doing it twice changes nothing more).
+expires, or the same reviewer decides it again), and deciding it again is idempotent: the
+example is keyed by the product id (or the item id for a product without one) and the
+feedback record by the item id and revision (:func:`feedback_id_for`), so the retry replaces
+both instead of adding a second example or a second record to the feedback log.
+
+Deciding on what the reviewer saw: items carry a ``revision`` (a re-enqueue of the product
+while it waits, even while claimed, replaces its result and increments it). Accept, correct
+and skip take the revision the reviewer saw; when the item has changed since, nothing is
+decided: 409 ``changed`` with the current item in ``error.current``. The decision itself is
+always written conditionally on the revision that was read, so an accept never records a
+suggestion that changed between the check and the write. (Were the product flagged again in the moment
+between the claim and that write, the feedback on what the reviewer saw is already applied;
+the answer is still 409 ``changed`` and the item waits with its new suggestion.)
 
 Errors are :class:`~serve.api.errors.ApiError`: 404 ``not_found``; 409 ``claimed`` (someone
 else holds it), ``already_decided``, ``not_claimed`` (release), ``nothing_to_accept`` (no
-suggested category); 422 ``invalid_tags`` / ``invalid_attribute_values`` (feedback's),
+suggested category), ``changed`` (not at the revision the reviewer saw; ``error.current``
+holds the item as it is now); 422 ``invalid_tags`` / ``invalid_attribute_values`` (feedback's),
 ``unknown_category`` (a filter naming no node of the taxonomy), ``invalid_status``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -82,7 +95,14 @@ def item_out(item: ReviewItem) -> ReviewItemOut:
             verdict=d.verdict, by=d.by, by_name=d.by_name, at=d.at, category=d.category,
             attribute_values=d.attribute_values, note=d.note, feedback_id=d.feedback_id,
         ) if d else None,
+        revision=item.revision,
     )
+
+
+def feedback_id_for(item_id: str, revision: int) -> str:
+    """The feedback record id of a decision on this revision of an item: deterministic, so
+    a decision retried after a crash replaces its record instead of adding a second one."""
+    return "fb_" + hashlib.sha256(f"review:{item_id}:{revision}".encode()).hexdigest()[:20]
 
 
 def _store_call(call: Callable[[], T]) -> T:
@@ -91,7 +111,8 @@ def _store_call(call: Callable[[], T]) -> T:
     except NotFound as exc:
         raise ApiError(404, "not_found", f"no review item {exc.args[0]!r}") from exc
     except Conflict as exc:
-        raise ApiError(409, exc.code, exc.message) from exc
+        current = item_out(exc.item).model_dump(mode="json") if exc.code == "changed" else None
+        raise ApiError(409, exc.code, exc.message, current=current) from exc
 
 
 class ReviewService:
@@ -227,7 +248,8 @@ class ReviewService:
     def accept(self, principal: Principal, item_id: str, request: DecisionRequest | None = None) -> ReviewItemOut:
         """The suggested category and attribute values are right: they become an example (as
         POST /v1/feedback with verdict accept). 409 ``nothing_to_accept`` without a suggestion."""
-        item = _store_call(lambda: self.store.check_decidable(item_id, principal.key_id))
+        revision = request.revision if request else None
+        item = _store_call(lambda: self.store.check_decidable(item_id, principal.key_id, expected_revision=revision))
         tags = item.result.get("tags") or []
         if not tags:
             raise ApiError(409, "nothing_to_accept", f"review item {item_id} has no suggested category: correct it or skip it")
@@ -240,15 +262,18 @@ class ReviewService:
     def correct(self, principal: Principal, item_id: str, request: CorrectionRequest) -> ReviewItemOut:
         """The right category (and attribute values): validated against the current taxonomy
         (422), then an example (as POST /v1/feedback with verdict correct)."""
-        item = _store_call(lambda: self.store.check_decidable(item_id, principal.key_id))
+        item = _store_call(lambda: self.store.check_decidable(
+            item_id, principal.key_id, expected_revision=request.revision,
+        ))
         return self._decide(principal, item, "corrected", request.category, request.attribute_values, request.note)
 
     def skip(self, principal: Principal, item_id: str, request: DecisionRequest | None = None) -> ReviewItemOut:
         """Take the item out of the queue without teaching anything (a later flag of the same
         product enqueues it again)."""
         note = request.note if request else None
+        revision = request.revision if request else None
         return item_out(_store_call(lambda: self.store.decide(
-            item_id, principal.key_id, principal.name, "skipped", note=note,
+            item_id, principal.key_id, principal.name, "skipped", note=note, expected_revision=revision,
         )))
 
     def _decide(
@@ -265,7 +290,7 @@ class ReviewService:
             record = self.feedback.submit(principal, FeedbackRequest(
                 product=product, verdict="accept" if verdict == "accepted" else "correct",
                 tags=[category], attribute_values=values, note=note,
-            ))
+            ), record_id=feedback_id_for(item.id, item.revision))
         except BaseException:
             if not held_before:  # a refused decision does not leave the item claimed
                 with contextlib.suppress(Conflict, NotFound):
@@ -274,6 +299,7 @@ class ReviewService:
         return item_out(_store_call(lambda: self.store.decide(
             item.id, principal.key_id, principal.name, "accepted" if verdict == "accepted" else "corrected",
             category=category, attribute_values=record.attribute_values, note=note, feedback_id=record.id,
+            expected_revision=item.revision,  # what was read (and shown) is what is decided
         )))
 
 

@@ -74,6 +74,77 @@ function setupAutocomplete(input) {
   input.addEventListener("blur", () => setTimeout(() => { list.hidden = true; }, 150));
 }
 
+// ---- the correct form's attribute fields: rebuilt for the category picked, from
+// /ui/queue/attributes.json; a value the reviewer set (or the tagger suggested) is kept for
+// an attribute the new category has too. A submit while they load waits for them.
+function setupAttributes(fieldset) {
+  const form = fieldset.closest("form");
+  const input = form && form.querySelector("#category");
+  const box = document.getElementById("attribute-fields");
+  const forInput = document.getElementById("attrs-for");
+  const pathLabel = document.getElementById("attrs-path");
+  if (!input || !box || !forInput) return;
+  let suggested = {};
+  try { suggested = JSON.parse(fieldset.dataset.suggested || "{}"); } catch (e) { suggested = {}; }
+  let loading = null, submitWhenLoaded = false, tried = forInput.value;
+
+  function currentValues() {
+    const out = {};
+    box.querySelectorAll("[name^='attr.']").forEach((field) => {
+      const id = field.name.slice(5);
+      if (field.tagName === "SELECT") out[id] = Array.from(field.selectedOptions).map((o) => o.value).filter(Boolean);
+      else out[id] = field.value.split(",").map((v) => v.trim()).filter(Boolean);
+    });
+    return out;
+  }
+  function build(data, keep) {
+    box.replaceChildren();
+    for (const attr of data.attributes) {
+      const chosen = keep[attr.id] || suggested[attr.id] || [];
+      const label = el("label", {"class": "attr", "data-attribute": attr.id}, attr.name + (attr.unit ? " (" + attr.unit + ")" : "") + " ");
+      let field;
+      if (attr.closed) {
+        field = el("select", {"name": "attr." + attr.id});
+        if (attr.multi) { field.multiple = true; field.size = Math.min(attr.values.length, 5); }
+        else field.appendChild(el("option", {"value": ""}, "—"));
+        for (const v of attr.values) {
+          const option = el("option", {"value": v.id}, v.name);
+          option.selected = chosen.includes(v.id);
+          field.appendChild(option);
+        }
+      } else {
+        field = el("input", {"name": "attr." + attr.id, "size": "30"});
+        if (attr.multi) field.placeholder = "several: comma-separated";
+        field.value = chosen.join(", ");
+      }
+      label.appendChild(field);
+      box.appendChild(label);
+    }
+    if (!data.attributes.length) box.appendChild(el("p", {"class": "meta"}, "No attributes."));
+    forInput.value = data.category;
+    if (pathLabel) pathLabel.textContent = data.path || data.category;
+  }
+  input.addEventListener("change", () => {
+    const category = input.value.trim();
+    if (!category || category === forInput.value) return;
+    tried = category;
+    const keep = currentValues();
+    const request = loading = getJSON(fieldset.dataset.source + "?category=" + encodeURIComponent(category))
+      .then((data) => { if (request === loading && data.known) build(data, keep); })
+      .catch(() => {})  // the server shows the right fields when the form is sent
+      .finally(() => {
+        if (request !== loading) return;
+        loading = null;
+        if (submitWhenLoaded) { submitWhenLoaded = false; form.requestSubmit(); }
+      });
+  });
+  form.addEventListener("submit", (event) => {
+    const category = input.value.trim();
+    if (category !== forInput.value && category !== tried && !loading) input.dispatchEvent(new Event("change"));
+    if (loading) { event.preventDefault(); submitWhenLoaded = true; }
+  });
+}
+
 // ---- lazy tree: <details data-node=ID> loads its children when first opened
 function setupTree(details) {
   details.addEventListener("toggle", async () => {
@@ -157,6 +228,7 @@ document.addEventListener("keydown", (event) => {
         input.value = candidate.dataset.candidate;
         const label = document.getElementById("category-path");
         if (label) label.textContent = candidate.dataset.path;
+        input.dispatchEvent(new Event("change"));
         input.focus();
         handled = true;
       }
@@ -176,6 +248,7 @@ document.addEventListener("keydown", (event) => {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("input[data-autocomplete]").forEach(setupAutocomplete);
   document.querySelectorAll("details[data-node]").forEach(setupTree);
+  document.querySelectorAll("fieldset#attributes").forEach(setupAttributes);
   const first = document.querySelector("[data-row]");
   if (first && document.body.dataset.page === "queue") first.classList.add("selected");
 });
