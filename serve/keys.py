@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     insert,
     select,
+    text,
     update,
 )
 
@@ -40,6 +41,8 @@ _KEY = re.compile(r"^tsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 #: values an operator might leave in a config file: refused as the admin key
 PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "admin", "test", "dev"})
 MIN_ADMIN_KEY_CHARS = 32
+#: the PostgreSQL advisory lock serialising key revocations (any constant: "tkey")
+REVOKE_LOCK = 0x746B6579
 
 metadata = MetaData()
 keys_table = Table(
@@ -137,18 +140,18 @@ class KeyStore:
         ``keep_an_admin`` and it is the last active admin key."""
         # the count and the update under one lock, so two concurrent revocations of the last
         # two admin keys cannot both pass the check: SQLite's write lock (BEGIN IMMEDIATE);
-        # PostgreSQL's row locks (FOR UPDATE; the second revocation waits, then re-reads
-        # the rows still active, without the key the first one revoked)
+        # on PostgreSQL a transaction-scoped advisory lock (revocations are rare: one at a
+        # time; row locks taken key by key would deadlock two revocations of two keys)
         with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-            row = conn.execute(
-                select(keys_table).where(keys_table.c.id == key_id).with_for_update()
-            ).mappings().first()
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REVOKE_LOCK})
+            row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
             if row is None:
                 raise KeyError(key_id)
             target = _record(row)
             if keep_an_admin and target.active and "admin" in target.scopes:
                 active = conn.execute(
-                    select(keys_table.c.scopes).where(keys_table.c.revoked_at.is_(None)).with_for_update()
+                    select(keys_table.c.scopes).where(keys_table.c.revoked_at.is_(None))
                 ).scalars().all()
                 if sum("admin" in s.split(",") for s in active) <= 1:
                     raise LastAdminKey(key_id)
