@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.contract import TagResult
+
 __all__ = ["ReviewSignal", "doubt_key", "expected_values", "order_for_review"]
 
 
@@ -27,6 +29,18 @@ class ReviewSignal:
     top: str | None  # the top category id
     runner_up: str | None = None  # the second candidate, if any
     runner_up_confidence: float = 0.0
+
+    @classmethod
+    def of(cls, result: TagResult) -> ReviewSignal:
+        """The signal of a tagging result: its top tag and the best other candidate weighed."""
+        top = result.tags[0] if result.tags else None
+        other = next((c for c in result.evidence.candidates if top is None or c.id != top.id), None)
+        return cls(
+            confidence=top.confidence if top is not None else 0.0,
+            top=top.id if top is not None else None,
+            runner_up=other.id if other is not None else None,
+            runner_up_confidence=other.probability if other is not None else 0.0,
+        )
 
 
 def doubt_key(signal: ReviewSignal) -> str:

@@ -138,3 +138,38 @@ def grouped_hbars(
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
+
+
+def score_curves(
+    series: Mapping[str, Sequence[tuple[float, float, Sequence[float] | None]]], path: Path, *,
+    xlabel: str, ylabel: str = "WAF1 (%)", title: str = "",
+    references: Mapping[str, float] | None = None, log_x: bool = False,
+) -> str:
+    """One line per series through its points ``(x, score, [ci low, ci high] or None)``,
+    the CI as a shaded band; ``references`` are labelled horizontal lines (e.g. the
+    full-pool score). Used by the learning-curve and active-learning benchmarks."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for name, points in series.items():
+        pts = sorted(points, key=lambda p: p[0])
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        line = ax.plot(xs, [p[1] for p in pts], marker="o", markersize=3, linewidth=1.3, label=name)[0]
+        banded = [p for p in pts if p[2] is not None]
+        if banded:
+            ax.fill_between([p[0] for p in banded], [p[2][0] for p in banded],  # type: ignore[index]
+                            [p[2][1] for p in banded], color=line.get_color(), alpha=0.15)  # type: ignore[index]
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="grey", linestyle="--", linewidth=0.9)
+        ax.annotate(f"{label} ({value:.1f})", (0.01, value), xycoords=("axes fraction", "data"),
+                    fontsize=7, va="bottom", color="dimgrey")
+    if log_x:
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
