@@ -1,4 +1,4 @@
-"""Reviewer feedback records (SQLite): who accepted or corrected which product's tags, when.
+"""Reviewer feedback records (SQLite, or ``database.url``): who accepted or corrected which product's tags, when.
 
 The corrected product itself becomes an example of the index (see the feedback service);
 this log keeps the decision trail, so corrections can be audited and replayed.
@@ -29,8 +29,11 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 
-from serve.sqlite import sqlite_engine, utc
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 metadata = MetaData()
 feedback_table = Table(
@@ -66,17 +69,10 @@ class FeedbackRecord:
 
 
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
-        self._engine = sqlite_engine(path)
-        metadata.create_all(self._engine)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Add the columns a database made by an older tagsmith lacks."""
-        with self._engine.begin() as conn:
-            have = {c["name"] for c in inspect(conn).get_columns("feedback")}
-            if "attribute_values" not in have:
-                conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
+    def __init__(self, location: Path | str) -> None:
+        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
+        self._engine = open_engine(location)
+        create_schema(self._engine, metadata, _migrate)
 
     def add(
         self, *, example_id: str, verdict: str, tags: list[str], product: dict[str, Any],
@@ -115,6 +111,13 @@ class FeedbackStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _migrate(conn: Connection) -> None:
+    """Add the columns a database made by an older tagsmith lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns("feedback")}
+    if "attribute_values" not in have:
+        conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
 
 
 def _record(r: RowMapping) -> FeedbackRecord:

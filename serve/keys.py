@@ -1,4 +1,5 @@
-"""API keys: created by ``tagsmith keys create`` (or ``POST /v1/keys``), stored hashed in SQLite.
+"""API keys: created by ``tagsmith keys create`` (or ``POST /v1/keys``), stored hashed in the
+database (``keys.db`` in the data directory, or ``database.url``).
 
 A key reads ``tsk_<id>_<secret>``: ``id`` is public (it names the key in listings, logs
 and revocations), ``secret`` is 256 random bits. Only ``sha256(key)`` is stored: a key is
@@ -25,10 +26,13 @@ from sqlalchemy import (
     Table,
     insert,
     select,
+    text,
     update,
 )
 
-from serve.sqlite import sqlite_engine, utc
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 #: what a key may do; ``admin`` implies every other scope
 SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
@@ -37,6 +41,8 @@ _KEY = re.compile(r"^tsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 #: values an operator might leave in a config file: refused as the admin key
 PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "admin", "test", "dev"})
 MIN_ADMIN_KEY_CHARS = 32
+#: the PostgreSQL advisory lock serialising key revocations (any constant: "tkey")
+REVOKE_LOCK = 0x746B6579
 
 metadata = MetaData()
 keys_table = Table(
@@ -102,9 +108,10 @@ def key_store_path(data_dir: Path) -> Path:
 
 
 class KeyStore:
-    def __init__(self, path: Path) -> None:
-        self._engine = sqlite_engine(path)
-        metadata.create_all(self._engine)
+    def __init__(self, location: Path | str) -> None:
+        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
+        self._engine = open_engine(location)
+        create_schema(self._engine, metadata)
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
@@ -131,9 +138,13 @@ class KeyStore:
     def revoke(self, key_id: str, *, keep_an_admin: bool = True) -> ApiKey:
         """Revoke a key (idempotent); KeyError when there is no such key, LastAdminKey when
         ``keep_an_admin`` and it is the last active admin key."""
-        # IMMEDIATE: the count and the update under one write lock, so two concurrent
-        # revocations of the last two admin keys cannot both pass the check
+        # the count and the update under one lock, so two concurrent revocations of the last
+        # two admin keys cannot both pass the check: SQLite's write lock (BEGIN IMMEDIATE);
+        # on PostgreSQL a transaction-scoped advisory lock (revocations are rare: one at a
+        # time; row locks taken key by key would deadlock two revocations of two keys)
         with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REVOKE_LOCK})
             row = conn.execute(select(keys_table).where(keys_table.c.id == key_id)).mappings().first()
             if row is None:
                 raise KeyError(key_id)

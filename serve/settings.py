@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from serve.attribute_selection import SelectionField
 
@@ -236,12 +238,49 @@ class ReviewSettings(BaseModel):
     )
 
 
+StoreName = Literal["taxonomy", "keys", "feedback", "review"]
+#: each store's SQLite file in the data directory (the default, embedded layout)
+SQLITE_FILES: dict[StoreName, str] = {
+    "taxonomy": "taxonomy.db", "keys": "keys.db", "feedback": "feedback.db", "review": "review.db",
+}
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr | None = Field(
+        default=None,
+        description="where the service's state lives (taxonomy versions, API keys, feedback, the "
+        "review queue): a SQLAlchemy URL, e.g. postgresql+psycopg://tagsmith:PASSWORD@db:5432/tagsmith "
+        "for state shared by several replicas; unset: SQLite files in data_dir (taxonomy.db, keys.db, "
+        "feedback.db, review.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
+        "password): never shown in errors or logs",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            backend = make_url(value.get_secret_value()).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL (dialect+driver://user:password@host:port/database)") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}: use postgresql+psycopg://… or sqlite:///…")
+        return value
+
+    @property
+    def url_value(self) -> str | None:
+        """The URL itself (``url`` is kept secret everywhere else)."""
+        return self.url.get_secret_value() if self.url is not None else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TAGSMITH_",
         env_nested_delimiter="__",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,  # secrets (the database URL's password, keys) stay out of errors
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="one directory for all state")
@@ -254,6 +293,11 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     review: ReviewSettings = ReviewSettings()
     ui: UISettings = UISettings()
+    database: DatabaseSettings = DatabaseSettings()
+    database_url: SecretStr | None = Field(
+        default=None, exclude=True,
+        description="TAGSMITH_DATABASE_URL, the conventional name: the same as database.url",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod
@@ -271,14 +315,36 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _one_database_url(self) -> Settings:
+        alias = self.database_url.get_secret_value() if self.database_url is not None else ""
+        if alias:
+            if self.database.url_value and self.database.url_value != alias:
+                raise ValueError("TAGSMITH_DATABASE_URL and database.url disagree: set one")
+            self.database = DatabaseSettings(url=self.database_url)
+        return self
+
     @property
     def reports_dir(self) -> Path:
         """Eval reports the UI lists (``ui.reports_dir``, default ``<data_dir>/reports``)."""
         return self.ui.reports_dir if self.ui.reports_dir is not None else self.data_dir / "reports"
 
+    def store_location(self, store: StoreName) -> Path | str:
+        """Where ``store`` lives: ``database.url`` when set, else its SQLite file in the data
+        directory (a Path); what the stores' constructors and ``serve.database.open_engine`` take."""
+        url = self.database.url_value
+        if url:
+            return url
+        return self.data_dir / SQLITE_FILES[store]
+
+    def store_url(self, store: StoreName) -> str:
+        """The SQLAlchemy URL of ``store`` (:meth:`store_location` as a URL)."""
+        location = self.store_location(store)
+        return f"sqlite:///{location}" if isinstance(location, Path) else location
+
     @property
     def taxonomy_db_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'taxonomy.db'}"
+        return self.store_url("taxonomy")
 
 
 def config_file() -> Path | None:

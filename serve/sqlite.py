@@ -1,4 +1,6 @@
-"""The service's SQLite stores (keys, jobs, feedback): engine and datetime helpers."""
+"""SQLite specifics of the service's stores: the engine of a SQLite file, naive datetimes.
+
+The engine factory for every backend is :func:`serve.database.open_engine`."""
 
 from __future__ import annotations
 
@@ -8,16 +10,12 @@ from typing import overload
 
 from sqlalchemy import Engine
 
-from serve.filemodes import private_file
-from taxonomy.schema import make_engine
+from serve.database import open_engine
 
 
 def sqlite_engine(path: Path) -> Engine:
-    """WAL, synchronous=FULL, a busy timeout (the taxonomy store's settings); the file is
-    created 0600 first, so SQLite (which copies the database's mode to its -wal and -shm
-    files) never makes it world-readable under a umask of 022."""
-    private_file(path)
-    return make_engine(f"sqlite:///{path}")
+    """The engine of the SQLite file ``path`` (:func:`serve.database.open_engine`)."""
+    return open_engine(path)
 
 
 @overload

@@ -35,7 +35,7 @@ from serve.crosswalk_tags import add_crosswalk
 from serve.feedback import FeedbackStore
 from serve.filemodes import private_data_dir, private_db_file
 from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
-from serve.keys import KeyStore, admin_key_problem, key_store_path
+from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
 from serve.review import ReviewEnqueuer, ReviewStore
@@ -71,7 +71,7 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     private_data_dir(settings.data_dir)
-    keys = KeyStore(key_store_path(settings.data_dir))
+    keys = KeyStore(settings.store_location("keys"))
     problem = auth_problem(settings, keys)
     if problem is not None:
         keys.close()
@@ -89,15 +89,16 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
         settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
         job_store=JobStore(settings.data_dir / "jobs"),
-        feedback_store=FeedbackStore(settings.data_dir / "feedback.db"), review_store=review_store,
+        feedback_store=FeedbackStore(settings.store_location("feedback")), review_store=review_store,
         review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
         llm=llm,
     )
 
 
-def review_store_path(settings: Settings) -> Path:
-    """The review queue's database (the CLI's ``tag-file --review-queue`` writes it too)."""
-    return settings.data_dir / "review.db"
+def review_store_path(settings: Settings) -> Path | str:
+    """The review queue's database, a SQLite file or ``database.url`` (the CLI's
+    ``tag-file --review-queue`` writes it too)."""
+    return settings.store_location("review")
 
 
 def tag_job_items(

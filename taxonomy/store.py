@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map, value_migration_map
 from taxonomy.editor import apply_edits, coerce_edits
@@ -33,6 +32,7 @@ from taxonomy.formats import read_document
 from taxonomy.model import TaxonomyDocument, paused_gc
 from taxonomy.schema import (
     checkpoints_table,
+    create_schema,
     edits_table,
     head_table,
     make_engine,
@@ -304,13 +304,13 @@ class TaxonomyStore:
 
     # ---- internals ----------------------------------------------------------------------
     def _create_schema(self) -> None:
-        metadata.create_all(self._engine)
-        try:
-            with self._engine.begin() as conn:
-                if conn.execute(select(head_table.c.version)).first() is None:
-                    conn.execute(insert(head_table).values(id=1, version=0))
-        except IntegrityError:
-            pass  # another process created the head row at the same moment
+        def head_row(conn: Connection) -> None:
+            # in create_schema's transaction: under SQLite's write lock / PostgreSQL's
+            # advisory lock, so processes opening a new store together make one head row
+            if conn.execute(select(head_table.c.version)).first() is None:
+                conn.execute(insert(head_table).values(id=1, version=0))
+
+        create_schema(self._engine, metadata, head_row)
 
     def _read_head(self, conn: Connection) -> int:
         return int(conn.execute(select(head_table.c.version).where(head_table.c.id == 1)).scalar_one())

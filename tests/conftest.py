@@ -8,12 +8,17 @@ into the default tier unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from tests.postgres_server import PostgresServer, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -26,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 MODEL_FIXTURES = frozenset({"embedded_llm", "embedder", "generator", "hf_model_dir"})
 #: fixtures that start a server process
 PROCESS_FIXTURES = frozenset({"llama_server"})
-TIERS = ("model", "process", "slow", "vllm", "browser")
+TIERS = ("model", "process", "slow", "vllm", "browser", "postgres")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so the added marks count
@@ -81,3 +86,41 @@ def embedded_llm() -> Iterator[object]:
     backend = create_backend("embedded")
     yield backend
     backend.close()
+
+
+# ---- databases: every stateful store's tests run on SQLite and (postgres tier) PostgreSQL ----
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/postgres_server.py)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new database on the session's PostgreSQL
+    server (dropped afterwards). Tests taking it run once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server (PostgreSQL-only tests)."""
+    with fresh_database(postgres) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    name = f"test_{secrets.token_hex(6)}"
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -18,11 +18,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.api.auth_failures import AuthFailureLimiter, client_key
-from serve.api.errors import ApiError, error_body, retry_after
+from serve.api.errors import (
+    DATABASE_DOWN,
+    DATABASE_RETRY_AFTER_S,
+    ApiError,
+    error_body,
+    retry_after,
+)
 from serve.api.limits import request_cost
+from serve.database import is_unavailable
 from serve.keys import SCOPES, KeyStore
 from serve.settings import Settings
 
@@ -116,7 +124,15 @@ class AuthMiddleware:
                 retry_after(blocked),
             )
             return
-        principal = authenticate(state.settings, state.keys, authorization)
+        try:
+            principal = authenticate(state.settings, state.keys, authorization)
+        except OperationalError as exc:
+            if not is_unavailable(exc):
+                raise
+            # the key store's database is down: 503, not 401 (nor a 500)
+            log.warning("database unavailable while verifying an API key: %s", type(exc.orig).__name__)
+            await _reply(send, 503, "unavailable", DATABASE_DOWN, retry_after(DATABASE_RETRY_AFTER_S))
+            return
         if principal is None:
             if guarded:
                 state.metrics.auth_failures.labels("invalid").inc()

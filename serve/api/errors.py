@@ -18,9 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from serve.database import is_unavailable
 from serve.jsonlog import request_id_var
 
 log = logging.getLogger("tagsmith.api")
@@ -161,6 +163,11 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return error_response(exc.status_code, code, message, headers=headers)
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            return database_unavailable(exc)
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "internal error: see the service log for this request id")
@@ -168,7 +175,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OperationalError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+#: what a client is told to wait while the database is unreachable (connections are checked
+#: before use and a new one is tried on every request: the service recovers by itself)
+DATABASE_RETRY_AFTER_S = 5.0
+DATABASE_DOWN = "the database is unavailable; retry after the Retry-After seconds"
+
+
+def database_unavailable(exc: Exception) -> JSONResponse:
+    """503 + Retry-After for a database that cannot be reached or refuses for now (PostgreSQL
+    down or restarting, SQLite busy beyond its timeout): the first line of the error logged,
+    never the URL's password (the driver's messages do not carry it)."""
+    log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    return error_response(503, "unavailable", DATABASE_DOWN, headers=retry_after(DATABASE_RETRY_AFTER_S))
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -188,7 +210,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _doc("invalid request: field, length or batch-size limits; details say where"),
     428: _doc("the If-Match header is required"),
     429: _doc("rate limit of this key exceeded; see Retry-After"),
-    503: _doc("not ready yet, overloaded, or the LLM backend is unavailable; see Retry-After"),
+    503: _doc("not ready yet, overloaded, or the LLM backend or the database is unavailable; see Retry-After"),
 }
 
 

@@ -10,6 +10,7 @@ import typer
 
 from serve.cli._common import console, fail
 from serve.cli.crosswalk_cmd import app as crosswalk_app
+from serve.cli.db_cmd import app as db_app
 from serve.cli.doctor_cmd import doctor
 from serve.cli.eval_cmd import app as eval_app
 from serve.cli.finetune_cmd import finetune, finetune_blend
@@ -35,6 +36,7 @@ app.add_typer(eval_app, name="eval", help="Evaluate pipelines on labelled data, 
 app.add_typer(keys_app, name="keys", help="Create, list and revoke the HTTP service's API keys.")
 app.add_typer(review_app, name="review", help="The review queue: export decisions and doubtful products, counts.")
 app.add_typer(taxonomy_app, name="taxonomy", help="Import, export, inspect and validate against the taxonomy.")
+app.add_typer(db_app, name="db", help="The database of the service's state: create or upgrade its schema.")
 app.add_typer(crosswalk_app, name="crosswalk", help="Crosswalks to other taxonomies (e.g. Google): import, show, broken rows.")
 app.command(help="Check the installation: versions, model files, GPU, one constrained generation.")(doctor)
 app.command(help="Run the HTTP service.")(serve)

@@ -17,11 +17,11 @@ app = typer.Typer(no_args_is_help=True)
 
 def _store() -> KeyStore:
     from serve.filemodes import private_dir
-    from serve.keys import KeyStore, key_store_path
+    from serve.keys import KeyStore
 
     s = settings()
     private_dir(s.data_dir)
-    return KeyStore(key_store_path(s.data_dir))
+    return KeyStore(s.store_location("keys"))
 
 
 @app.command("create")

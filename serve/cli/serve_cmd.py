@@ -20,7 +20,7 @@ def serve(
     from serve.filemodes import private_dir
     from serve.http_protocol import protocol_class
     from serve.jsonlog import configure_logging
-    from serve.keys import KeyStore, key_store_path
+    from serve.keys import KeyStore
     from serve.state import auth_problem
 
     s = settings()
@@ -29,7 +29,7 @@ def serve(
     if port is not None:
         s.server.port = port
     private_dir(s.data_dir)
-    keys = KeyStore(key_store_path(s.data_dir))
+    keys = KeyStore(s.store_location("keys"))
     problem = auth_problem(s, keys)
     keys.close()
     if problem is not None:  # checked here too, to fail with one clear line instead of a trace

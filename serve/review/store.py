@@ -71,8 +71,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from agent.review_priority import ReviewSignal, order_for_review
-from serve.sqlite import sqlite_engine, utc
-from taxonomy.schema import make_engine
+from serve.database import open_engine
+from serve.sqlite import utc
+from taxonomy.schema import create_schema
 
 __all__ = [
     "DECIDED", "PENDING", "STATUSES", "Claim", "Conflict", "Decision", "EnqueueEntry", "EnqueueReport",
@@ -273,14 +274,13 @@ def _reasons(result: Mapping[str, Any]) -> list[str]:
 class ReviewStore:
     """The review queue. Thread-safe; several processes may share the database."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None, claim_ttl_s: float = 900.0) -> None:
-        """``path``: the SQLite file (``<data_dir>/review.db``); or ``url``, any SQLAlchemy
-        URL (tests; PostgreSQL later). ``claim_ttl_s``: how long a claim lasts by default."""
+    def __init__(self, path: Path | str | None = None, *, url: str | None = None, claim_ttl_s: float = 900.0) -> None:
+        """``path``: the SQLite file (``<data_dir>/review.db``) or a URL; or ``url``, any SQLAlchemy
+        URL (``database.url``: PostgreSQL). ``claim_ttl_s``: how long a claim lasts by default."""
         if (path is None) == (url is None):
             raise ValueError("give a path or a url")
-        self._engine: Engine = sqlite_engine(path) if path is not None else make_engine(str(url))
-        metadata.create_all(self._engine)
-        self._migrate()
+        self._engine: Engine = open_engine(path if path is not None else str(url))
+        create_schema(self._engine, metadata, _migrate)
         self.claim_ttl_s = claim_ttl_s
         self._order_lock = threading.Lock()
         self._order_key: tuple[Any, ...] | None = None
@@ -288,13 +288,6 @@ class ReviewStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-    def _migrate(self) -> None:
-        """Add the columns a queue made by an older tagsmith lacks."""
-        with self._engine.begin() as conn:
-            have = {c["name"] for c in inspect(conn).get_columns("review_items")}
-            if "revision" not in have:
-                conn.execute(text("ALTER TABLE review_items ADD COLUMN revision INTEGER NOT NULL DEFAULT 1"))
 
     # ---- writing: enqueue --------------------------------------------------------------
     def enqueue_many(self, entries: Sequence[EnqueueEntry], *, now: datetime | None = None) -> EnqueueReport:
@@ -709,6 +702,13 @@ def _status_clause(statuses: set[Status], now: datetime) -> Any:
     if "claimed" in statuses:
         parts.append(and_(t.c.status == "claimed", t.c.claimed_until > now))
     return or_(*parts) if parts else t.c.id.is_(None)
+
+
+def _migrate(conn: Connection) -> None:
+    """Add the columns a queue made by an older tagsmith lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns("review_items")}
+    if "revision" not in have:
+        conn.execute(text("ALTER TABLE review_items ADD COLUMN revision INTEGER NOT NULL DEFAULT 1"))
 
 
 def _event(conn: Connection, item_id: str, action: str, actor: str, actor_name: str | None,

@@ -6,15 +6,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from taxonomy import AddNode, DeprecateNode, Snapshot, TagValidator, TaxonomyStore
 from tests.taxonomy.helpers import apparel_document
 
-#: (edits, readers): a quick run in the default tier, the full one in the slow tier
-SIZES = [pytest.param((150, 8), id="quick"), pytest.param((1000, 20), id="full", marks=pytest.mark.slow)]
+#: (backend, (edits, readers)): a quick run in the default tier (SQLite) and the postgres tier,
+#: the full one on SQLite in the slow tier (on PostgreSQL it would take ~100 s of the tier)
+CASES = [
+    pytest.param("sqlite", (150, 8), id="sqlite-quick"),
+    pytest.param("postgresql", (150, 8), id="postgresql-quick", marks=pytest.mark.postgres),
+    pytest.param("sqlite", (1000, 20), id="sqlite-full", marks=pytest.mark.slow),
+]
 
 
 def edit_number(k: int) -> AddNode | DeprecateNode:
@@ -34,10 +38,10 @@ def expected_verdict(version: int, j: int) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_readers_always_see_whole_versions(tmp_path: Path, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("database_url", "size"), CASES, indirect=["database_url"])
+def test_readers_always_see_whole_versions(database_url: str, size: tuple[int, int]) -> None:
     edits, readers = size
-    url = f"sqlite:///{tmp_path / 'taxonomy.db'}"
+    url = database_url
     writer_store = TaxonomyStore(url, checkpoint_every=100)
     writer_store.import_document(apparel_document())
     replicas = [TaxonomyStore(url), TaxonomyStore(url)]  # other "processes" that must refresh()

@@ -24,19 +24,20 @@ from taxonomy import (
 from tests.taxonomy.helpers import apparel_document
 
 
-def url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'taxonomy.db'}"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TaxonomyStore:
-    s = TaxonomyStore(url(tmp_path), checkpoint_every=3)
+def store(database_url: str) -> TaxonomyStore:
+    """On SQLite, and on PostgreSQL in the postgres tier (``database_url``)."""
+    s = TaxonomyStore(database_url, checkpoint_every=3)
     s.import_document(apparel_document(), message="first")
     return s
 
 
-def test_empty_store(tmp_path: Path) -> None:
-    with TaxonomyStore(url(tmp_path)) as s:
+def test_empty_store(database_url: str) -> None:
+    with TaxonomyStore(database_url) as s:
         assert s.version == 0 and s.is_empty() and s.versions() == []
         with pytest.raises(EmptyStore, match="import"):
             s.current()
@@ -46,7 +47,8 @@ def test_empty_store(tmp_path: Path) -> None:
             s.snapshot(1)
 
 
-def test_sqlite_runs_in_wal_with_full_sync(store: TaxonomyStore, tmp_path: Path) -> None:
+def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
+    store = TaxonomyStore(sqlite_url(tmp_path))
     with store._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -90,24 +92,24 @@ def test_stale_and_rejected_edits_change_nothing(store: TaxonomyStore) -> None:
         store.import_document(apparel_document(), expected_version=1)
 
 
-def test_reopen_replays_the_log_and_matches_checkpoints(store: TaxonomyStore, tmp_path: Path) -> None:
+def test_reopen_replays_the_log_and_matches_checkpoints(store: TaxonomyStore, database_url: str) -> None:
     for i in range(10):  # checkpoints at 1 (import), 4, 7, 10
         store.apply([AddNode(id=f"n{i}", name=f"N{i}", parent="food")], expected_version=store.version)
     expected = {v: store.snapshot(v).document for v in range(1, 12)}
     store.close()
-    with TaxonomyStore(url(tmp_path)) as again:
+    with TaxonomyStore(database_url) as again:
         assert again.version == 11
         for v in range(1, 12):
             assert again.snapshot(v).document == expected[v], v
-    engine = create_engine(url(tmp_path))
+    engine = create_engine(database_url)
     with engine.connect() as conn:
         checkpoints = conn.execute(text("SELECT version FROM taxonomy_checkpoints ORDER BY version")).scalars().all()
     engine.dispose()
     assert checkpoints == [1, 4, 7, 10]
 
 
-def test_a_second_replica_refreshes(store: TaxonomyStore, tmp_path: Path) -> None:
-    with TaxonomyStore(url(tmp_path)) as replica:
+def test_a_second_replica_refreshes(store: TaxonomyStore, database_url: str) -> None:
+    with TaxonomyStore(database_url) as replica:
         assert replica.version == 1
         store.apply([AddNode(id="x", name="X", parent=None)], expected_version=1)
         assert replica.version == 1  # nothing happens behind a reader's back
@@ -121,8 +123,8 @@ def test_a_second_replica_refreshes(store: TaxonomyStore, tmp_path: Path) -> Non
     assert store.refresh() == 4
 
 
-def test_seeding_the_packaged_default_once(tmp_path: Path) -> None:
-    with TaxonomyStore(url(tmp_path)) as s:
+def test_seeding_the_packaged_default_once(database_url: str) -> None:
+    with TaxonomyStore(database_url) as s:
         first = seed_default_taxonomy(s)
         assert first.version == 1 and len(first) == 10281
         assert seed_default_taxonomy(s).version == 1
@@ -131,21 +133,21 @@ def test_seeding_the_packaged_default_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # a measurement on the 10,281-node taxonomy
 def test_open_time_for_the_shopify_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with TaxonomyStore(url(tmp_path), checkpoint_every=50) as s:
+    with TaxonomyStore(sqlite_url(tmp_path), checkpoint_every=50) as s:
         snap = s.import_taxonomy(default_taxonomy_path(), DEFAULT_TAXONOMY_FORMAT)
         parent = sorted(snap.active_ids - snap.active_leaf_ids)[0]
         for i in range(49):  # the worst case: 49 batches to replay on top of the checkpoint
             s.apply([AddNode(id=f"new{i}", name=f"New {i}", parent=parent)], expected_version=s.version)
         expected = s.current().document
     started = time.perf_counter()
-    with TaxonomyStore(url(tmp_path)) as reopened:
+    with TaxonomyStore(sqlite_url(tmp_path)) as reopened:
         elapsed = time.perf_counter() - started
         assert reopened.current().document == expected
     with capsys.disabled():  # a measurement for the report, not an assertion
         print(f"\n[taxonomy] open 10,281-node store + replay 49 batches: {elapsed * 1000:.0f} ms")
 
 
-def test_attribute_edits_are_versioned_and_replayed(store: TaxonomyStore, tmp_path: Path) -> None:
+def test_attribute_edits_are_versioned_and_replayed(store: TaxonomyStore, database_url: str) -> None:
     batches: list[list[dict[str, object]]] = [
         [{"op": "define_attribute", "id": "width", "name": "Width", "open_values": True,
           "value_type": "number_with_unit", "unit": "cm",
@@ -162,7 +164,7 @@ def test_attribute_edits_are_versioned_and_replayed(store: TaxonomyStore, tmp_pa
     expected = {v: store.snapshot(v).document for v in range(1, 5)}
     assert store.diff(3, 4).attributes_deprecated == ["brand"]
     store.close()
-    with TaxonomyStore(url(tmp_path)) as again:
+    with TaxonomyStore(database_url) as again:
         for v in range(1, 5):
             assert again.snapshot(v).document == expected[v], v
         last = again.snapshot(4)

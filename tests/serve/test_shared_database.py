@@ -1,0 +1,117 @@
+"""Two service instances (replicas, in-process here) with their own data directories and one
+database (``database.url``): a key made through one works on the other, a revocation counts on
+both at once, and a taxonomy edit through one makes the other's ``If-Match`` stale (412).
+On SQLite (one file both open) in the default tier, on PostgreSQL in the postgres tier."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serve.keys import KeyStore
+from tests.conftest import free_port, fresh_database
+from tests.postgres_server import postgres_server
+from tests.serve.helpers import (
+    HASHING_ENV,
+    TAGSMITH,
+    assert_error,
+    auth,
+    running_app,
+    seed_data_dir,
+    service_settings,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+RENAME = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
+DEPRECATE = {"edits": [{"op": "deprecate", "id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}]}
+
+
+def test_two_replicas_share_keys_and_taxonomy_versions(database_url: str, tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    seed_data_dir(a_dir, database={"url": database_url})  # the taxonomy goes to the database
+    shutil.copytree(a_dir / "index", b_dir / "index")  # index generations stay files, per replica
+    store = KeyStore(database_url)
+    admin = auth(store.create(frozenset({"admin"}), "ops")[1])
+    store.close()
+    settings = [service_settings(d, database={"url": database_url}) for d in (a_dir, b_dir)]
+    with running_app(settings[0]) as a, running_app(settings[1]) as b:
+        made = a.post("/v1/keys", json={"scopes": ["tags", "taxonomy:write"], "name": "shop"}, headers=admin)
+        assert made.status_code == 201, made.text
+        key = auth(made.json()["key"])
+        tagged = b.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key)
+        assert tagged.status_code == 200 and tagged.json()["taxonomy_version"] == 1, tagged.text
+
+        edited = a.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**key, "If-Match": '"1"'})
+        assert edited.status_code == 201 and edited.headers["etag"] == '"2"', edited.text
+        stale = b.post("/v1/taxonomy/edits", json=RENAME, headers={**key, "If-Match": '"1"'})
+        assert_error(stale, 412, "precondition_failed")
+        assert stale.headers["etag"] == '"2"'  # b learnt the new version from the database
+        assert b.post("/v1/taxonomy/edits", json=RENAME, headers={**key, "If-Match": '"2"'}).status_code == 201
+
+        assert b.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 200
+        assert_error(a.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key), 401, "unauthorized")
+
+
+@pytest.mark.process
+@pytest.mark.postgres
+def test_tagsmith_serve_keeps_its_state_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """The real command: `tagsmith db upgrade`, `tagsmith keys create` and `tagsmith serve` with
+    TAGSMITH_DATABASE_URL; no SQLite key or feedback file appears in the data directory."""
+    data = tmp_path / "data"
+    seed_data_dir(data, database={"url": postgres_url})
+    env = {**HASHING_ENV, "TAGSMITH_DATA_DIR": str(data), "TAGSMITH_DATABASE_URL": postgres_url,
+           "TAGSMITH_TAGGING__PIPELINE": "knn"}
+    for command in (["db", "upgrade"], ["keys", "create", "--scopes", "tags,feedback"]):
+        done = subprocess.run([TAGSMITH, *command], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    key = auth(done.stdout.strip().splitlines()[-1])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(port, env)
+    try:
+        wait_ready(proc, base, env)
+        tagged = httpx.post(f"{base}/v1/tags", json={"title": "Cast iron skillet"}, headers=key, timeout=30)
+        assert tagged.status_code == 200 and tagged.json()["taxonomy_version"] == 1, tagged.text
+        assert httpx.get(f"{base}/v1/taxonomy", headers=key, timeout=30).headers["etag"] == '"1"'
+    finally:
+        stop_server(proc)
+    assert not (data / "keys.db").exists() and not (data / "feedback.db").exists()
+    assert not (data / "review.db").exists()
+    store = KeyStore(postgres_url)
+    assert [k.scopes for k in store.all()] == [frozenset({"tags", "feedback"})]
+    store.close()
+
+
+@pytest.mark.postgres
+def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(tmp_path: Path) -> None:
+    """PostgreSQL stopped abruptly (its own server: the session's one is shared): requests that
+    need the database get 503 + Retry-After, key checks included, never 500 or 401; once it is
+    back the same service answers again by itself, and nothing committed was lost."""
+    with postgres_server(durable=True) as server, fresh_database(server) as url:
+        data = tmp_path / "data"
+        seed_data_dir(data, database={"url": url})
+        store = KeyStore(url)
+        key = auth(store.create(frozenset({"tags", "taxonomy:write"}), "shop")[1])
+        store.close()
+        admin = "k" * 8 + "Q3x9-v2Lr0pZ8mN4tY6wB1cE5"  # from configuration: checked without the database
+        with running_app(service_settings(data, database={"url": url}, auth={"admin_key": admin})) as client:
+            edited = client.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**key, "If-Match": '"1"'})
+            assert edited.status_code == 201, edited.text
+            server.kill()
+            down = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key)
+            assert_error(down, 503, "unavailable")
+            assert int(down.headers["retry-after"]) >= 1
+            # past authentication, a route reading the store: 503 too (the exception handler)
+            assert_error(client.get("/v1/taxonomy/versions", headers=auth(admin)), 503, "unavailable")
+            server.start()
+            versions = client.get("/v1/taxonomy/versions", headers=key)
+            assert versions.status_code == 200, versions.text
+            assert [v["version"] for v in versions.json()["items"]] == [1, 2]  # the edit survived
+            assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key).status_code == 200
