@@ -45,7 +45,14 @@ from retrieval import (
     TaxonomyIndex,
     build_index,
 )
-from retrieval.calibration import describe, ece, fit_calibration, threshold_for
+from retrieval.calibration import (
+    DUPLICATE_SIMILARITY,
+    MAX_HELD_OUT,
+    describe,
+    ece,
+    fit_calibration,
+    threshold_for,
+)
 from taxonomy import Snapshot, load_taxonomy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,14 +91,16 @@ def subset(pool: Sequence[Example], per_category: int | None, seed: int = 0) -> 
 
 def evaluate(
     embedder: CachedEmbedder, snap: Snapshot, taxonomy_index: TaxonomyIndex, examples: list[Example],
-    dev: list[tuple[Product, str]], label: str,
+    dev: list[tuple[Product, str]], label: str, duplicate_similarity: float | None = None,
+    dump: Path | None = None, max_held_out: int = MAX_HELD_OUT,
 ) -> dict[str, Any]:
     index = build_index(embedder, examples)
     t0 = time.perf_counter()
     lexical = LexicalClassifier.fit(examples)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    calibration = fit_calibration(embedder, snap, index, taxonomy_index=taxonomy_index)
+    calibration = fit_calibration(embedder, snap, index, taxonomy_index=taxonomy_index,
+                                  duplicate_similarity=duplicate_similarity, max_held_out=max_held_out)
     calibrate_s = time.perf_counter() - t0
     print(f"[{label}] {len(examples)} examples: lexical {train_s:.1f}s, calibration {calibrate_s:.1f}s: "
           f"{describe(calibration)}", flush=True)
@@ -122,7 +131,7 @@ def evaluate(
     row = {
         "pool": label, "examples": len(examples), "lexical_s": round(train_s, 1),
         "calibration_s": round(calibrate_s, 1), "method": calibration.method,
-        "held_out": calibration.held_out, "folds": calibration.folds,
+        "held_out": calibration.held_out, "duplicate_similarity": duplicate_similarity, "folds": calibration.folds,
         "temperature": calibration.temperature, "knn_temperature": calibration.knn_temperature,
         "threshold": round(calibration.review_threshold, 4), "far_similarity": calibration.far_similarity,
         "held_out_ece": calibration.ece, "accuracy": round(100 * k.mean(), 2),
@@ -141,6 +150,11 @@ def evaluate(
         row["unflagged_accuracy_plain"] = round(100 * k[keep].mean(), 2) if keep.any() else None
         row["review_rate_plain"] = round(100 * (1 - keep.mean()), 2)
     print(json.dumps(row), flush=True)
+    if dump is not None:  # for trying other threshold rules without refitting
+        dump.mkdir(parents=True, exist_ok=True)
+        np.savez(dump / f"{label.replace('/', '_').replace(' ', '_')}.npz", dev_confidence=c, dev_right=k,
+                 held_confidence=np.array([x for x, _ in calibration.curve]),
+                 held_right=np.array([ok for _, ok in calibration.curve], dtype=float))
     return row
 
 
@@ -150,6 +164,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="3,10,30,all", help="examples per category, comma-separated; all = the pool")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "embeddings")
+    ap.add_argument("--duplicate-similarity", type=float, default=0.0,
+                    help="leave held-out items' near-duplicates (this cosine, e.g. "
+                    f"{DUPLICATE_SIMILARITY}, or the same title) out of their fold; 0: none, as publications do")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="write each pool's dev and held-out (confidence, right) pairs here (.npz)")
+    ap.add_argument("--max-held-out", type=int, default=MAX_HELD_OUT)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     snap = load_taxonomy(MWPD / "taxonomy.json", "json")
@@ -164,7 +184,9 @@ def main() -> None:
     for size in args.sizes.split(","):
         per = None if size == "all" else int(size)
         examples = subset(pool, per, args.seed)
-        rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category"))
+        rows.append(evaluate(embedder, snap, taxonomy_index, examples, dev, "full pool" if per is None else f"{per}/category",
+                             args.duplicate_similarity if args.duplicate_similarity > 0 else None, args.dump,
+                             args.max_held_out))
     print(f"embedder cache: {embedder.hits} hits, {embedder.misses} encoded")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ from retrieval.calibration import (
     Calibration,
     ece,
     fit_calibration,
+    near_duplicates,
     threshold_for,
     wilson_lower,
 )
@@ -112,6 +113,37 @@ def test_fitted_calibration_is_stored_checksummed_with_the_generation(tmp_path: 
     assert Calibration.from_dict(calibration.to_dict()) == calibration
     # another target precision is picked from the stored held-out curve
     assert calibration.threshold(0.5) <= calibration.review_threshold
+
+
+def test_near_duplicates_by_title_and_by_vector() -> None:
+    embedder = HashingEmbedder()
+    examples = [
+        Example("a", "Merino Wool Yarn, 100 g", tags=("yarn",)),
+        Example("b", "merino wool yarn 100g", tags=("yarn",)),  # another normalised title…
+        Example("c", "MERINO wool -- yarn, 100 G", tags=("yarn",)),  # …the same one
+        Example("d", "arabica coffee beans", tags=("coffee",)),
+    ]
+    index = build_index(embedder, examples)
+    by_title = near_duplicates(index, examples[:1], examples, similarity=1.01)
+    assert by_title == [{"c"}]
+    anything = near_duplicates(index, examples[:1], examples, similarity=-1.0)
+    assert anything == [{"b", "c", "d"}]
+
+
+def test_held_out_twins_are_left_out_with_the_held_out_item() -> None:
+    """Listing variants (every product twice, the same title) make held-out answers right by
+    their twin: the calibration must not count on a twin a new product does not have."""
+    snap, embedder = craft_snapshot(), HashingEmbedder()
+    base = craft_examples(per_category=6, seed=3)
+    twins = [Example(f"{ex.id}-v", ex.title.upper(), tags=ex.tags) for ex in base]
+    index = build_index(embedder, base + twins)
+    naive = fit_calibration(embedder, snap, index)  # what a publication does
+    aware = fit_calibration(embedder, snap, index, duplicate_similarity=0.9)
+    right = [sum(ok for _, ok in c.curve) / len(c.curve) for c in (naive, aware)]
+    assert right[0] > 0.97  # every held-out item found its twin
+    assert right[1] < right[0] - 0.05  # left out, the held-out answers are as hard as new ones
+    assert aware.review_rate is not None and naive.review_rate is not None
+    assert aware.review_rate > naive.review_rate  # so answers get reviewed that the naive fit publishes
 
 
 def test_a_pool_of_single_examples_keeps_the_defaults_and_says_why() -> None:
