@@ -7,12 +7,17 @@ the shipped examples), a fixed prior scores taxonomy value names found in the te
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.attributes.candidates import FEATURES, AttributeCandidate, feature_row
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 MIN_POSITIVES = 30
 DEFAULT_THRESHOLD = 0.5
@@ -98,13 +103,24 @@ def _train(groups: Sequence[Group], seed: int) -> object | None:
     return model  # type: ignore[no-any-return]
 
 
+@functools.cache
+def _openmp() -> ThreadpoolController:
+    # built once: threadpool_limits() inspects every loaded library on each entry (~6 ms),
+    # a prepared controller's limit() costs ~0.05 ms
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def _proba(model: object, candidates: Sequence[AttributeCandidate]) -> np.ndarray:
-    # no thread limit here: entering threadpoolctl's context costs more (a few ms) than
-    # predicting one product's candidates
     x = np.asarray([feature_row(c) for c in candidates], dtype=np.float64)
     if x.size == 0:
         return np.zeros(0)
-    return np.asarray(model.predict_proba(x)[:, 1])  # type: ignore[attr-defined]
+    # one thread: a product's few candidates are far too small for OpenMP, whose threads
+    # otherwise wait on the cores torch/faiss and the service's own threads hold (measured on
+    # 2 busy cores: 17 ms per call without the limit, 0.7 ms with it)
+    with _openmp().limit(limits=1, user_api="openmp"):
+        return np.asarray(model.predict_proba(x)[:, 1])  # type: ignore[attr-defined]
 
 
 def _best_threshold(oof: Sequence[tuple[Group, np.ndarray]]) -> float:
