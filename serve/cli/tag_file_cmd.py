@@ -140,6 +140,7 @@ def tag_file(
     if bad:
         append_lines(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
     total = len(todo) + len(done)
+    queue: _ReviewQueue | None = None  # (nothing to tag: nothing to flag)
     if todo:
         try:
             with StepProgress() as progress:
@@ -151,7 +152,8 @@ def tag_file(
                 )
         except (LLMError, RetrievalError, TaxonomyError) as exc:
             fail(str(exc))
-        queue = _ReviewQueue(config) if review_queue else None
+        if review_queue:
+            queue = _ReviewQueue(config)
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
