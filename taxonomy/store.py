@@ -13,7 +13,9 @@ replicas pick up newer versions with :meth:`refresh`.
 from __future__ import annotations
 
 import gzip
+import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +44,9 @@ from taxonomy.schema import (
 from taxonomy.snapshot import Snapshot
 
 #: how often an ``expected_version=None`` batch re-applies when other processes keep committing
-_ANY_VERSION_ATTEMPTS = 20
+#: (each loss means another writer committed, so the service as a whole progresses; the bound
+#: and the jittered pause after a loss keep one writer from starving behind busy replicas)
+_ANY_VERSION_ATTEMPTS = 100
 
 
 class VersionInfo(BaseModel):
@@ -252,6 +256,7 @@ class TaxonomyStore:
                 except StaleVersion:
                     if expected_version is not None:
                         raise
+                    time.sleep(random.uniform(0.0, 0.005))  # let the winner's next batch go first
                     continue
                 return snapshot
             raise StaleVersion(current.version, self.head_version())

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
+from agent.contract import NOT_BLANK
 from serve.api.auth import AnyKey, TaxonomyWriteScope
 from serve.api.crosswalks.protocol import (
     BrokenPage,
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/v1/crosswalks", tags=["crosswalks"])
 Name = Annotated[str, Path(
     min_length=1, max_length=64, pattern=NAME_RE.pattern, description=f"the crosswalk's name, e.g. google: {NAME_HELP}",
 )]
-NodeId = Annotated[str, Path(min_length=1, max_length=512)]
+NodeId = Annotated[str, Path(min_length=1, max_length=512, pattern=NOT_BLANK)]  # blank ids are stripped to ""
 PinnedVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="a stored version (default: current)")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
