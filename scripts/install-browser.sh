@@ -11,19 +11,6 @@ if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
   say "chromium and chromedriver present ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
   exit 0
 fi
-SUDO=""
-if [[ $(id -u) != 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "error: run as root or install sudo (apt-get needs it)" >&2; exit 1; }
-  SUDO="sudo"
-fi
-LOG=$(mktemp -t tagsmith-install-browser.XXXXXX.log)
-say "installing chromium and chromium-driver with apt-get (log: $LOG)"
-export DEBIAN_FRONTEND=noninteractive
-if ! { $SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver >>"$LOG" 2>&1 \
-       || { $SUDO apt-get update -q >>"$LOG" 2>&1 \
-            && $SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver >>"$LOG" 2>&1; }; }; then
-  echo "error: apt-get failed; the last lines of $LOG:" >&2
-  tail -n 40 "$LOG" >&2
-  exit 1
-fi
+source "$(dirname "$0")/lib.sh"
+apt_install browser chromium chromium-driver
 say "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"

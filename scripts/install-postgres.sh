@@ -14,20 +14,7 @@ if found; then
   say "PostgreSQL present ($(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1))"
   exit 0
 fi
-SUDO=""
-if [[ $(id -u) != 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "error: run as root or install sudo (apt-get needs it)" >&2; exit 1; }
-  SUDO="sudo"
-fi
-LOG=$(mktemp -t tagsmith-install-postgres.XXXXXX.log)
-say "installing postgresql with apt-get (log: $LOG)"
-export DEBIAN_FRONTEND=noninteractive
-if ! { $SUDO apt-get install -y -q --no-install-recommends postgresql >>"$LOG" 2>&1 \
-       || { $SUDO apt-get update -q >>"$LOG" 2>&1 \
-            && $SUDO apt-get install -y -q --no-install-recommends postgresql >>"$LOG" 2>&1; }; }; then
-  echo "error: apt-get failed; the last lines of $LOG:" >&2
-  tail -n 40 "$LOG" >&2
-  exit 1
-fi
+source "$(dirname "$0")/lib.sh"
+apt_install postgres postgresql
 found || { echo "error: postgresql installed but no /usr/lib/postgresql/*/bin/pg_ctl" >&2; exit 1; }
 say "installed: $(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"

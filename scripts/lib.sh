@@ -26,3 +26,25 @@ quiet() {
     exit 1
   fi
 }
+
+# apt_install NAME PACKAGE...: install Debian packages with apt-get (sudo when not root),
+# running `apt-get update` only if the first try fails; output in a temporary log whose tail
+# is shown on failure. Used by install-browser.sh and install-postgres.sh.
+apt_install() {
+  local name="$1" sudo="" log
+  shift
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || { echo "error: run as root or install sudo (apt-get needs it)" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  log=$(mktemp -t "tagsmith-install-$name.XXXXXX.log")
+  echo "installing $* with apt-get (log: $log)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { $sudo apt-get install -y -q --no-install-recommends "$@" >>"$log" 2>&1 \
+         || { $sudo apt-get update -q >>"$log" 2>&1 \
+              && $sudo apt-get install -y -q --no-install-recommends "$@" >>"$log" 2>&1; }; }; then
+    echo "error: apt-get failed; the last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
