@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -173,3 +174,9 @@ class StepProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# the arguments of every command that imports a taxonomy file (taxonomy import, crosswalk import-taxonomy)
+TaxonomyFormatArg = Annotated[str, typer.Argument(help="json, google, shopify, wdc-pave or flipkart")]
+TaxonomyFileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the file (.gz accepted)")]
+VersionMessageOpt = Annotated[str | None, typer.Option(help="a note stored with the version")]

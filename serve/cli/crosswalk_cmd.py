@@ -15,7 +15,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import (
+    TaxonomyFileArg,
+    TaxonomyFormatArg,
+    VersionMessageOpt,
+    console,
+    fail,
+    settings,
+)
 
 if TYPE_CHECKING:
     from taxonomy.crosswalk_catalog import CrosswalkCatalog
@@ -59,9 +66,9 @@ def _print_report(report_summary: dict[str, int]) -> None:
 @app.command("import-taxonomy")
 def import_taxonomy(
     name: Annotated[str, typer.Argument(help="the taxonomy's name, e.g. google")],
-    format: Annotated[str, typer.Argument(help="json, google, shopify, wdc-pave or flipkart")],
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the file (.gz accepted)")],
-    message: Annotated[str | None, typer.Option(help="a note stored with the version")] = None,
+    format: TaxonomyFormatArg,
+    path: TaxonomyFileArg,
+    message: VersionMessageOpt = None,
 ) -> None:
     """Import a taxonomy a crosswalk maps to (e.g. Google's) into its own versioned store."""
     from taxonomy import IMPORT_FORMATS, read_document

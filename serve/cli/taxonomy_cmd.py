@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import (
+    TaxonomyFileArg,
+    TaxonomyFormatArg,
+    VersionMessageOpt,
+    console,
+    fail,
+    settings,
+)
 
 if TYPE_CHECKING:
     from taxonomy import Snapshot, TaxonomyStore
@@ -59,9 +65,9 @@ def init() -> None:
 
 @app.command("import")
 def import_(
-    format: Annotated[str, typer.Argument(help="json, google, shopify, wdc-pave or flipkart")],
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the file (.gz accepted)")],
-    message: Annotated[str | None, typer.Option(help="a note stored with the version")] = None,
+    format: TaxonomyFormatArg,
+    path: TaxonomyFileArg,
+    message: VersionMessageOpt = None,
 ) -> None:
     """Import a taxonomy file into the store as a new version."""
     from taxonomy import IMPORT_FORMATS, EditRejected, TaxonomyFormatError
