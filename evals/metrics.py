@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from evals.records import AttributePair, PredictionRecord, as_records
+from retrieval.calibration import ece
 from taxonomy import Snapshot
 
 NONE_LABEL = "<none>"
@@ -115,15 +116,6 @@ def _bin_of(conf: np.ndarray, bins: int) -> np.ndarray:
     return np.minimum((conf * bins).astype(np.int64), bins - 1)
 
 
-def _ece(conf: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None, bins: int = BINS) -> float:
-    w = np.ones(len(conf)) if weights is None else weights
-    which = _bin_of(conf, bins)
-    conf_sum = np.bincount(which, weights=w * conf, minlength=bins)
-    acc_sum = np.bincount(which, weights=w * correct, minlength=bins)
-    n = w.sum()
-    return float(100.0 * np.abs(conf_sum - acc_sum).sum() / n) if n > 0 else 0.0
-
-
 def _prf(tp: float, n_pred: float, n_gold: float) -> dict[str, float]:
     p = 100.0 * tp / n_pred if n_pred else 0.0
     r = 100.0 * tp / n_gold if n_gold else 0.0
@@ -163,7 +155,7 @@ class _Scorer:
             "macro_f1": float(np.mean([f[1] for f in level_f1])),
             "accuracy": float(100.0 * (self.correct * weights).sum() / total) if total else 0.0,
             "hierarchical_f1": _prf(tp, npred, ngold)["f1"],
-            "ece": _ece(self.conf, self.correct, weights, self.bins),
+            "ece": ece(self.conf, self.correct, self.bins, weights),
         }
 
 

@@ -77,17 +77,17 @@ ECE_BINS = 10
 DUPLICATE_SIMILARITY = 0.9
 
 
-def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Expected calibration error in percent (equal-width bins)."""
-    if len(confidence) == 0:
-        return 0.0
-    edges = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = edges == b
-        if mask.any():
-            total += mask.sum() * abs(confidence[mask].mean() - correct[mask].mean())
-    return float(100.0 * total / len(confidence))
+def ece(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS, weights: np.ndarray | None = None,
+) -> float:
+    """Expected calibration error in percent (equal-width bins); ``weights`` per item (e.g.
+    bootstrap counts; default 1). The one implementation: the evals' metrics use it too."""
+    w = np.ones(len(confidence)) if weights is None else weights
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    conf_sum = np.bincount(which, weights=w * confidence, minlength=bins)
+    acc_sum = np.bincount(which, weights=w * correct, minlength=bins)
+    n = float(w.sum())
+    return float(100.0 * np.abs(conf_sum - acc_sum).sum() / n) if n > 0 else 0.0
 
 
 def top_confidence(scores: np.ndarray, temperature: float) -> float:

@@ -28,6 +28,7 @@ from retrieval import (
     SentenceTransformerEmbedder,
     build_index,
 )
+from retrieval.calibration import ece
 from taxonomy import load_taxonomy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,16 +47,6 @@ def _example(r: dict[str, Any]) -> Example:
 
 def _held_out(example_id: str) -> bool:
     return hashlib.sha256(example_id.encode()).digest()[0] < 52  # ~20%
-
-
-def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    edges = np.minimum((conf * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = edges == b
-        if mask.any():
-            total += mask.sum() * abs(conf[mask].mean() - correct[mask].mean())
-    return 100.0 * total / len(conf)
 
 
 def main() -> None:
