@@ -119,10 +119,6 @@ class ManagedVLLM:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def log_text(self, offset: int = 0) -> str:
         try:
             with self.log_path.open("rb") as fh:
@@ -142,6 +138,15 @@ def vllm_server(
         yield managed
     finally:
         managed.stop()  # also when a test (or the start) failed
+
+
+#: the test that stops the session's server: it runs after every other test of the session
+STOPS_THE_SERVER = "tests/vllm/test_readyz.py::test_serve_stops_vllm_on_sigterm"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.nodeid == STOPS_THE_SERVER]
+    items[:] = [item for item in items if item.nodeid != STOPS_THE_SERVER] + last
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
