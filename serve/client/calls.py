@@ -182,6 +182,8 @@ def _attributes(value: Attributes) -> list[str] | None:
 
 def _call(name: str, parse: Callable[[httpx.Response], T], *, path: str | None = None, **extra: Any) -> Call[T]:
     op = OPERATIONS[name]
+    if extra.get("content") is not None:  # a JSON body unless the call says otherwise (a job's JSONL)
+        extra["headers"] = {"Content-Type": "application/json", **extra.get("headers", {})}
     return Call(name, op.method, path or op.path, parse, **extra)
 
 
