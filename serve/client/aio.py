@@ -168,7 +168,14 @@ class AsyncClient(ClientBase):
             async with gate:
                 return await self._tag_span(items[span[0]:span[1]], options)
 
-        done = await asyncio.gather(*(run(span) for span in parts))
+        tasks = [asyncio.ensure_future(run(span)) for span in parts]
+        try:
+            done = await asyncio.gather(*tasks)
+        except BaseException:  # one batch failed (or the caller was cancelled): stop the others
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return [result for part in done for result in part]
 
     async def _tag_span(self, items: list[Product], options: dict[str, Any]) -> list[TagResponse]:

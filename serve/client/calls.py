@@ -54,6 +54,7 @@ from serve.api.taxonomy.protocol import (
     VersionDetail,
     VersionList,
 )
+from serve.client.errors import error_from_response
 from taxonomy.diff import TaxonomyDiff
 from taxonomy.edits import Edit
 
@@ -444,6 +445,12 @@ def review_export(status: Sequence[ItemStatus] | None = None) -> Call[None]:
 
 
 # ---- operations --------------------------------------------------------------------------
+def _health(response: httpx.Response) -> Health:
+    if response.status_code != 200 and b'"error"' in response.content[:20]:
+        raise error_from_response(response)  # a 503 of the error shape (overloaded, …)
+    return Health.model_validate_json(response.content)
+
+
 def ready() -> Call[Health]:
-    """``/readyz``: its answer whether ready (200) or not (503), never retried."""
-    return _call("ready", _model(Health), accept=frozenset({503}), retry=False)
+    """``/readyz``: its answer whether ready (200) or not (503, ``status`` says why), never retried."""
+    return _call("ready", _health, accept=frozenset({503}), retry=False)

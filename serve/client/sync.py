@@ -164,8 +164,11 @@ class Client(ClientBase):
         def run(span: tuple[int, int]) -> list[TagResponse]:
             return self._tag_span(items[span[0]:span[1]], options)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(parts)))) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(parts))))
+        try:
             return [result for part in pool.map(run, parts) for result in part]
+        finally:  # after a failure, batches not started yet are not sent
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _tag_span(self, items: list[Product], options: dict[str, Any]) -> list[TagResponse]:
         try:

@@ -302,3 +302,29 @@ def test_results_stream_resumes_after_a_broken_connection() -> None:
     c, _, waits = client(handler)
     assert [r.custom_id for r in c.job_results("j1")] == ["0", "1", "2", "3", "4"]
     assert offsets == ["0", "2"] and waits == [0.5]
+
+
+def test_ready_reads_health_whether_ready_or_not_and_raises_other_503s() -> None:
+    c, rec, _ = client(lambda _: httpx.Response(503, json={"status": "starting", "checks": {"engine": "loading"}}))
+    assert c.ready().status == "starting" and len(rec.requests) == 1
+    c, rec, _ = client(lambda _: error(503, "unavailable", {"Retry-After": "1"}))
+    with pytest.raises(Unavailable):
+        c.ready()
+    assert len(rec.requests) == 1  # a probe is not retried
+
+
+def test_a_failed_batch_stops_the_batches_not_sent_yet() -> None:
+    sizes: list[int] = []
+    inner = batch_server(2, sizes)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["products"][0]["title"] == "bad":
+            return error(422, "validation_error")
+        response: httpx.Response = inner(request)
+        return response
+
+    c, rec, _ = client(handler)
+    c.max_batch_items = 2
+    with pytest.raises(ValidationFailed):
+        c.tag_many(["bad", "x"] + ["fine"] * 40, concurrency=1)
+    assert len(rec.requests) <= 2  # of 21 batches (the worker may have taken the next one already)
