@@ -1,7 +1,7 @@
 """The Python client (and its LangChain tool and retriever) against a real ``tagsmith serve`` on
 loopback, started once for the module: every client method, a 429 waited out after its
 Retry-After, a 412 as StaleVersion, a job submitted twice with one idempotency key, and an
-async tag_many of 500 products in input order. The server: the shop taxonomy, the hashing
+async tag_many of 500 products in input order. The server: the shop taxonomy with attributes, the hashing
 embedder, batches of at most 16 products (so that tag_many learns the limit), 20 requests/s
 per key (each test has its own key), every answer flagged for review."""
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from agent.contract import Product
-from serve.api.jobs.protocol import JobResultLine
+from serve.api.jobs.protocol import Job, JobResultLine
 from serve.client import (
     AsyncClient,
     Client,
@@ -67,8 +67,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(shop_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = copy_data_dir(shop_template, tmp_path_factory.mktemp("client-live") / "data")
+def server(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = copy_data_dir(attrs_template, tmp_path_factory.mktemp("client-live") / "data")
     env = {
         **HASHING_ENV, "TAGSMITH_DATA_DIR": str(data), "TAGSMITH_TAGGING__PIPELINE": "knn",
         "TAGSMITH_LIMITS__MAX_BATCH_ITEMS": "16", "TAGSMITH_LIMITS__RATE_PER_S": "20",
@@ -137,6 +137,20 @@ def test_async_tag_many_of_500_products_keeps_input_order(server: Server) -> Non
             results = await client.tag_many(products, concurrency=4)
             return [r.id for r in results], [r.tags[0].id for r in results], client.max_batch_items
 
+    async def job() -> tuple[list[str], list[float]]:
+        async with AsyncClient(server.base, server.key("tags"), timeout=60) as client:
+            submitted = await client.submit_job(products[:5])
+            seen: list[float] = []
+
+            async def note(job: Job) -> None:
+                seen.append(job.progress)
+
+            done = await client.wait_job(submitted.id, poll_s=0.2, timeout_s=60, on_progress=note)
+            assert done.state == "completed"
+            return [line.custom_id async for line in client.job_results(submitted.id)], seen
+
+    custom_ids, progress = asyncio.run(job())
+    assert custom_ids == [p.id for p in products[:5]] and progress[-1] == 1.0
     ids, tags, limit = asyncio.run(run())
     assert ids == [p.id for p in products] and limit == 16
     assert tags[:3] == ["apparel/socks", "kitchen/cookware/pans", "toys/puzzles"] and tags[3:6] == tags[:3]
@@ -177,9 +191,11 @@ def test_taxonomy_read_search_and_edit_with_if_match(server: Server) -> None:
         assert tees.ancestors == ["apparel", "apparel/tops"] and tees.path == ["Apparel", "Tops", "T-Shirts"]
         assert client.nodes(include_deprecated=True, limit=1000).total > client.nodes(limit=1000).total
         assert client.search_taxonomy("skillet").hits[0].id == "kitchen/cookware/pans"
-        assert client.attributes().items == [] and client.attributes(category="apparel").category == "apparel"
+        assert {a.id for a in client.attributes().items} == {"color", "material", "brand", "size"}
+        assert {a.id for a in client.attributes(category="apparel/socks").items} == {"color", "material", "brand"}
+        assert [v.name for v in client.attribute("color").values][:2] == ["Black", "White"]
         with pytest.raises(NotFound):
-            client.attribute("color")
+            client.attribute("weight")
         with pytest.raises(NotFound):
             client.node("no/such/node")
         edit = {"op": "add_node", "id": f"toys/kites-{info.version}", "name": "Kites", "parent": "toys"}
