@@ -14,16 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForRetrieverRun,
-    AsyncCallbackManagerForToolRun,
-    CallbackManagerForRetrieverRun,
-    CallbackManagerForToolRun,
-)
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import ArgsSchema, BaseTool
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        AsyncCallbackManagerForToolRun,
+        CallbackManagerForRetrieverRun,
+        CallbackManagerForToolRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableConfig
+    from langchain_core.tools import ArgsSchema, BaseTool
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever the tests run
+    raise ImportError(
+        "serve.client.langchain needs langchain-core: pip install 'tagsmith[langchain]'"
+    ) from exc
 from pydantic import BaseModel, ConfigDict
 
 from agent.contract import Product
