@@ -1,0 +1,123 @@
+"""Index generations in a database (``database.url``): every replica publishes into and loads
+from the same rows, so a feedback example posted to one replica reaches the others' indexes.
+
+Two tables: ``index_generations`` (number, the manifest's sha256: the commit record) and
+``index_files`` (number, file name, the bytes: ``bytea`` on PostgreSQL, a BLOB on SQLite).
+A publication inserts the files and the generation row and deletes old generations in one
+transaction, under a transaction-scoped advisory lock on PostgreSQL (SQLite: its write
+lock, ``BEGIN IMMEDIATE``): the transaction's commit is the switch, so a reader sees the
+previous generation or the new one, complete, never a part. The current generation is the
+highest number. Readers take no lock; one that loses a generation to the clean-up
+mid-read (it is two publications old by then) reads the current one
+(:meth:`retrieval.store.IndexStore.load_bundle`). Checksums are the store's, as for files.
+
+Why rows rather than a shared directory: docs/deploy.md (measured in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    text,
+)
+
+from retrieval.errors import StaleGenerationError
+from retrieval.generations import ANY, MANIFEST, AnyBase, generation_name
+from taxonomy.schema import create_schema
+
+metadata = MetaData()
+generations_table = Table(
+    "index_generations",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+files_table = Table(
+    "index_files",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+#: the PostgreSQL advisory lock serialising publications ("tidx")
+PUBLISH_LOCK = 0x74696478
+
+
+def _number(generation: str) -> int | None:
+    head, _, digits = generation.partition("-")
+    return int(digits) if head == "gen" and digits.isdigit() else None
+
+
+class DatabaseGenerations:
+    """A :class:`retrieval.generations.GenerationBackend` over ``engine`` (the caller's)."""
+
+    def __init__(self, engine: Engine, where: str = "the database") -> None:
+        self._engine = engine
+        self._where = where
+        create_schema(engine, metadata)
+
+    def describe(self) -> str:
+        return self._where
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def current(self) -> tuple[str, str] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(generations_table.c.number, generations_table.c.manifest_sha256)
+                .order_by(generations_table.c.number.desc()).limit(1)
+            ).first()
+        return None if row is None else (generation_name(row[0]), row[1])
+
+    def read(self, generation: str, name: str) -> bytes:
+        number = _number(generation)
+        with self._engine.connect() as conn:
+            data = conn.execute(
+                select(files_table.c.data).where(files_table.c.number == number, files_table.c.name == name)
+            ).scalar()
+        if data is None:
+            raise FileNotFoundError(f"{generation}/{name}")
+        return bytes(data)
+
+    def generations(self) -> list[str]:
+        with self._engine.connect() as conn:
+            numbers = conn.execute(select(generations_table.c.number).order_by(generations_table.c.number)).scalars()
+            return [generation_name(n) for n in numbers]
+
+    def publish(
+        self, build: Callable[[str], Mapping[str, bytes]], *, base: str | AnyBase | None = ANY, keep: int = 2
+    ) -> str:
+        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK})
+            last = conn.execute(select(generations_table.c.number).order_by(generations_table.c.number.desc()).limit(1)).scalar()
+            current = None if last is None else generation_name(last)
+            if base is not ANY and current != base:
+                raise StaleGenerationError(f"{self._where}: {current} is current, not {base}")
+            number = (last or 0) + 1
+            files = build(generation_name(number))
+            conn.execute(insert(files_table), [{"number": number, "name": n, "data": d} for n, d in files.items()])
+            conn.execute(insert(generations_table).values(
+                number=number, manifest_sha256=hashlib.sha256(files[MANIFEST]).hexdigest(), created_at=time.time(),
+            ))
+            kept = max(keep, 2)  # the current and the previous one, at least
+            conn.execute(delete(files_table).where(files_table.c.number <= number - kept))
+            conn.execute(delete(generations_table).where(generations_table.c.number <= number - kept))
+        return generation_name(number)
