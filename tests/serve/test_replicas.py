@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import fresh_database
 from tests.postgres_server import PostgresServer
 from tests.serve.helpers import assert_error, auth
-from tests.serve.replicas import ReplicaSet, replica_set
+from tests.serve.replicas import Replica, ReplicaSet, replica_logs, replica_set
 
 pytestmark = [pytest.mark.postgres, pytest.mark.process]
 
@@ -53,3 +53,39 @@ def test_a_key_made_on_one_replica_works_on_all_and_its_revocation_too(replicas:
     for r in (a, b, c):  # keys are checked against the database on every request: at once
         refused = httpx.post(f"{r.base}/v1/tags", json={"title": "Cast iron skillet"}, headers=key, timeout=30)
         assert_error(refused, 401, "unauthorized")
+
+
+PRODUCT = {"title": "Wooden toy train set with 40 tracks and a bridge"}
+SIMILAR = {"title": "Wooden train set toy with tracks and bridge for kids"}
+
+
+def test_feedback_and_taxonomy_edits_on_one_replica_reach_the_others_within_the_bound(replicas: ReplicaSet) -> None:
+    a, b, c = replicas
+    made = httpx.post(f"{a.base}/v1/keys", json={"scopes": ["tags", "feedback", "taxonomy:write"], "name": "ops"},
+                      headers=replicas.admin, timeout=30)
+    key = auth(made.json()["key"])
+
+    def top(r: Replica) -> str:
+        answer = httpx.post(f"{r.base}/v1/tags", json=SIMILAR, headers=key, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["tags"][0]["id"])
+
+    before = top(b)
+    right = next(leaf for leaf in ("toys/blocks", "toys/puzzles", "kitchen/knives") if leaf != before)
+    posted = httpx.post(f"{a.base}/v1/feedback", json={"product": {"id": "sku-train", **PRODUCT}, "verdict": "correct",
+                                                       "tags": [right]}, headers=key, timeout=60)
+    assert posted.status_code == 201, posted.text
+    assert top(a) == right  # at once on the replica that took it
+    for r in (b, c):
+        waited = within(BOUND_S, lambda r=r: top(r) == right)  # type: ignore[misc]
+        assert waited < BOUND_S, replica_logs(replicas)
+
+    version = httpx.get(f"{b.base}/v1/taxonomy", headers=key, timeout=30).headers["etag"]
+    edit = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
+    edited = httpx.post(f"{a.base}/v1/taxonomy/edits", json=edit, headers={**key, "If-Match": version}, timeout=30)
+    assert edited.status_code == 201, edited.text
+    for r in (b, c):
+        within(BOUND_S, lambda r=r: httpx.get(  # type: ignore[misc]
+            f"{r.base}/v1/taxonomy", headers=key, timeout=30).headers["etag"] == edited.headers["etag"])
+        node = httpx.get(f"{r.base}/v1/taxonomy/nodes/kitchen/cookware/pots", headers=key, timeout=30)
+        assert node.status_code == 200 and node.json()["name"] == "Pots & Pans", node.text
