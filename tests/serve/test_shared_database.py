@@ -130,17 +130,23 @@ def test_tagsmith_serve_keeps_its_state_in_postgresql(postgres_url: str, tmp_pat
 def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(tmp_path: Path) -> None:
     """PostgreSQL stopped abruptly (its own server: the session's one is shared): requests that
     need the database get 503 + Retry-After, key checks included, never 500 or 401; once it is
-    back the same service answers again by itself, and nothing committed was lost."""
+    back the same service answers again by itself, and nothing committed was lost (a taxonomy
+    edit, a key, a feedback example's index generation)."""
     with postgres_server(durable=True) as server, fresh_database(server) as url:
         data = tmp_path / "data"
         seed_data_dir(data, database={"url": url})
         store = KeyStore(url)
-        key = auth(store.create(frozenset({"tags", "taxonomy:write"}), "shop")[1])
+        key = auth(store.create(frozenset({"tags", "taxonomy:write", "feedback"}), "shop")[1])
         store.close()
         admin = "k" * 8 + "Q3x9-v2Lr0pZ8mN4tY6wB1cE5"  # from configuration: checked without the database
         with running_app(service_settings(data, database={"url": url}, auth={"admin_key": admin})) as client:
             edited = client.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**key, "If-Match": '"1"'})
             assert edited.status_code == 201, edited.text
+            made = client.post("/v1/keys", json={"scopes": ["tags"], "name": "late"}, headers=auth(admin))
+            assert made.status_code == 201, made.text
+            example = {"product": {"id": "sku-kept", "title": "Bamboo cutting board"}, "verdict": "correct",
+                       "tags": ["kitchen/knives"]}
+            assert client.post("/v1/feedback", json=example, headers=key).status_code == 201
             server.kill()
             down = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key)
             assert_error(down, 503, "unavailable")
@@ -152,3 +158,8 @@ def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(t
             assert versions.status_code == 200, versions.text
             assert [v["version"] for v in versions.json()["items"]] == [1, 2]  # the edit survived
             assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key).status_code == 200
+            late = auth(made.json()["key"])  # so did the key made just before the kill
+            assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=late).status_code == 200
+        # and the index generation the feedback published: a fresh start loads it from the database
+        with running_app(service_settings(tmp_path / "fresh", database={"url": url})) as fresh:
+            assert fresh.get("/v1/examples/sku-kept", headers=key).status_code == 200
