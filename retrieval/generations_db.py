@@ -1,10 +1,13 @@
 """Index generations in a database (``database.url``): every replica publishes into and loads
 from the same rows, so a feedback example posted to one replica reaches the others' indexes.
 
-Two tables: ``index_generations`` (number, the manifest's sha256: the commit record) and
-``index_files`` (number, file name, the bytes: ``bytea`` on PostgreSQL, a BLOB on SQLite).
-A publication inserts the files and the generation row and deletes old generations in one
-transaction, under a transaction-scoped advisory lock on PostgreSQL (SQLite: its write
+Three tables: ``index_generations`` (number, the manifest's sha256: the commit record),
+``index_files`` (number, file name, the sha256 of its bytes) and ``index_blobs`` (sha256, the
+bytes: ``bytea`` on PostgreSQL, a BLOB on SQLite). Blobs are content-addressed, so a
+generation that republishes a file unchanged (the lexical classifier of a big index after a
+feedback example: most of a generation's bytes) stores it once. A publication inserts the
+missing blobs, the file rows and the generation row and deletes old generations (and the
+blobs no generation uses any more) in one transaction, under a transaction-scoped advisory lock on PostgreSQL (SQLite: its write
 lock, ``BEGIN IMMEDIATE``): the transaction's commit is the switch, so a reader sees the
 previous generation or the new one, complete, never a part. The current generation is the
 highest number. Readers take no lock; one that loses a generation to the clean-up
@@ -52,6 +55,12 @@ files_table = Table(
     metadata,
     Column("number", Integer, primary_key=True, autoincrement=False),
     Column("name", String(200), primary_key=True),
+    Column("sha256", String(64), nullable=False, index=True),
+)
+blobs_table = Table(
+    "index_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
 
@@ -88,9 +97,11 @@ class DatabaseGenerations:
 
     def read(self, generation: str, name: str) -> bytes:
         number = _number(generation)
+        f, b = files_table, blobs_table
         with self._engine.connect() as conn:
             data = conn.execute(
-                select(files_table.c.data).where(files_table.c.number == number, files_table.c.name == name)
+                select(b.c.data).select_from(f.join(b, f.c.sha256 == b.c.sha256))
+                .where(f.c.number == number, f.c.name == name)
             ).scalar()
         if data is None:
             raise FileNotFoundError(f"{generation}/{name}")
@@ -113,11 +124,18 @@ class DatabaseGenerations:
                 raise StaleGenerationError(f"{self._where}: {current} is current, not {base}")
             number = (last or 0) + 1
             files = build(generation_name(number))
-            conn.execute(insert(files_table), [{"number": number, "name": n, "data": d} for n, d in files.items()])
+            digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+            stored = set(conn.execute(select(blobs_table.c.sha256).where(
+                blobs_table.c.sha256.in_(set(digests.values())))).scalars())
+            missing = {digests[name]: data for name, data in files.items() if digests[name] not in stored}
+            for digest, data in missing.items():  # one at a time: a statement holds one blob's bytes
+                conn.execute(insert(blobs_table).values(sha256=digest, data=data))
+            conn.execute(insert(files_table), [{"number": number, "name": n, "sha256": d} for n, d in digests.items()])
             conn.execute(insert(generations_table).values(
-                number=number, manifest_sha256=hashlib.sha256(files[MANIFEST]).hexdigest(), created_at=time.time(),
+                number=number, manifest_sha256=digests[MANIFEST], created_at=time.time(),
             ))
             kept = max(keep, 2)  # the current and the previous one, at least
             conn.execute(delete(files_table).where(files_table.c.number <= number - kept))
             conn.execute(delete(generations_table).where(generations_table.c.number <= number - kept))
+            conn.execute(delete(blobs_table).where(blobs_table.c.sha256.not_in(select(files_table.c.sha256))))
         return generation_name(number)

@@ -10,7 +10,9 @@ database (:class:`retrieval.generations_db.DatabaseGenerations`: rows, one trans
     .venv/bin/python -m evals.benchmarks.index_generations --database-url sqlite:////tmp/g.db
 
 Vectors come from the hashing embedder (384 dims): the bytes, not their meaning, are what
-is timed. Prints a JSON line per backend (median of ``--repeat`` runs, seconds, and MB).
+is timed. Prints a JSON line per backend (median of ``--repeat`` runs, seconds, and MB):
+a full publication, a load, and the publication of a feedback-style update (one example
+more, the lexical classifier unchanged: the database stores unchanged files once).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from retrieval import Example, HashingEmbedder, IndexStore, LexicalClassifier, build_index
+from retrieval import (
+    Example,
+    ExampleIndex,
+    HashingEmbedder,
+    IndexStore,
+    LexicalClassifier,
+    build_index,
+)
 from retrieval.generations_db import DatabaseGenerations
 from taxonomy.schema import make_engine
 
@@ -41,18 +50,32 @@ def pool_examples(path: Path = POOL) -> list[Example]:
     return examples
 
 
-def measure(store: IndexStore, index: object, lexical: LexicalClassifier, name: str, repeat: int) -> dict[str, object]:
-    publish, load = [], []
-    for _ in range(repeat):
+def measure(
+    store: IndexStore, index: ExampleIndex, lexical: LexicalClassifier, embedder: HashingEmbedder, repeat: int
+) -> dict[str, object]:
+    """Median seconds of: publishing ``index`` with ``lexical`` (all files new), loading it,
+    and publishing an update as a feedback example makes one on a big index (one example
+    added, the lexical classifier unchanged until its background retrain)."""
+    publish, load, update = [], [], []
+    name = embedder.name
+    for i in range(repeat):
         started = time.perf_counter()
-        manifest = store.publish(index, embedder=name, lexical=lexical)  # type: ignore[arg-type]
+        manifest = store.publish(index, embedder=name, lexical=lexical, extra={"run": i})
         publish.append(time.perf_counter() - started)
         started = time.perf_counter()
         store.load_bundle(embedder=name, dim=manifest.dim)
         load.append(time.perf_counter() - started)
+        changed = ExampleIndex.from_files(index.to_files())
+        example = Example(id=f"feedback-{i}", title=f"feedback product {i}", tags=(index.get(index.ids()[0]).tags))  # type: ignore[union-attr]
+        changed.upsert([example], embedder.encode([example.text()]))
+        started = time.perf_counter()
+        store.publish(changed, embedder=name, lexical=lexical)
+        update.append(time.perf_counter() - started)
     megabytes = sum(int(f["bytes"]) for f in manifest.files.values()) / 1e6
+    lexical_mb = sum(int(f["bytes"]) for n, f in manifest.files.items() if n.startswith("lexical")) / 1e6
     return {"where": store.where.split(" (")[0], "examples": manifest.count, "mb": round(megabytes, 1),
-            "publish_s": round(statistics.median(publish), 2), "load_s": round(statistics.median(load), 2),
+            "lexical_mb": round(lexical_mb, 1), "publish_s": round(statistics.median(publish), 2),
+            "load_s": round(statistics.median(load), 2), "update_publish_s": round(statistics.median(update), 2),
             "runs": repeat}
 
 
@@ -68,10 +91,10 @@ def main() -> None:
     lexical = LexicalClassifier.fit(list(index))
     assert lexical is not None
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(measure(IndexStore(Path(tmp) / "index"), index, lexical, embedder.name, args.repeat)), flush=True)
+        print(json.dumps(measure(IndexStore(Path(tmp) / "index"), index, lexical, embedder, args.repeat)), flush=True)
     for url in args.database_url:
         with closing(IndexStore(backend=DatabaseGenerations(make_engine(url), "database " + url.split(":")[0]))) as store:
-            print(json.dumps(measure(store, index, lexical, embedder.name, args.repeat)), flush=True)
+            print(json.dumps(measure(store, index, lexical, embedder, args.repeat)), flush=True)
 
 
 if __name__ == "__main__":

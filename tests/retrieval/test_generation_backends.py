@@ -12,11 +12,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from retrieval import IndexCorruptError, IndexStore, NoIndexError, StaleGenerationError
 from retrieval.calibration import Calibration
-from retrieval.generations_db import DatabaseGenerations, files_table
+from retrieval.generations_db import DatabaseGenerations, blobs_table, files_table
 from taxonomy.schema import make_engine
 from tests.conftest import fresh_database
 
@@ -80,7 +80,8 @@ def test_a_damaged_blob_is_refused(database_url: str) -> None:
     with closing(IndexStore(backend=DatabaseGenerations(engine))) as store:
         store.publish(make_index(), embedder=EMB)
         with engine.begin() as conn:
-            conn.execute(update(files_table).where(files_table.c.name == "ids.json").values(data=b"[]"))
+            digest = select(files_table.c.sha256).where(files_table.c.name == "ids.json").scalar_subquery()
+            conn.execute(update(blobs_table).where(blobs_table.c.sha256 == digest).values(data=b"[]"))
         with pytest.raises(IndexCorruptError, match="corrupted"):
             store.load(embedder=EMB, dim=16)
 
@@ -95,3 +96,22 @@ def test_a_directory_generation_moves_into_the_database(database_url: str, tmp_p
         index, manifest = store.load(embedder=EMB, dim=16)
     assert manifest == moved and len(index) == 6 and manifest.taxonomy_version == 2
     assert manifest.files == published.files and manifest.calibration == published.calibration
+
+
+def test_unchanged_files_are_stored_once_and_unused_ones_collected(database_url: str) -> None:
+    engine = make_engine(database_url)
+
+    def blobs() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(blobs_table)).scalar_one())
+
+    with closing(IndexStore(backend=DatabaseGenerations(engine))) as store:
+        index = make_index(6)
+        first = store.publish(index, embedder=EMB, taxonomy_version=1)
+        assert blobs() == len(first.files) + 1  # + the manifest
+        store.publish(index, embedder=EMB, taxonomy_version=2)  # the same files, a new manifest
+        assert blobs() == len(first.files) + 2
+        for n in (7, 8):  # gen 1 and 2 collected, and the blobs only they used
+            store.publish(make_index(n), embedder=EMB)
+        assert blobs() == 2 * (len(first.files) + 1)
+        assert store.load(embedder=EMB, dim=16)[1].count == 8
