@@ -1,28 +1,26 @@
-"""N real ``tagsmith serve`` replicas on loopback over one database (``database.url``), each
-with its own data directory: the harness of the multi-replica tests (postgres tier).
+"""N real ``tagsmith serve`` processes (replicas) on one database, each with its own data
+directory (its own index generations, caches, staging), on loopback ports; kill one
+(SIGKILL by default) and restart it on a fresh port.
 
-    with replica_set(postgres_url, tmp_path, n=3) as replicas:
-        a, b, c = replicas
-        httpx.post(f"{a.base}/v1/keys", headers=replicas.admin, ...)
-        b.kill()              # SIGKILL (or any signal), no clean-up
-        b.start(); b.wait()   # the same data dir, port and database
+    with Replicas(tmp_path, database_url, 3) as replicas:   # seeded, started, ready
+        replicas[0].base                                    # "http://127.0.0.1:PORT"
+        replicas.kill(1); replicas.restart(1)                 # or freeze(i) / thaw(i): SIGSTOP / SIGCONT
+        replicas.admin                                      # headers of an admin key (in the database)
 
-The shop taxonomy (tests/serve/helpers.py) is imported into the database and its examples
-published once (in the database too when index generations live there); every replica's data
-directory starts as a copy of that seed. The replicas use the hashing embedder and the ``knn``
-pipeline unless ``env`` says otherwise, and are started together and waited for together
-(start-up dominates the cost: start a set once per module).
+The shop taxonomy is imported into the database and its examples published as the first
+replica's index, copied to the others (:func:`tests.serve.helpers.seed_data_dir`); the
+hashing embedder and the ``knn`` pipeline unless ``env`` says otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from serve.keys import KeyStore
 from tests.conftest import free_port
@@ -30,7 +28,6 @@ from tests.serve.helpers import (
     HASHING_ENV,
     auth,
     seed_data_dir,
-    server_log,
     start_server,
     stop_server,
     wait_ready,
@@ -41,8 +38,8 @@ from tests.serve.helpers import (
 class Replica:
     name: str
     data_dir: Path
-    port: int
     env: dict[str, str]
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -53,104 +50,92 @@ class Replica:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> None:
-        """Start the process (not waiting for it: :meth:`wait`)."""
-        assert not self.running, f"{self.name} is already running"
-        self.proc = start_server(self.port, self.env)
 
-    def wait(self, timeout: float = 180.0) -> None:
-        """Until ``/readyz`` answers 200 (raises with the server's log otherwise)."""
-        assert self.proc is not None, f"{self.name} was not started"
-        wait_ready(self.proc, self.base, self.env, timeout=timeout)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` and reap the process (SIGKILL: no shutdown code runs)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-
-    def restart(self, timeout: float = 180.0) -> None:
-        """SIGKILL (when running), start again, wait until ready."""
-        if self.running:
-            self.kill()
-        self.start()
-        self.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_server(self.proc)
-
-    def log(self) -> str:
-        return server_log(self.env)
-
-
-@dataclass
-class ReplicaSet:
-    replicas: list[Replica]
-    database_url: str
-    admin_key: str
-
-    @property
-    def admin(self) -> dict[str, str]:
-        """The Authorization header of an admin key made in the shared database."""
-        return auth(self.admin_key)
-
-    def __iter__(self) -> Iterator[Replica]:
-        return iter(self.replicas)
-
-    def __getitem__(self, i: int) -> Replica:
-        return self.replicas[i]
+class Replicas:
+    def __init__(self, root: Path, database_url: str, n: int, *, env: dict[str, str] | None = None,
+                 ready_timeout: float = 180.0) -> None:
+        """``env``: more environment for every replica (e.g. ``TAGSMITH_JOBS__LEASE_S``)."""
+        self.root = root
+        self.database_url = database_url
+        self.ready_timeout = ready_timeout
+        first = root / "r0"
+        seed_data_dir(first, database={"url": database_url})
+        for i in range(1, n):
+            shutil.copytree(first, root / f"r{i}")
+        base_env = {**HASHING_ENV, "TAGSMITH_DATABASE_URL": database_url, "TAGSMITH_TAGGING__PIPELINE": "knn",
+                    **(env or {})}
+        self.replicas = [
+            Replica(f"r{i}", root / f"r{i}", {**base_env, "TAGSMITH_DATA_DIR": str(root / f"r{i}")}) for i in range(n)
+        ]
+        store = KeyStore(database_url)
+        self.admin = auth(store.create(frozenset({"admin"}), "replicas-admin")[1])
+        self.tags = auth(store.create(frozenset({"tags"}), "replicas-tags")[1])
+        store.close()
 
     def __len__(self) -> int:
         return len(self.replicas)
 
+    def __getitem__(self, index: int) -> Replica:
+        return self.replicas[index]
 
-def seed(root: Path, database_url: str) -> Path:
-    """A data directory holding what a replica needs locally, its taxonomy and index published
-    into ``database_url`` (see :func:`tests.serve.helpers.seed_data_dir`)."""
-    template = root / "seed"
-    seed_data_dir(template, database={"url": database_url})
-    return template
+    def start(self, index: int) -> Replica:
+        """Start one (not waiting for it: :meth:`wait`)."""
+        replica = self.replicas[index]
+        assert not replica.running, f"{replica.name} is running"
+        replica.port = free_port()
+        replica.proc = start_server(replica.port, replica.env)
+        return replica
 
+    def wait(self, index: int) -> Replica:
+        replica = self.replicas[index]
+        assert replica.proc is not None
+        wait_ready(replica.proc, replica.base, replica.env, timeout=self.ready_timeout)
+        return replica
 
-@contextlib.contextmanager
-def replica_set(
-    database_url: str, root: Path, *, n: int = 3, env: Mapping[str, str] | None = None, wait: bool = True,
-    timeout: float = 180.0,
-) -> Iterator[ReplicaSet]:
-    """``n`` replicas (``r0`` … under ``root``) on ``database_url``, started and (``wait``)
-    ready; stopped when the block ends, whatever happened. ``env``: extra environment for
-    every replica (e.g. ``TAGSMITH_SERVER__REFRESH_INTERVAL_S``)."""
-    template = seed(root, database_url)
-    store = KeyStore(database_url)
-    admin_key = store.create(frozenset({"admin"}), "replica-tests")[1]
-    store.close()
-    replicas: list[Replica] = []
-    for i in range(n):
-        data_dir = root / f"r{i}"
-        shutil.copytree(template, data_dir)
-        replica_env = {
-            **HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "knn", **(env or {}),
-            "TAGSMITH_DATA_DIR": str(data_dir), "TAGSMITH_DATABASE_URL": database_url,
-        }
-        replicas.append(Replica(f"r{i}", data_dir, free_port(), replica_env))
-    try:
-        for replica in replicas:
-            replica.start()
-        if wait:
-            for replica in replicas:
-                replica.wait(timeout)
-        yield ReplicaSet(replicas, database_url, admin_key)
-    finally:
-        for replica in replicas:
-            with contextlib.suppress(Exception):
-                replica.stop()
+    def start_all(self) -> None:
+        """Start every replica at once, then wait until all are ready."""
+        for i in range(len(self.replicas)):
+            self.start(i)
+        with ThreadPoolExecutor(len(self.replicas)) as pool:
+            list(pool.map(self.wait, range(len(self.replicas))))
 
+    def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Kill one (SIGKILL: no clean-up at all) and reap it."""
+        replica = self.replicas[index]
+        assert replica.proc is not None
+        replica.proc.send_signal(sig)
+        replica.proc.wait(timeout=30)
 
-def replica_logs(replicas: ReplicaSet) -> str:
-    """Every replica's recent log, for an assertion message."""
-    return "\n".join(f"--- {r.name}\n{r.log()}" for r in replicas)
+    def restart(self, index: int) -> Replica:
+        """Start a killed or stopped one again (a new port), ready."""
+        self.start(index)
+        return self.wait(index)
 
+    def freeze(self, index: int) -> None:
+        """SIGSTOP one: a replica stalled (its leases expire, its connections stay open)."""
+        replica = self.replicas[index]
+        assert replica.proc is not None
+        replica.proc.send_signal(signal.SIGSTOP)
 
-__all__ = ["Replica", "ReplicaSet", "replica_logs", "replica_set", "seed"]
+    def thaw(self, index: int) -> None:
+        replica = self.replicas[index]
+        if replica.running:
+            assert replica.proc is not None
+            replica.proc.send_signal(signal.SIGCONT)
+
+    def stop_all(self) -> None:
+        for index, replica in enumerate(self.replicas):
+            if replica.proc is not None:
+                self.thaw(index)  # a frozen one would not hear SIGTERM
+                stop_server(replica.proc)
+
+    def __enter__(self) -> Replicas:
+        try:
+            self.start_all()
+        except BaseException:
+            self.stop_all()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop_all()

@@ -1,4 +1,5 @@
-"""Three real ``tagsmith serve`` replicas on one PostgreSQL (tests/serve/replicas.py): what one
+"""Three real ``tagsmith serve`` replicas on one PostgreSQL (tests/serve/replicas.py, shared with
+the jobs' replica test): what one
 replica changes, the others see at once (keys) or within the refresh bound (taxonomy
 versions, index generations published by feedback)."""
 
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import fresh_database
 from tests.postgres_server import PostgresServer
 from tests.serve.helpers import assert_error, auth
-from tests.serve.replicas import Replica, ReplicaSet, replica_logs, replica_set
+from tests.serve.replicas import Replica, Replicas
 
 pytestmark = [pytest.mark.postgres, pytest.mark.process]
 
@@ -23,10 +24,10 @@ BOUND_S = 3 * REFRESH_S + 5.0
 
 
 @pytest.fixture(scope="module")
-def replicas(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaSet]:
+def replicas(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     root = tmp_path_factory.mktemp("replicas")
-    with fresh_database(postgres) as url, replica_set(
-        url, root, n=3, env={"TAGSMITH_SERVER__REFRESH_INTERVAL_S": str(REFRESH_S)}
+    with fresh_database(postgres) as url, Replicas(
+        root, url, 3, env={"TAGSMITH_SERVER__REFRESH_INTERVAL_S": str(REFRESH_S)}
     ) as rs:
         yield rs
 
@@ -40,8 +41,8 @@ def within(bound: float, check: Callable[[], bool]) -> float:
     return time.monotonic() - started
 
 
-def test_a_key_made_on_one_replica_works_on_all_and_its_revocation_too(replicas: ReplicaSet) -> None:
-    a, b, c = replicas
+def test_a_key_made_on_one_replica_works_on_all_and_its_revocation_too(replicas: Replicas) -> None:
+    a, b, c = replicas[0], replicas[1], replicas[2]
     made = httpx.post(f"{a.base}/v1/keys", json={"scopes": ["tags"], "name": "shop"}, headers=replicas.admin, timeout=30)
     assert made.status_code == 201, made.text
     key = auth(made.json()["key"])
@@ -59,8 +60,8 @@ PRODUCT = {"title": "Wooden toy train set with 40 tracks and a bridge"}
 SIMILAR = {"title": "Wooden train set toy with tracks and bridge for kids"}
 
 
-def test_feedback_and_taxonomy_edits_on_one_replica_reach_the_others_within_the_bound(replicas: ReplicaSet) -> None:
-    a, b, c = replicas
+def test_feedback_and_taxonomy_edits_on_one_replica_reach_the_others_within_the_bound(replicas: Replicas) -> None:
+    a, b, c = replicas[0], replicas[1], replicas[2]
     made = httpx.post(f"{a.base}/v1/keys", json={"scopes": ["tags", "feedback", "taxonomy:write"], "name": "ops"},
                       headers=replicas.admin, timeout=30)
     key = auth(made.json()["key"])
@@ -77,8 +78,7 @@ def test_feedback_and_taxonomy_edits_on_one_replica_reach_the_others_within_the_
     assert posted.status_code == 201, posted.text
     assert top(a) == right  # at once on the replica that took it
     for r in (b, c):
-        waited = within(BOUND_S, lambda r=r: top(r) == right)  # type: ignore[misc]
-        assert waited < BOUND_S, replica_logs(replicas)
+        within(BOUND_S, lambda r=r: top(r) == right)  # type: ignore[misc]
 
     version = httpx.get(f"{b.base}/v1/taxonomy", headers=key, timeout=30).headers["etag"]
     edit = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
