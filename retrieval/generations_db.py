@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -73,6 +74,22 @@ def _number(generation: str) -> int | None:
     return int(digits) if head == "gen" and digits.isdigit() else None
 
 
+# psycopg passes bytes as escaped text (twice the size, escaped and unescaped on both sides)
+# unless asked for PostgreSQL's binary format, which SQLAlchemy does not ask for: blobs go
+# through the driver's cursor, in the same connection and transaction
+def _insert_binary(conn: Connection, digest: str, data: bytes) -> None:
+    with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute("INSERT INTO index_blobs (sha256, data) VALUES (%s, %b)", (digest, data))
+
+
+def _read_binary(conn: Connection, number: int | None, name: str) -> bytes | None:
+    with conn.connection.driver_connection.cursor(binary=True) as cur:  # type: ignore[union-attr]
+        cur.execute("SELECT b.data FROM index_files f JOIN index_blobs b ON f.sha256 = b.sha256 "
+                    "WHERE f.number = %s AND f.name = %s", (number, name))
+        row = cur.fetchone()
+    return None if row is None else bytes(row[0])
+
+
 class DatabaseGenerations:
     """A :class:`retrieval.generations.GenerationBackend` over ``engine`` (the caller's)."""
 
@@ -99,10 +116,13 @@ class DatabaseGenerations:
         number = _number(generation)
         f, b = files_table, blobs_table
         with self._engine.connect() as conn:
-            data = conn.execute(
-                select(b.c.data).select_from(f.join(b, f.c.sha256 == b.c.sha256))
-                .where(f.c.number == number, f.c.name == name)
-            ).scalar()
+            if conn.dialect.name == "postgresql":
+                data = _read_binary(conn, number, name)
+            else:
+                data = conn.execute(
+                    select(b.c.data).select_from(f.join(b, f.c.sha256 == b.c.sha256))
+                    .where(f.c.number == number, f.c.name == name)
+                ).scalar()
         if data is None:
             raise FileNotFoundError(f"{generation}/{name}")
         return bytes(data)
@@ -129,7 +149,10 @@ class DatabaseGenerations:
                 blobs_table.c.sha256.in_(set(digests.values())))).scalars())
             missing = {digests[name]: data for name, data in files.items() if digests[name] not in stored}
             for digest, data in missing.items():  # one at a time: a statement holds one blob's bytes
-                conn.execute(insert(blobs_table).values(sha256=digest, data=data))
+                if conn.dialect.name == "postgresql":
+                    _insert_binary(conn, digest, data)
+                else:
+                    conn.execute(insert(blobs_table).values(sha256=digest, data=data))
             conn.execute(insert(files_table), [{"number": number, "name": n, "sha256": d} for n, d in digests.items()])
             conn.execute(insert(generations_table).values(
                 number=number, manifest_sha256=digests[MANIFEST], created_at=time.time(),
