@@ -35,6 +35,7 @@ if os.environ.get("CI") != "true":
 
 TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 N = 5000
+N_DRIVER = 1500  # the driver-kill test tags a prefix: it starts Ray twice
 BATCH = 100
 ENV = {**HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "hybrid"}
 
@@ -136,11 +137,11 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def _check_complete(out: Path, catalog: dict[str, Any]) -> None:
+def _check_complete(out: Path, catalog: dict[str, Any], n: int = N) -> None:
     records = [_comparable(line) for line in out.read_text(encoding="utf-8").splitlines()]
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)), "an id was written twice"
-    assert ids == catalog["ids"]  # every id, once, in input order
+    assert ids == catalog["ids"][:n]  # every id, once, in input order
     mismatched = [r["id"] for r in records if r != catalog["reference"][r["id"]]]
     assert not mismatched, f"{len(mismatched)} results differ from the single-process path, e.g. {mismatched[:3]}"
 
@@ -167,11 +168,15 @@ def test_driver_killed_mid_run_resumes_exactly_once_from_parquet(catalog: dict[s
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # the same products as Parquet (row numbers stand for line numbers): read as JSONL is
+    # the first products (and the two bad lines) as Parquet: read as their JSONL is, row
+    # numbers standing for line numbers
+    lines = catalog["src"].read_text(encoding="utf-8").splitlines()[: N_DRIVER + 2]
+    prefix = catalog["root"] / "prefix.jsonl"
+    prefix.write_text("\n".join(lines) + "\n", encoding="utf-8")
     src = catalog["root"] / "in.parquet"
-    rows = [json.loads(line) for line in catalog["src"].read_text(encoding="utf-8").splitlines()]
-    pq.write_table(pa.Table.from_pylist(rows), src)
-    jsonl_plan, parquet_plan = plan_file(catalog["src"], set()), plan_file(src, set())
+    pq.write_table(pa.Table.from_pylist([json.loads(line) for line in lines]), src)
+    jsonl_plan, parquet_plan = plan_file(prefix, set()), plan_file(src, set())
+    assert len(parquet_plan.todo) == N_DRIVER
     assert parquet_plan.todo == jsonl_plan.todo and parquet_plan.bad == jsonl_plan.bad
     assert [b["line"] for b in parquet_plan.bad] == [11, 21]
 
@@ -184,7 +189,7 @@ def test_driver_killed_mid_run_resumes_exactly_once_from_parquet(catalog: dict[s
     finally:
         _kill_group(proc)
     written = _lines(out)
-    assert 3 * BATCH <= written < N, "the run must have been interrupted midway"
+    assert 3 * BATCH <= written < N_DRIVER, "the run must have been interrupted midway"
     with out.open("ab") as fh:
         fh.write(b'{"id": "torn-li')  # as a crash inside a write would leave it
 
@@ -194,5 +199,5 @@ def test_driver_killed_mid_run_resumes_exactly_once_from_parquet(catalog: dict[s
         assert rerun.wait(timeout=300) == 1, log2.read_text()[-3000:]
     finally:
         _kill_group(rerun)
-    assert f"{N - written} tagged, {written} already in" in log2.read_text(), log2.read_text()[-3000:]
-    _check_complete(out, catalog)
+    assert f"{N_DRIVER - written} tagged, {written} already in" in log2.read_text(), log2.read_text()[-3000:]
+    _check_complete(out, catalog, N_DRIVER)
