@@ -99,10 +99,13 @@ def catalog(n: int, work_dir: Path) -> Path:
 
 class RssSampler:
     """The peak summed RSS of this process and all its descendants (Ray's processes and
-    workers included), sampled from /proc."""
+    workers included), and the CPU time they used (each process's last sampled user +
+    system time: on a shared machine CPU seconds per product are what stays comparable
+    when wall time is stretched by other load), sampled from /proc."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.peak_mb = 0.0
+        self._cpu_ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
@@ -114,15 +117,23 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid(), self._cpu_ticks))
+
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid()))
+            self.sample()
             self._stop.wait(interval)
 
 
-def _tree_rss_mb(root: int) -> float:
+def _tree_rss_mb(root: int, cpu_ticks: dict[int, int]) -> float:
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -132,10 +143,12 @@ def _tree_rss_mb(root: int) -> float:
             continue
         children.setdefault(int(stat[1]), []).append(int(entry))
         rss[int(entry)] = int(stat[21])  # pages
+        ticks[int(entry)] = int(stat[11]) + int(stat[12])  # utime + stime
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
+        cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), ticks.get(pid, 0))
         todo.extend(children.get(pid, []))
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -165,12 +178,16 @@ def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, b
             done += len(batch)
             if first is None:
                 first, first_n = time.perf_counter(), done
+            if done == len(products):
+                sampler.sample()  # the workers' last CPU time, before Ray shuts down
         wall = time.perf_counter() - started
     tagging_s = time.perf_counter() - started - (first - started if first is not None else 0.0)
     row: dict[str, Any] = {
         "engine": engine, "products": done, "wall_s": round(wall, 1),
         "products_per_s": round(done / wall, 1),
         "tagging_products_per_s": round((done - first_n) / tagging_s, 1) if tagging_s > 0 and done > first_n else None,
+        "cpu_s": round(sampler.cpu_s, 1),
+        "cpu_ms_per_product": round(1000 * sampler.cpu_s / max(1, done), 1),
         "driver_peak_rss_mb": round(max_rss_mb()),
         "all_processes_peak_rss_mb": round(sampler.peak_mb),
     }
