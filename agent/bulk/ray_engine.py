@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,16 +174,20 @@ def tag_on_ray(
             })
             for start in range(0, len(products), batch_size)
         ]
-        dataset = ray.data.from_arrow(blocks).map_batches(
-            _TagWorker,
-            fn_constructor_args=(factory,),
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=1,
-            max_restarts=MAX_RESTARTS,
-            max_task_retries=MAX_RESTARTS,
-        )
+        with warnings.catch_warnings():
+            # 2.60 warns that extra remote arguments (the bounded restarts) move to named
+            # parameters in 2.64; the pin is 2.60, where this is the way to bound them
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            dataset = ray.data.from_arrow(blocks).map_batches(
+                _TagWorker,
+                fn_constructor_args=(factory,),
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=size),
+                num_cpus=1,
+                max_restarts=MAX_RESTARTS,
+                max_task_retries=MAX_RESTARTS,
+            )
         for out in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             columns: dict[str, Any] = dict(out)
             seqs = [int(s) for s in columns["seq"]]
