@@ -11,6 +11,7 @@ it): skipped without it, except under CI, where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,10 +131,8 @@ def _cmdline(pid: int) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group of the process this test started
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=30)
 
 
