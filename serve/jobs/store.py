@@ -181,6 +181,7 @@ class Lease:
     owner: str
     until: float
     items: tuple[tuple[int, str], ...]  # (seq, the item's JSON), in input order
+    job_queued: bool = False  # the job was still queued when the batch was claimed
 
     def parsed(self) -> list[tuple[int, JobItem]]:
         """The batch's items; ValueError for a stored line that no longer parses."""
@@ -386,7 +387,7 @@ class JobStore:
         free = or_(b.c.lease_until <= now, b.c.lease_token.is_(None))
         with self._write() as conn:
             row = conn.execute(
-                select(b.c.job_id, b.c.batch, b.c.first_seq, b.c.end_seq)
+                select(b.c.job_id, b.c.batch, b.c.first_seq, b.c.end_seq, j.c.state)
                 .join(j, j.c.id == b.c.job_id)
                 .where(j.c.state.in_(ACTIVE), b.c.done == 0, free)
                 .order_by(j.c.created_at, b.c.job_id, b.c.batch).limit(1)
@@ -394,7 +395,7 @@ class JobStore:
             ).first()
             if row is None:
                 return None
-            job_id, batch, first, end = row
+            job_id, batch, first, end, state = row
             token, until = secrets.token_hex(16), now + lease_s
             taken = conn.execute(
                 update(b).where(b.c.job_id == job_id, b.c.batch == batch, b.c.done == 0, free)
@@ -409,7 +410,7 @@ class JobStore:
                 .where(i.c.job_id == job_id, i.c.seq >= first, i.c.seq < end, r.c.seq.is_(None))
                 .order_by(i.c.seq)
             ).all()
-        return Lease(job_id, batch, token, owner, until, tuple((s, raw) for s, raw in items))
+        return Lease(job_id, batch, token, owner, until, tuple((s, raw) for s, raw in items), state == "queued")
 
     def extend(self, lease: Lease, lease_s: float, *, now: float | None = None) -> bool:
         """Extend a held lease to ``now + lease_s``; False when it is no longer held (taken

@@ -120,7 +120,8 @@ class JobWorker:
 
     def _run(self, lease: Lease) -> None:
         store = self.store
-        store.transition(lease.job_id, "running", only_from=frozenset({"queued"}))
+        if lease.job_queued:
+            store.transition(lease.job_id, "running", only_from=frozenset({"queued"}))
         try:
             items = lease.parsed()
         except ValueError as exc:
