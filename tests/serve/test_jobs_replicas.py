@@ -6,6 +6,7 @@ here), and its cancel / results answered by any replica."""
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_a_job_across_three_replicas_survives_one_killed_twice(postgres_url: str
     ).encode()
     env = {"TAGSMITH_JOBS__LEASE_S": str(LEASE_S), "TAGSMITH_JOBS__BATCH_SIZE": "50"}
     engine = open_engine(postgres_url)
-    started = time.monotonic()
+    started, own_cpu = time.monotonic(), time.process_time()
     try:
         with Replicas(tmp_path, postgres_url, 3, env=env) as replicas:
             ready = time.monotonic() - started
@@ -61,6 +62,9 @@ def test_a_job_across_three_replicas_survives_one_killed_twice(postgres_url: str
             claims = conn.execute(select(batches_table.c.lease_owner, batches_table.c.claims)).all()
         engine.dispose()
     elapsed = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime  # the replicas' (all reaped by now), for the budget
+    own_cpu = time.process_time() - own_cpu
     assert job["state"] == "completed" and job["counts"] == {"total": N, "succeeded": N, "failed": 0}, job
     ids = [json.loads(line)["custom_id"] for line in lines]
     assert ids == [f"c{i:05d}" for i in range(N)]  # each exactly once, in input order
@@ -70,7 +74,8 @@ def test_a_job_across_three_replicas_survives_one_killed_twice(postgres_url: str
     assert retaken >= sum(kills)  # the batches held by the killed replica were taken again
     assert len({owner for owner, _ in claims}) >= 3  # several workers shared the job
     print(f"{N} items, 3 replicas ready after {ready:.1f} s, all done after {elapsed:.1f} s; kills mid-batch: "
-          f"{kills}; others frozen for {froze} of the victim's restarts; batches claimed more than once: {retaken}")
+          f"{kills}; others frozen for {froze} of the victim's restarts; batches claimed more than once: {retaken}; "
+          f"CPU: replica processes {cpu:.0f} s, this test {own_cpu:.0f} s")
 
 
 def wait_done(replica: Replica, job_id: str, headers: dict[str, str], at_least: float, timeout: float = 120) -> dict[str, object]:
