@@ -79,8 +79,11 @@ class JobWorker:
     # ---- the loop ----------------------------------------------------------------------
     def _main(self) -> None:
         try:
-            self.store.import_files()  # jobs of an older tagsmith's file layout
-            self.store.remove_orphans()
+            try:
+                self.store.import_files()  # jobs of an older tagsmith's file layout
+                self.store.remove_orphans()
+            except Exception:  # e.g. the database not reachable yet: the next start tries again
+                log.exception("jobs: importing older job files or removing orphans failed")
             backoff = 1.0
             while not self._stop.is_set():
                 try:
@@ -130,20 +133,15 @@ class JobWorker:
         self._hold(lease)
         try:
             backoff = 1.0
-            while True:
-                lines = self._tag_lines([item for _, item in items])
-                if lines is not None:
-                    break
+            while (lines := self._tag_lines([item for _, item in items])) is None:
                 # the LLM is down and degraded answers are not wanted: keep the lease, wait
                 store.set_message(lease.job_id, "waiting: the LLM backend is unavailable")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 if self._stop.is_set() or self._lost.is_set():
-                    break
-            if self._stop.is_set() or self._lost.is_set() or lines is None:
-                if not self._lost.is_set():
-                    store.release(lease)
-                return
+                    if not self._lost.is_set():
+                        store.release(lease)  # stopping: another worker may take it at once
+                    return
             rows = [ResultRow(seq, item.custom_id, ok, line) for (seq, item), (line, ok, _) in zip(items, lines, strict=True)]
             outcome = store.complete(lease, rows)
         finally:

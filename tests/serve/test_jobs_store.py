@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from agent.contract import TagResult
 from serve.database import open_engine
-from serve.jobs import JobInputParser, JobStore, Lease, ResultRow
-from serve.jobs.store import jobs_table, metadata, result_line, results_table
+from serve.jobs import JobInputParser, JobItem, JobStore, JobWorker, Lease, ResultRow
+from serve.jobs.store import batches_table, jobs_table, metadata, result_line, results_table
+from serve.metrics import Metrics
 from tests.serve.test_jobs import jsonl
 
 
@@ -191,3 +194,34 @@ def check_import(staging: Path, database_url: str | None) -> None:
         assert [r.custom_id for r in store.results(job_id)] == [f"c{n}" for n in range(5)]
     finally:
         store.close()
+
+
+def test_two_workers_share_a_job_each_custom_id_once(stores: list[JobStore], database_url: str) -> None:
+    """Two workers (two replicas' worker threads, each with its own store) on one job: both
+    take batches, the heartbeat keeps a slow batch's short lease, every line is written once."""
+    job = make_job(stores[0], 40)  # 20 batches
+
+    def tag(items: Sequence[JobItem]) -> list[TagResult]:
+        time.sleep(1.6 if items[0].custom_id == "c0" else 0.01)  # a batch outlasting its lease: the heartbeat keeps it
+        raise RuntimeError("no tagger here")  # an error line per item: enough to count
+
+    workers = [JobWorker(store, tag, Metrics(), lease_s=1.0, poll_s=0.02, name=f"w{n}") for n, store in enumerate(stores[:2])]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (record := stores[2].get(job)) is not None and record.state != "completed":
+            assert time.monotonic() < deadline, record
+            time.sleep(0.05)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert record is not None and record.failed == 40
+    assert [r.custom_id for r in stores[2].results(job)] == [f"c{n}" for n in range(40)]
+    engine = open_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            owners = conn.execute(select(batches_table.c.lease_owner, batches_table.c.claims)).all()
+    finally:
+        engine.dispose()
+    assert {owner for owner, _ in owners} == {"w0", "w1"} and all(claims == 1 for _, claims in owners)
