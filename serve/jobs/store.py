@@ -553,10 +553,9 @@ class JobStore:
             for raw in complete_lines(path / RESULTS_FILE):
                 record = json.loads(raw)
                 done[str(record["custom_id"])] = (raw.decode("utf-8"), record.get("error") is None)
-            lines = (line.rstrip("\n") for line in (path / INPUT).open(encoding="utf-8") if line.strip())
             ok = sum(1 for _, good in done.values() if good)
-            with self._write() as conn:
-                self._insert_items(conn, job_id, lines, done)
+            with (path / INPUT).open(encoding="utf-8") as fh, self._write() as conn:
+                self._insert_items(conn, job_id, (line.rstrip("\n") for line in fh if line.strip()), done)
                 values: dict[str, object] = {"succeeded": ok, "failed": len(done) - ok}
                 pending = conn.execute(select(func.count()).select_from(batches_table).where(
                     batches_table.c.job_id == job_id, batches_table.c.done == 0)).scalar_one()
