@@ -108,9 +108,16 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
         created.raise_for_status()
         t1 = time.monotonic()
         job_id = created.json()["id"]
-        while (job := httpx.get(f"{replicas[0].base}/v1/jobs/{job_id}", headers=headers, timeout=60).json())["state"] in (
-            "queued", "running"
-        ):
+        while True:
+            answer = httpx.get(f"{replicas[0].base}/v1/jobs/{job_id}", headers=headers, timeout=60)
+            if answer.status_code == 503:  # the database busy beyond its timeout: ask again
+                print(f"503 while polling: {answer.text[:300]}", file=sys.stderr)
+                time.sleep(1)
+                continue
+            answer.raise_for_status()
+            job = answer.json()
+            if job["state"] not in ("queued", "running"):
+                break
             time.sleep(0.1)
         t2 = time.monotonic()
         results = httpx.get(f"{replicas[0].base}/v1/jobs/{job_id}/results", headers=headers, timeout=600).text
@@ -142,10 +149,8 @@ def main() -> None:
     if args.replicas > 1 and not args.database_url:
         parser.error("several replicas share jobs through --database-url only")
     root = Path(tempfile.mkdtemp(prefix="tagsmith-jobs-bench-"))
-    try:
-        print(json.dumps(run(args, root)))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(run(args, root)))  # on a failure the replicas' logs stay in root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
