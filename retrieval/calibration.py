@@ -155,10 +155,11 @@ def spent_z(kept: int, total: int, alpha: float = CONFIDENCE_ALPHA) -> float:
     the shell ``total / 2**j < kept <= total / 2**(j-1)`` (j = 1, 2, ...; the shares sum to
     ``alpha``). A threshold keeping most answers is checked at about the level of a single
     one (j = 1: z = 1.64 for alpha = 0.1), one keeping a few dozen of a thousand much more
-    strictly (j = 5: z = 2.73): few answers at the top of the curve are where a lucky run
-    of right answers hides, and where most of the candidate thresholds lie per answer kept
-    (weighted Bonferroni over the shells, as in "stitched" uniform bounds; within a shell
-    the bound is applied to each threshold, an approximation)."""
+    strictly (j = 5: z = 2.73): a short lucky run of right answers at the top of the curve
+    is what a scan over many thresholds finds. Weighted Bonferroni over the shells, as in
+    "stitched" uniform bounds; within a shell the bound is applied to each threshold, an
+    approximation (the unit test measures the level it keeps). Generations published
+    before keep their stored threshold until their next publication or refit."""
     j = max(1, math.ceil(math.log2(total / kept))) if 0 < kept < total else 1
     return NormalDist().inv_cdf(1.0 - alpha / 2**j)
 
