@@ -76,7 +76,9 @@ class ClaimedItems(BaseModel):
 
 
 RevisionField = Field(
-    default=None, ge=1, le=2**63 - 1,  # a stored 64-bit integer: larger is a 422, not a database error
+    default=None, ge=1, le=2**53,  # fits the stored 64-bit integer, and JSON clients (and the OpenAPI
+    # schema's number) hold 2**53 exactly: 2**63 - 1 reads as 2**63 in a double, so a client could send
+    # a value the schema seems to allow and get a 422. Larger is a 422, not a database error
     description="the item's revision you reviewed (ReviewItemOut.revision): when the item has changed since "
     "(the product was flagged again while you looked at it), nothing is decided: 409 `changed`, with the "
     "item as it is now in error.current. Omitted: decided on the item as it is when the request arrives",
