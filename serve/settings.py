@@ -112,6 +112,23 @@ class EmbedderSettings(BaseModel):
     )
     batch_size: int = Field(default=64, ge=1)
     device: str | None = Field(default=None, description="cpu, cuda… (default: cuda when visible)")
+    runtime: Literal["torch", "onnx", "openvino"] = Field(
+        default="torch",
+        description="who runs the model on CPU: torch, or onnx / openvino on a graph exported "
+        "locally from the same weights (the same vectors up to float rounding: indexes are shared; "
+        "pip install 'tagsmith[onnx]' / 'tagsmith[openvino]')",
+    )
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description="int8: dynamic int8 quantisation on CPU (torch's, or ONNX Runtime's with the "
+        "onnx/openvino runtimes): faster, other vectors (another embedder name: the index is "
+        "rebuilt), MWPD WAF1 in docs/benchmarks.md",
+    )
+    bulk_runtime: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        default="auto",
+        description="the runtime of bulk tagging (tag-file): auto = the fastest float32 runtime "
+        "installed (openvino, then onnx, else torch; torch on a GPU), measured in docs/benchmarks.md",
+    )
 
 
 class TaggingSettings(BaseModel):
