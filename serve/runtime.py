@@ -90,8 +90,7 @@ def inner_embedder_from_settings(settings: Settings) -> Embedder:
         batch_size=emb.batch_size,
         device=emb.device,
         quantize=emb.quantize,
-        runtime=emb.runtime,
-        export_dir=settings.data_dir / "cache" / "onnx",
+        runtime=emb.runtime,  # onnx/openvino: exported once per model into ~/.cache/tagsmith/onnx
     )
 
 

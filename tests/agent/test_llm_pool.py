@@ -11,7 +11,13 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from agent.llm import ChatMessage, LLMRequestRejectedError, LLMUnavailableError, create_backend, tags_schema
+from agent.llm import (
+    ChatMessage,
+    LLMRequestRejectedError,
+    LLMUnavailableError,
+    create_backend,
+    tags_schema,
+)
 from agent.llm.openai_compat import OpenAICompatBackend
 from agent.llm.pool import EndpointPool, pool_status
 from serve.llm_health import LLMHealth, describe_endpoints, track
@@ -242,7 +248,7 @@ def test_concurrent_callers_are_all_answered_and_counted_once() -> None:
         for _ in range(40):
             try:
                 served_by(pool)
-            except BaseException as exc:  # noqa: BLE001 - collected, asserted below
+            except BaseException as exc:
                 errors.append(exc)
             clock.now += 1.0  # unsynchronised on purpose: only moves forward
             pool.probe_due()
