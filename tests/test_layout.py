@@ -156,3 +156,23 @@ def test_the_api_never_imports_the_wiring() -> None:
         if module.startswith("serve.api") and _reachable(graph, module) & WIRING
     ]
     assert not violations, "\n".join(violations)
+
+
+#: what the Python client must not load (it runs inside catalog systems): the server's stack and the models
+CLIENT_FORBIDDEN = ("fastapi", "starlette", "uvicorn", "torch", "sentence_transformers", "transformers", "faiss", "llama_cpp")
+
+
+def test_the_client_and_the_protocol_modules_import_no_server_or_model_stack() -> None:
+    """serve/client and every serve module it reaches (the protocol modules) import neither
+    FastAPI nor the models (the process tier also checks sys.modules after a real import)."""
+    graph = serve_import_graph()
+    paths = {_module_name(p): p for p in (REPO / "serve").rglob("*.py")}
+    client = {m for m in graph if m == "serve.client" or m.startswith("serve.client.")} - {"serve.client.langchain"}
+    reached = client | {r for m in client for r in _reachable(graph, m)}
+    violations = [
+        f"{module} imports {imported}"
+        for module in sorted(reached)
+        for imported in imported_modules(paths[module])
+        if imported.split(".")[0] in CLIENT_FORBIDDEN
+    ]
+    assert "serve.api.tags.protocol" in reached and not violations, "\n".join(violations)

@@ -17,37 +17,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+# the models live in a module free of FastAPI (the Python client reads them); re-exported here
+from serve.api.error_protocol import ErrorDetail as ErrorDetail
+from serve.api.error_protocol import ErrorInfo as ErrorInfo
+from serve.api.error_protocol import ErrorResponse as ErrorResponse
 from serve.database import is_unavailable
 from serve.jsonlog import request_id_var
 
 log = logging.getLogger("tagsmith.api")
-
-
-class ErrorDetail(BaseModel):
-    loc: list[str | int] = Field(default_factory=list, description="where: e.g. [\"body\", \"products\", 3, \"title\"]")
-    message: str
-    type: str | None = Field(default=None, description="machine-readable kind of the problem")
-
-
-class ErrorInfo(BaseModel):
-    status: int = Field(description="the HTTP status, repeated")
-    code: str = Field(description="stable machine-readable reason, e.g. validation_error, rate_limited")
-    message: str = Field(description="what went wrong and what to do, for humans")
-    request_id: str | None = Field(default=None, description="the X-Request-ID of the request")
-    details: list[ErrorDetail] = Field(default_factory=list)
-    current: dict[str, Any] | None = Field(
-        default=None, description="only with some 409s (a review item's `changed`): the resource as it is "
-        "now, so the client can show it without another request; absent otherwise",
-    )
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorInfo
 
 
 class ApiError(Exception):

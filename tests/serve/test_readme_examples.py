@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from tests.serve.helpers import REPO, TAGSMITH, server_log, start_server, stop_s
 pytestmark = pytest.mark.process  # a real server, the README's commands
 
 MARKER = "<!-- tests/serve/test_readme_examples.py runs the next block"
+PYTHON_MARKER = "<!-- tests/serve/test_readme_examples.py runs the next block too"
 
 
 def readme_blocks() -> tuple[str, str]:
@@ -29,6 +31,14 @@ def readme_blocks() -> tuple[str, str]:
     examples = re.search(r"```bash\n(.*?)```", tail, re.S)
     assert examples is not None
     return setup, examples.group(1)
+
+
+def readme_python_block() -> str:
+    """The Python client's examples (the block after its marker)."""
+    _, _, tail = (REPO / "README.md").read_text(encoding="utf-8").partition(PYTHON_MARKER)
+    block = re.search(r"```python\n(.*?)```", tail, re.S)
+    assert block is not None, "README lost its Python client example marker"
+    return block.group(1)
 
 
 def test_readme_api_examples_work_as_written(tmp_path: Path) -> None:
@@ -68,6 +78,16 @@ def test_readme_api_examples_work_as_written(tmp_path: Path) -> None:
         assert '"example_id":"sku-501"' in out and '"gid://shopify/TaxonomyAttribute/1":["gid://shopify/TaxonomyValue/' in out
         job = httpx.get(f"http://127.0.0.1:{port}/v1/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
         assert job["total"] == 1 and job["items"][0]["counts"]["total"] == 2
+        # the Python client's equivalents, as written, on the same server (after the curl block)
+        client = subprocess.run(
+            [sys.executable, "-c", readme_python_block().replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
+            cwd=work, env={**env, "KEY": key}, capture_output=True, text=True, timeout=300,
+        )
+        assert client.returncode == 0, f"{client.stdout[-2000:]}\n{client.stderr[-2000:]}"
+        lines = client.stdout.splitlines()
+        assert lines[0] == "ok" and lines[1].startswith("gid://shopify/TaxonomyCategory/"), client.stdout
+        assert "'Fabric': ['Denim']" in lines[2] and "completed 100%" in lines, client.stdout
+        assert lines[-1].endswith("'sku-78']") and not any(line.startswith("re-apply") for line in lines), client.stdout
         # one JSON log line per request, with its request id
         httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "readme-check-1"}, timeout=10)
     finally:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agent.contract import TagResult
+
 JOB_LINE_EXAMPLE = (
     '{"custom_id": "sku-1", "product": {"title": "Apple iPhone 12 128GB red"}}\n'
     '{"custom_id": "sku-2", "product": {"title": "Stainless steel french press 1 l"}}\n'
@@ -17,6 +19,11 @@ RESULT_LINE_EXAMPLE = (
 )
 
 
+JobState = Literal["queued", "running", "completed", "cancelled", "failed"]
+#: the states a job does not leave
+TERMINAL: frozenset[JobState] = frozenset({"completed", "cancelled", "failed"})
+
+
 class JobCounts(BaseModel):
     total: int = Field(description="lines in the input")
     succeeded: int = Field(description="results written with tags")
@@ -25,7 +32,7 @@ class JobCounts(BaseModel):
 
 class Job(BaseModel):
     id: str
-    state: Literal["queued", "running", "completed", "cancelled", "failed"]
+    state: JobState
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -43,3 +50,17 @@ class JobList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class JobItemError(BaseModel):
+    code: str = Field(description="e.g. tagging_failed")
+    message: str
+
+
+class JobResultLine(BaseModel):
+    """One line of ``GET /v1/jobs/{id}/results`` (JSONL): each ``custom_id`` once, in input order."""
+
+    custom_id: str
+    result: TagResult | None = Field(description="the tagging contract (as POST /v1/tags, without `degraded`); null on an error")
+    degraded: bool = Field(description="the LLM backend was unavailable: the retrieval-only answer")
+    error: JobItemError | None = Field(description="why this line has no result; null otherwise")

@@ -12,8 +12,8 @@ from serve.api.auth import TagsScope
 from serve.api.deps import JobServiceDep
 from serve.api.errors import ERRORS, ApiError, errors
 from serve.api.jobs.protocol import JOB_LINE_EXAMPLE, RESULT_LINE_EXAMPLE, Job, JobList
-from serve.api.review.protocol import ReviewQuery
-from serve.api.tags.protocol import ATTRIBUTES_422, AttributesQuery, CrosswalkQuery
+from serve.api.review.params import ReviewQuery
+from serve.api.tags.params import ATTRIBUTES_422, AttributesQuery, CrosswalkQuery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="the id returned at creation")]

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from agent.contract import AttributeSelection
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
-from serve.api.jobs.protocol import Job, JobCounts, JobList
+from serve.api.jobs.protocol import TERMINAL, Job, JobCounts, JobList
 from serve.api.tags.service import attribute_selection, crosswalk_problem
 from serve.attribute_selection import selection_problem
 from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
@@ -24,8 +24,6 @@ from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 #: what a refused upload is told to wait: uploads take seconds
 UPLOAD_RETRY_S = 5
-
-TERMINAL = frozenset({"completed", "cancelled", "failed"})
 
 
 def to_job(record: JobRecord) -> Job:

@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
 
 from agent.llm.pool import pool_status
 from serve.api.context import AppState
 from serve.api.deps import StateDep
+from serve.api.ops.protocol import CalibrationInfo, Health, Status
 from serve.llm_health import describe_endpoints, llm_canary
 
 router = APIRouter(tags=["operations"])
-
-
-Status = Literal["ok", "starting", "unavailable", "dead"]
-
-
-class CalibrationInfo(BaseModel):
-    """How the index generation in use is calibrated (fitted at its publication on a
-    cross-fitted held-out part of its pool; ``method: default`` when the pool was too small)."""
-
-    method: str = Field(description="cross-fitted, or default (too few examples to hold out; see note)")
-    ece: float | None = Field(description="held-out expected calibration error, percent (10 bins)")
-    temperature: float
-    knn_temperature: float
-    review_threshold: float = Field(description="the threshold in use (a configured one wins over the fitted one)")
-    review_threshold_source: str = Field(description="configured, fitted, or default")
-    target_precision: float
-    held_out: int = Field(description="held-out examples the calibration was fitted on")
-    far_similarity: float | None = Field(description="nearest-example similarity below which far_from_examples is flagged")
-    refit_pending: bool
-    note: str
-
-
-class Health(BaseModel):
-    status: Status
-    checks: dict[str, str]
-    calibration: CalibrationInfo | None = None
 
 
 def _dead(state: AppState) -> str | None:

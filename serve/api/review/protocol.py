@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.contract import Product, TagResult
 from serve.api.feedback.protocol import AttributeValues
-
-#: ``?review=`` of the tagging endpoints and jobs
-ReviewQuery = Annotated[
-    bool | None,
-    Query(description="put results flagged needs_review into the review queue (`/v1/review`): true or "
-          "false; default: the review.enqueue setting (off unless configured). Enqueuing happens in "
-          "the background and never fails or delays the answer"),
-]
 
 ItemStatus = Literal["open", "claimed", "accepted", "corrected", "skipped"]
 

@@ -1,53 +1,23 @@
-"""Request and response models of the tagging endpoints (the agent's contract, plus a flag)."""
+"""Request and response models of the tagging endpoints (the agent's contract, plus a flag).
+
+Free of FastAPI: the Python client (:mod:`serve.client`) imports them; the query parameters
+are declared in :mod:`serve.api.tags.params`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.contract import Product, TagResult
-from serve.api.errors import ERRORS
-from serve.attribute_selection import MAX_SELECTED, SELECTION_HELP, AttributeName
-from taxonomy.crosswalk import NAME_RE, StoreName
+from taxonomy.crosswalk import StoreName
 
-#: ``?attributes=``: on, off, or attribute ids / names (repeat the parameter for several)
-AttributesQuery = Annotated[
-    list[AttributeName] | None,
-    Query(
-        max_length=MAX_SELECTED, description=SELECTION_HELP,
-        openapi_examples={
-            "all": {"summary": "all of the category's attributes", "value": ["on"]},
-            "none": {"summary": "the category only", "value": ["off"]},
-            "named": {"summary": "only these (ids or names)", "value": ["Color", "Size"]},
-        },
-    ),
-]
+#: on every ``POST /v1/tags:batch`` answer (its 422 ``batch_too_large`` too): limits.max_batch_items,
+#: so that a client splits large inputs into batches the server takes
+MAX_BATCH_ITEMS_HEADER = "X-Max-Batch-Items"
 
 CROSSWALK_HELP = (
     "also give the top tag in a second taxonomy through this stored crosswalk (e.g. google: "
     "GET /v1/crosswalks lists them); the result gains `crosswalk`"
 )
-#: ``?crosswalk=``: the name of a stored crosswalk
-CrosswalkQuery = Annotated[
-    str | None, Query(min_length=1, max_length=64, pattern=NAME_RE.pattern, description=CROSSWALK_HELP)
-]
-#: ``?crosswalk_fallback=``
-FallbackQuery = Annotated[bool, Query(
-    description="with a crosswalk: a tag without a usable row of its own gets its nearest mapped "
-    "ancestor's counterpart (status `ancestor`); false: `unmapped`",
-)]
-
-#: the 422 of an operation that takes ``?attributes=``
-ATTRIBUTES_422: dict[int | str, dict[str, Any]] = {422: {
-    **ERRORS[422],
-    "description": "invalid request: field, length or batch-size limits (details say where); "
-    "`unknown_attributes`: none of the names in `?attributes=` is an attribute (id or name) of "
-    "the taxonomy in use; `unknown_crosswalk`: `crosswalk` names no stored crosswalk (or one "
-    "whose taxonomies are not imported)",
-}}
-
 
 class TagResponse(TagResult):
     """The agent's output contract, plus whether the LLM could be used."""

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from agent.contract import Product
 from serve.api.auth import TagsScope
 from serve.api.deps import TagServiceDep
 from serve.api.errors import errors
-from serve.api.review.protocol import ReviewQuery
+from serve.api.review.params import ReviewQuery
+from serve.api.tags.params import ATTRIBUTES_422, AttributesQuery, CrosswalkQuery, FallbackQuery
 from serve.api.tags.protocol import (
-    ATTRIBUTES_422,
-    AttributesQuery,
+    MAX_BATCH_ITEMS_HEADER,
     BatchTagRequest,
     BatchTagResponse,
-    CrosswalkQuery,
-    FallbackQuery,
     TagResponse,
 )
 
 router = APIRouter(prefix="/v1", tags=["tagging"])
+_BATCH_LIMIT = {MAX_BATCH_ITEMS_HEADER: {
+    "description": "limits.max_batch_items: the most products one batch may hold (also on its 422 batch_too_large)",
+    "schema": {"type": "integer"},
+}}
 
 
 @router.post(
@@ -40,15 +42,17 @@ async def tag_product(
 
 
 @router.post(
-    "/tags:batch", response_model=BatchTagResponse, responses={**errors(503), **ATTRIBUTES_422},
+    "/tags:batch", response_model=BatchTagResponse,
+    responses={200: {"headers": _BATCH_LIMIT}, **errors(503), **ATTRIBUTES_422},
     summary="Tag up to limits.max_batch_items products; results in input order.",
     description="The same contract per product as POST /v1/tags; `?attributes=` applies to "
     "every product of the batch; `?review=true` puts the flagged ones into the review queue (source `batch`).",
 )
 async def tag_batch(
-    body: BatchTagRequest, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
+    body: BatchTagRequest, response: Response, service: TagServiceDep, _: TagsScope, attributes: AttributesQuery = None,
     review: ReviewQuery = None, crosswalk: CrosswalkQuery = None, crosswalk_fallback: FallbackQuery = True,
 ) -> BatchTagResponse:
+    response.headers.update(service.batch_limit_header())
     # the body's crosswalk, when given, wins over ?crosswalk=
     return await service.tag_batch(
         body.products, attributes, review, crosswalk=body.crosswalk or crosswalk, fallback=crosswalk_fallback

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.contract import AttributeSelection, Product
 from serve.api.errors import ApiError, ErrorDetail, retry_after
-from serve.api.tags.protocol import BatchTagResponse, TagResponse
+from serve.api.tags.protocol import MAX_BATCH_ITEMS_HEADER, BatchTagResponse, TagResponse
 from serve.attribute_selection import parse_selection, selection_problem
 from serve.batcher import Batcher, Overloaded
 from serve.crosswalk_tags import add_crosswalk, check_crosswalk
@@ -80,6 +80,10 @@ class TagService:
     ) -> TagResponse:
         return (await self._tag([product], attributes, review, "api", crosswalk, fallback, ["query", "crosswalk"]))[0]
 
+    def batch_limit_header(self) -> dict[str, str]:
+        """The header telling a client how many products a batch may hold."""
+        return {MAX_BATCH_ITEMS_HEADER: str(self.settings.limits.max_batch_items)}
+
     async def tag_batch(
         self, products: Sequence[Product], attributes: Sequence[str] | None = None, review: bool | None = None,
         *, crosswalk: str | None = None, fallback: bool = True,
@@ -90,6 +94,7 @@ class TagService:
                 422, "batch_too_large",
                 f"a batch holds at most {limit} products, this one has {len(products)}: split it, "
                 "or send a job (POST /v1/jobs) for large catalogs",
+                headers=self.batch_limit_header(),
             )
         results = await self._tag(products, attributes, review, "batch", crosswalk, fallback, ["crosswalk"])
         return BatchTagResponse(results=results, taxonomy_version=results[0].taxonomy_version)
