@@ -49,6 +49,7 @@ from retrieval.errors import (
     IndexStateError,
     NoIndexError,
     RetrievalError,
+    StaleGenerationError,
 )
 from retrieval.examples import (
     Example,
@@ -94,6 +95,7 @@ __all__ = [
     "Retrieval",
     "RetrievalError",
     "SentenceTransformerEmbedder",
+    "StaleGenerationError",
     "TaxonomyIndex",
     "add_examples",
     "append_lines",

@@ -30,3 +30,8 @@ class IndexCorruptError(IndexStateError):
 class IndexMismatchError(IndexStateError):
     """A generation was built with another embedder, dimension or format: refused, because
     searching it with the wrong embedder would silently return nonsense neighbours."""
+
+
+class StaleGenerationError(IndexStateError):
+    """A publication based on one generation found another one current (published meanwhile,
+    e.g. by another replica): nothing was written; reload the current one and apply again."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from retrieval.calibration import DEFAULT_TARGET_PRECISION, Calibration, fit_calibration
 from retrieval.embedder import Embedder
+from retrieval.generations import ANY, AnyBase
 from retrieval.index import ExampleIndex
 from retrieval.lexical import LexicalClassifier
 from retrieval.store import IndexStore, Manifest
@@ -31,9 +32,11 @@ def publish_index(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     calibration: Calibration | None = None,
     taxonomy_index: TaxonomyIndex | None = None,
+    base: str | AnyBase | None = ANY,
 ) -> tuple[Manifest, Calibration]:
     """Fit the calibration of ``index`` (unless one is given: a calibration carried over
-    while a refit is pending) and publish both; returns the manifest and the calibration."""
+    while a refit is pending) and publish both; returns the manifest and the calibration.
+    ``base``: the generation ``index`` derives from (:meth:`IndexStore.publish`)."""
     if calibration is None:
         started = time.perf_counter()
         calibration = fit_calibration(
@@ -46,6 +49,6 @@ def publish_index(
         })
     manifest = store.publish(
         index, embedder=embedder.name, taxonomy_version=taxonomy_version, extra=extra,
-        lexical=lexical, calibration=calibration,
+        lexical=lexical, calibration=calibration, base=base,
     )
     return manifest, calibration

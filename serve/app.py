@@ -33,7 +33,7 @@ from serve.api.taxonomy.router import router as taxonomy_router
 from serve.llm_health import llm_canary
 from serve.settings import Settings, load_settings
 from serve.state import AppState, load_services, open_state
-from serve.ui.app import install_ui
+from serve.ui.app import install_ui, session_store
 
 __all__ = ["create_app", "llm_canary"]
 log = logging.getLogger("tagsmith.service")
@@ -95,6 +95,8 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = open_state(settings, llm)
         app.state.tagsmith = state
+        ui = app.state.tagsmith_ui
+        ui.sessions = session_store(settings)  # the database's when database.url is set
         tasks = [asyncio.create_task(_load(state)), asyncio.create_task(_refresh(state))]
         try:
             yield
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMBackend | None = Non
                 await services.batcher.stop()
                 services.tagging.stop()
                 services.close()
+            ui.sessions.close()
             state.close()
 
     app = FastAPI(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,14 +25,17 @@ from retrieval import (
     LexicalClassifier,
     NoIndexError,
     SentenceTransformerEmbedder,
+    StaleGenerationError,
     build_index,
     packaged_examples,
 )
 from retrieval.calibration import Calibration
+from retrieval.generations_db import DatabaseGenerations
 from retrieval.onnx_runtime import fastest_runtime
 from retrieval.prebuilt import PrebuiltVectors
 from retrieval.publish import publish_index
 from serve.backends import backend_from_settings
+from serve.database import open_engine, safe_url
 from serve.filemodes import private_data_dir, private_db_file
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
@@ -144,19 +147,47 @@ def embedding_step(
         progress.done()
 
 
+def open_index_store(settings: Settings) -> IndexStore:
+    """Where the index generations live: ``<data_dir>/index`` (files), or, with
+    ``database.url`` set, the database every replica shares (close it after use)."""
+    url = settings.database.url_value
+    if not url:
+        return IndexStore(settings.data_dir / "index")
+    return IndexStore(backend=DatabaseGenerations(open_engine(url), f"the database ({safe_url(url)})"))
+
+
+def adopt_local_index(settings: Settings, store: IndexStore) -> bool:
+    """A data directory moving to ``database.url``: when the database has no generation yet
+    and ``<data_dir>/index`` has one, publish that one into the database (as it is). True
+    when it did."""
+    local = IndexStore(settings.data_dir / "index")
+    if store.current() is not None or local.current() is None:
+        return False
+    manifest = store.copy_from(local)
+    log.info("index generation moved into the database", extra={"generation": manifest.generation,
+                                                                 "examples": manifest.count})
+    return True
+
+
 def load_or_build_index(
     settings: Settings,
     embedder: CachedEmbedder,
     snap: Snapshot,
     progress: StartupProgress | None = None,
+    store: IndexStore | None = None,
 ) -> tuple[ExampleIndex, LexicalClassifier | None, Calibration | None]:
     """The published index, its lexical classifier and its calibration; on first start, the
     shipped examples, built, trained, calibrated and published. A generation published
     without a classifier or a calibration (by an older tagsmith), or with a calibration
     carried over from its predecessor whose refit never ran (the process stopped first),
     gets them now and is republished, so the default pipeline always has both signals and
-    a calibration of its own pool."""
-    store = IndexStore(settings.data_dir / "index")
+    a calibration of its own pool. ``store``: where generations live (default:
+    :func:`open_index_store`'s, closed after use)."""
+    if store is None:
+        with closing(open_index_store(settings)) as own:
+            return load_or_build_index(settings, embedder, snap, progress, own)
+    if settings.database.url_value and store.current() is None:
+        adopt_local_index(settings, store)
     target = settings.tagging.target_precision
     try:
         index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
@@ -167,10 +198,14 @@ def load_or_build_index(
         first = f"training the lexical classifier on {len(index)} examples (first start)"
         with _step(progress, first, when=LexicalClassifier.trainable(examples)):
             lexical = LexicalClassifier.fit(list(index))
-        _, first_calibration = publish_index(
-            store, index, embedder=embedder, snapshot=snap, lexical=lexical,
-            taxonomy_version=snap.version, target_precision=target,
-        )
+        try:
+            _, first_calibration = publish_index(
+                store, index, embedder=embedder, snapshot=snap, lexical=lexical,
+                taxonomy_version=snap.version, target_precision=target, base=None,
+            )
+        except StaleGenerationError:  # another replica's first start published first: use its
+            index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+            return index, lexical, manifest.calibration
         return index, lexical, first_calibration
     calibration = manifest.calibration
     retrain = lexical is None and len(index) > 0
@@ -180,11 +215,16 @@ def load_or_build_index(
             lexical = LexicalClassifier.fit(list(index))
         retrain = lexical is not None
     if retrain or calibration is None or calibration.refit_pending:
-        with _step(progress, f"calibrating confidences on held-out examples of the {len(index):,}"):
-            _, calibration = publish_index(
-                store, index, embedder=embedder, snapshot=snap, lexical=lexical,
-                taxonomy_version=manifest.taxonomy_version, extra=manifest.extra, target_precision=target,
-            )
+        try:
+            with _step(progress, f"calibrating confidences on held-out examples of the {len(index):,}"):
+                _, calibration = publish_index(
+                    store, index, embedder=embedder, snapshot=snap, lexical=lexical,
+                    taxonomy_version=manifest.taxonomy_version, extra=manifest.extra, target_precision=target,
+                    base=manifest.generation,
+                )
+        except StaleGenerationError:  # another replica published meanwhile: use that one
+            index, lexical, manifest = store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+            calibration = manifest.calibration
     return index, lexical, calibration
 
 
@@ -220,13 +260,15 @@ def build_runtime(
     progress: StartupProgress | None = None,
     attributes: AttributeSelection | None = None,
     eager_extractor: bool = True,
+    index_store: IndexStore | None = None,
 ) -> Runtime:
     """``progress`` hears about the steps that do real work (a first start's seeding,
     embedding, training); a start that finds everything in place reports nothing.
 
     ``attributes``: the selection used when a call does not say (default: the settings').
     ``eager_extractor``: fit the attribute extractor now (the service: never inside a
-    request) rather than on the first product that asks for attributes."""
+    request) rather than on the first product that asks for attributes.
+    ``index_store``: where index generations live (default: :func:`open_index_store`'s)."""
     private_data_dir(settings.data_dir)
     store = TaxonomyStore(settings.taxonomy_db_url)
     first_start = store.version == 0
@@ -235,7 +277,7 @@ def build_runtime(
     if first_start:
         _install_packaged_crosswalk(settings, store, progress)
     embedder = embedder_from_settings(settings)
-    index, lexical, calibration = load_or_build_index(settings, embedder, snap, progress)
+    index, lexical, calibration = load_or_build_index(settings, embedder, snap, progress, index_store)
     cfg = TaggerConfig(
         pipeline=pipeline or settings.tagging.pipeline,  # type: ignore[arg-type]
         llm_weight=settings.tagging.llm_weight,

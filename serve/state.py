@@ -19,7 +19,6 @@ from pathlib import Path
 from agent.contract import TagResult
 from agent.llm import LLMBackend
 from agent.tagger import LLM_PIPELINES
-from retrieval import IndexStore
 from serve.api.context import AppState, Services
 from serve.api.crosswalks.service import CrosswalkService
 from serve.api.feedback.service import FeedbackService
@@ -39,7 +38,7 @@ from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
 from serve.review import ReviewEnqueuer, ReviewStore
-from serve.runtime import build_runtime
+from serve.runtime import build_runtime, open_index_store
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
 from taxonomy.crosswalk_catalog import CrosswalkCatalog
@@ -128,14 +127,19 @@ def load_services(state: AppState) -> Services:
         backend = track(state.llm, health, metrics, owned=False)
     elif settings.tagging.pipeline in LLM_PIPELINES:
         backend = track(backend_from_settings(settings), health, metrics, owned=True)
-    index_store = IndexStore(settings.data_dir / "index")
-    pointer = index_store.current()
-    runtime = build_runtime(settings, llm=backend)
+    index_store = open_index_store(settings)
+    try:
+        pointer = index_store.current()
+        runtime = build_runtime(settings, llm=backend, index_store=index_store)
+    except BaseException:
+        index_store.close()
+        raise
     crosswalks = CrosswalkCatalog(settings.data_dir, runtime.store, prepare_file=private_db_file)
 
     def close() -> None:
         crosswalks.close()
         runtime.close()
+        index_store.close()
 
     tagging = TaggingState(
         runtime.tagger, runtime.index, taxonomy_store=runtime.store, index_store=index_store,

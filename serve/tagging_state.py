@@ -39,6 +39,7 @@ from retrieval import (
     ExampleIndex,
     IndexStore,
     LexicalClassifier,
+    StaleGenerationError,
 )
 from retrieval.calibration import DEFAULT_TARGET_PRECISION, Calibration
 from retrieval.publish import publish_index
@@ -59,6 +60,8 @@ LEXICAL_RETRAIN_DELAY_S = 10.0
 #: debounced, the previous extractor serving meanwhile
 EXTRACTOR_SYNC_MAX = 20
 EXTRACTOR_REFIT_DELAY_S = 10.0
+#: an index update retried this often when other replicas keep publishing under it
+PUBLISH_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -245,33 +248,46 @@ class TaggingState:
     # ---- publishing --------------------------------------------------------------------
     def update_index(self, change: Callable[[ExampleIndex], T]) -> tuple[T, TaggingView]:
         """Copy the index, apply ``change`` to the copy, publish it, swap it in; the lexical
-        classifier (when big) and the calibration are refitted in the background."""
+        classifier (when big) and the calibration are refitted in the background. When
+        another process or replica published a generation since ours was loaded, that one
+        is loaded and ``change`` applied to it instead (up to :data:`PUBLISH_ATTEMPTS`
+        times): no replica's update is lost to another's."""
         with self._index_lock:
-            cur = self._view
-            index = ExampleIndex.from_files(cur.index.to_files())
-            out = change(index)
-            lexical = cur.lexical
-            retrain_later = False
-            if len(index) <= LEXICAL_SYNC_MAX:
-                lexical = LexicalClassifier.fit(list(index))
-            else:
-                retrain_later = True
-            previous = cur.tagger.generator.calibration
-            carried = replace(previous, refit_pending=True) if previous is not None else None
-            view = self._publish(index, lexical, carried)
+            for attempt in range(PUBLISH_ATTEMPTS):
+                cur = self._view
+                index = ExampleIndex.from_files(cur.index.to_files())
+                out = change(index)
+                lexical = cur.lexical
+                retrain_later = False
+                if len(index) <= LEXICAL_SYNC_MAX:
+                    lexical = LexicalClassifier.fit(list(index))
+                else:
+                    retrain_later = True
+                previous = cur.tagger.generator.calibration
+                carried = replace(previous, refit_pending=True) if previous is not None else None
+                try:
+                    view = self._publish(index, lexical, carried, base=cur.index_generation)
+                    break
+                except StaleGenerationError:
+                    if attempt == PUBLISH_ATTEMPTS - 1:
+                        raise
+                    log.info("index changed elsewhere: loading it, then applying the update again")
+                    self._reload_index()
         self._schedule_retrain(lexical=retrain_later)
         return out, view
 
     def _publish(
-        self, index: ExampleIndex, lexical: LexicalClassifier | None, calibration: Calibration | None = None
+        self, index: ExampleIndex, lexical: LexicalClassifier | None, calibration: Calibration | None = None,
+        *, base: str | None,
     ) -> TaggingView:
-        """Publish ``index`` with ``calibration``, or one fitted now when None."""
+        """Publish ``index`` (derived from generation ``base``) with ``calibration``, or one
+        fitted now when None."""
         generator = self._view.tagger.generator
         manifest, fitted = publish_index(
             self.index_store, index, embedder=self.embedder, snapshot=generator.snapshot,
             lexical=lexical, taxonomy_version=self._view.snapshot.version,
             target_precision=self.target_precision, calibration=calibration,
-            taxonomy_index=generator.taxonomy_index,
+            taxonomy_index=generator.taxonomy_index, base=base,
         )
         return self.use_index(index, lexical, manifest.generation, fitted)
 
@@ -299,7 +315,10 @@ class TaggingState:
                     with self._timer_lock:
                         self._retrain_lexical = self._retrain_lexical or retrain_lexical
                     return
-                self._publish(index, lexical)
+                self._publish(index, lexical, base=view.index_generation)
+        except StaleGenerationError:  # another replica published meanwhile: its publisher refits that one
+            log.info("index changed elsewhere before the refit was published; refit dropped")
+            return
         except Exception:  # the previous classifier and calibration keep serving
             log.exception("background retrain / recalibration failed")
             return
@@ -310,18 +329,23 @@ class TaggingState:
         })
 
     def refresh(self) -> None:
-        """Pick up a taxonomy version or index generation published by another process."""
+        """Pick up a taxonomy version or index generation published by another process (or,
+        on a shared database, another replica)."""
         store = self.taxonomy_store
         if store.refresh() > self._view.snapshot.version:
             self.use_snapshot(store.current())
         pointer = self.index_store.current()
         if pointer is not None and pointer[0] != self._view.index_generation:
             with self._index_lock:
-                embedder = self.embedder
-                index, lexical, manifest = self.index_store.load_bundle(embedder=embedder.name, dim=embedder.dim)
-                if manifest.generation != self._view.index_generation:
-                    self.use_index(index, lexical, manifest.generation, manifest.calibration)
-                    log.info("index generation in use", extra={"generation": manifest.generation})
+                self._reload_index()
+
+    def _reload_index(self) -> None:
+        """Load the current generation and tag with it (the index lock held)."""
+        embedder = self.embedder
+        index, lexical, manifest = self.index_store.load_bundle(embedder=embedder.name, dim=embedder.dim)
+        if manifest.generation != self._view.index_generation:
+            self.use_index(index, lexical, manifest.generation, manifest.calibration)
+            log.info("index generation in use", extra={"generation": manifest.generation})
 
     def stop(self) -> None:
         with self._timer_lock:

@@ -8,6 +8,12 @@ The rate limit counts cost, not requests: most requests take one token, the read
 cost much more CPU take several (:data:`ROUTE_COSTS`), so the CPU one key can spend stays
 bounded whichever routes it calls. (Old-version rebuilds are also bounded across all keys:
 ``limits.history_reads_at_once``, in the taxonomy service.)
+
+Buckets live in the process's memory: with several replicas each keeps its own, so a key
+whose requests a load balancer spreads over N replicas may spend up to N times the rate.
+Deliberately: a bucket shared through the database would cost a write (and a round trip)
+per request, more than most requests cost themselves; set ``limits.rate_per_s`` to the
+intended rate divided by N instead (docs/deploy.md).
 """
 
 from __future__ import annotations

@@ -9,6 +9,21 @@ from serve.cli._common import console, fail, settings
 app = typer.Typer(no_args_is_help=True)
 
 
+def _create_shared_tables(url: str) -> None:
+    """The tables of what only a shared database holds: index generations, UI sessions."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from retrieval.generations_db import DatabaseGenerations
+    from serve.database import open_engine
+    from serve.ui.session_db import DatabaseSessionStore
+
+    try:
+        DatabaseGenerations(open_engine(url)).close()
+        DatabaseSessionStore(open_engine(url)).close()
+    except SQLAlchemyError as exc:
+        fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
 @app.command("upgrade")
 def upgrade() -> None:
     """Create the missing tables and columns of every store (taxonomy, keys, feedback, review
@@ -32,5 +47,7 @@ def upgrade() -> None:
         ReviewStore(s.store_location("review")).close()
     except SQLAlchemyError as exc:
         fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    if s.database.url_value:  # index generations and UI sessions: in the database only
+        _create_shared_tables(s.database.url_value)
     where = safe_url(s.database.url_value) if s.database.url_value else f"SQLite files in {s.data_dir}"
     console.print(f"schema up to date: taxonomy, keys, feedback, review ({where})")

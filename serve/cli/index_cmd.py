@@ -1,6 +1,7 @@
 """``tagsmith index``: build, extend, inspect and query the example index.
 
-State lives under ``<data_dir>/index`` (published generations) and ``<data_dir>/cache``
+State lives under ``<data_dir>/index`` (published generations; in the database when
+``database.url`` is set) and ``<data_dir>/cache``
 (embeddings keyed by text hash + model): an interrupted ``build`` re-run only encodes what
 the first run did not finish.
 """
@@ -8,15 +9,17 @@ the first run did not finish.
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from retrieval.generations import ANY, AnyBase
 from serve.cli._common import StepProgress, console, fail, settings
 
 if TYPE_CHECKING:
-    from retrieval import CachedEmbedder, Example, ExampleIndex
+    from retrieval import CachedEmbedder, Example, ExampleIndex, IndexStore
     from taxonomy import Snapshot
 
 app = typer.Typer(no_args_is_help=True)
@@ -28,8 +31,11 @@ TaxonomyOpt = Annotated[
 TaxonomyFormatOpt = Annotated[str, typer.Option("--taxonomy-format", help="json, google, shopify, wdc-pave or flipkart")]
 
 
-def _index_dir() -> Path:
-    return settings().data_dir / "index"
+def _store() -> IndexStore:
+    """Where the generations live: the data directory, or the database (``database.url``)."""
+    from serve.runtime import open_index_store
+
+    return open_index_store(settings())
 
 
 def _embedder() -> CachedEmbedder:
@@ -82,8 +88,10 @@ def _check_tags(snap: Snapshot, examples: list[Example]) -> None:
         )
 
 
-def _publish(index: ExampleIndex, embedder: CachedEmbedder, snap: Snapshot) -> None:
-    from retrieval import IndexStore, LexicalClassifier
+def _publish(index: ExampleIndex, embedder: CachedEmbedder, snap: Snapshot, base: str | AnyBase | None = ANY) -> None:
+    """``base``: the generation ``index`` was loaded from (``index add``): if another one was
+    published meanwhile (a replica's feedback), nothing is published and the command fails."""
+    from retrieval import LexicalClassifier, StaleGenerationError
     from retrieval.calibration import describe
     from retrieval.publish import publish_index
 
@@ -92,10 +100,14 @@ def _publish(index: ExampleIndex, embedder: CachedEmbedder, snap: Snapshot) -> N
     with console.status(f"training the lexical classifier on {len(index)} examples"):
         lexical = LexicalClassifier.fit(list(index))
     with console.status(f"calibrating confidences on held-out examples of the {len(index):,}"):
-        manifest, calibration = publish_index(
-            IndexStore(_index_dir()), index, embedder=embedder, snapshot=snap, lexical=lexical,
-            taxonomy_version=snap.version, target_precision=settings().tagging.target_precision,
-        )
+        try:
+            with closing(_store()) as store:
+                manifest, calibration = publish_index(
+                    store, index, embedder=embedder, snapshot=snap, lexical=lexical,
+                    taxonomy_version=snap.version, target_precision=settings().tagging.target_precision, base=base,
+                )
+        except StaleGenerationError:
+            fail("the index changed while this command ran (another process published a generation): run it again")
     console.print(
         f"published [bold]{manifest.generation}[/]: {manifest.count} examples, "
         f"{manifest.tag_count} distinct tags, embedder {manifest.embedder} "
@@ -104,14 +116,16 @@ def _publish(index: ExampleIndex, embedder: CachedEmbedder, snap: Snapshot) -> N
     console.print(f"calibration: {describe(calibration)}", highlight=False, soft_wrap=True)
 
 
-def _load(embedder: CachedEmbedder) -> ExampleIndex:
-    from retrieval import IndexStateError, IndexStore
+def _load(embedder: CachedEmbedder) -> tuple[ExampleIndex, str]:
+    """The current index and its generation."""
+    from retrieval import IndexStateError
 
     try:
-        index, _ = IndexStore(_index_dir()).load(embedder=embedder.name, dim=embedder.dim)
+        with closing(_store()) as store:
+            index, manifest = store.load(embedder=embedder.name, dim=embedder.dim)
     except IndexStateError as exc:
         fail(str(exc))
-    return index
+    return index, manifest.generation
 
 
 @app.command("build")
@@ -149,24 +163,24 @@ def add(
     snap = _taxonomy(taxonomy, taxonomy_format)
     _check_tags(snap, records)
     embedder = _embedder()
-    index = _load(embedder)
+    index, generation = _load(embedder)
     _embed_into(index, embedder, records)
-    _publish(index, embedder, snap)
+    _publish(index, embedder, snap, base=generation)
 
 
 @app.command("stats")
 def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Show the current generation: embedder, dimension, counts, taxonomy version."""
-    from retrieval import IndexStateError, IndexStore
+    from retrieval import IndexStateError
     from retrieval.store import stats as manifest_stats
 
-    store = IndexStore(_index_dir())
-    try:
-        info = manifest_stats(store.manifest())
-    except IndexStateError as exc:
-        fail(str(exc))
-    info["generations"] = store.generations()
-    info["path"] = str(store.root)
+    with closing(_store()) as store:
+        try:
+            info = manifest_stats(store.manifest())
+        except IndexStateError as exc:
+            fail(str(exc))
+        info["generations"] = store.generations()
+        info["path"] = store.where
     if as_json:
         console.print_json(json.dumps(info))
         return
@@ -196,7 +210,7 @@ def search(
 
     snap = _taxonomy(taxonomy, taxonomy_format)
     embedder = _embedder()
-    index = _load(embedder)
+    index, _ = _load(embedder)
     config = replace(CandidateConfig(), limit=candidates)
     [result] = CandidateGenerator(embedder, snap, index, config=config).retrieve([text])
     neighbours = result.neighbours[:k]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,10 +66,11 @@ class _ReviewQueue:
     transaction; a failed write is reported once and never stops the tagging."""
 
     def __init__(self, config: Settings) -> None:
-        from retrieval import IndexStore
         from serve.cli.review_cmd import review_store
+        from serve.runtime import open_index_store
 
-        pointer = IndexStore(config.data_dir / "index").current()
+        with closing(open_index_store(config)) as index_store:
+            pointer = index_store.current()
         self.generation = pointer[0] if pointer else None
         self.store = review_store()
         self.enqueued = 0

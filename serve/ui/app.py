@@ -7,14 +7,27 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from serve.api.auth_failures import AuthFailureLimiter
+from serve.database import open_engine
 from serve.settings import Settings
 from serve.ui import pages, report_pages, review_pages, taxonomy_pages
 from serve.ui.security import SecurityHeadersMiddleware
-from serve.ui.sessions import SessionStore
+from serve.ui.session_db import DatabaseSessionStore
+from serve.ui.sessions import Sessions, SessionStore
 from serve.ui.web import HERE, LoginRequired, UIError, UIState, error_page, redirect
 
 
+def session_store(settings: Settings) -> Sessions:
+    """In the database when ``database.url`` is set (shared by replicas, kept across
+    restarts), else in memory."""
+    url = settings.database.url_value
+    if url:
+        return DatabaseSessionStore(open_engine(url), idle_timeout_s=settings.ui.session_idle_s)
+    return SessionStore(idle_timeout_s=settings.ui.session_idle_s)
+
+
 def install_ui(app: FastAPI, settings: Settings) -> None:
+    """The UI's routes and state. Sessions start in memory; the app's lifespan replaces the
+    store with :func:`session_store`'s at start-up and closes it at shutdown."""
     limits = settings.limits
     app.state.tagsmith_ui = UIState(
         sessions=SessionStore(idle_timeout_s=settings.ui.session_idle_s),

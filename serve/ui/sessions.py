@@ -6,9 +6,11 @@ HttpOnly, SameSite=Strict cookie, mapped here to the key's *id*, name and scopes
 per-session CSRF token. The key itself is never stored, put in a URL, or logged. Every
 request re-checks that the key is still active (a revoked key ends its sessions).
 
-Sessions live in memory: a restart logs everyone out, which is acceptable for a UI
-(re-login is one form). Bounded: idle sessions expire, and beyond ``max_sessions`` the
-least recently used one is dropped.
+Without ``database.url`` sessions live in memory (:class:`SessionStore`): a restart logs
+everyone out, which is acceptable for a UI (re-login is one form). With it they live in the
+database (:class:`serve.ui.session_db.DatabaseSessionStore`), shared by every replica and
+kept across restarts. Bounded either way: idle sessions expire, and beyond ``max_sessions``
+the least recently used one is dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from serve.api.auth import Principal
 
@@ -38,6 +41,20 @@ class Session:
 
     def csrf_ok(self, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(self.csrf.encode(), str(presented).encode())
+
+
+class Sessions(Protocol):
+    """What the UI needs of a session store (in memory, or in the database)."""
+
+    def create(self, principal: Principal) -> Session: ...
+
+    def get(self, session_id: str | None) -> Session | None: ...
+
+    def drop(self, session_id: str | None) -> None: ...
+
+    def drop_key(self, key_id: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class SessionStore:
@@ -88,3 +105,6 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def close(self) -> None:
+        pass

@@ -19,7 +19,7 @@ from serve.api.auth_failures import AuthFailureLimiter
 from serve.api.context import AppState, Services
 from serve.api.errors import ApiError
 from serve.ui.security import same_origin
-from serve.ui.sessions import COOKIE, Session, SessionStore
+from serve.ui.sessions import COOKIE, Session, Sessions
 
 log = logging.getLogger("tagsmith.ui")
 HERE = Path(__file__).parent
@@ -33,7 +33,7 @@ MAX_FORM_FIELDS = 200
 
 @dataclass
 class UIState:
-    sessions: SessionStore
+    sessions: Sessions
     login_failures: AuthFailureLimiter
 
 

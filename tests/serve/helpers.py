@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ import httpx
 from fastapi.testclient import TestClient
 
 from agent.llm import LLMBackend
-from retrieval import CandidateGenerator, Example, IndexStore, LexicalClassifier, build_index
+from retrieval import CandidateGenerator, Example, LexicalClassifier, build_index
 from retrieval.publish import publish_index
 from serve.app import create_app
 from serve.keys import SCOPES, KeyStore, key_store_path
-from serve.runtime import embedder_from_settings
+from serve.runtime import embedder_from_settings, open_index_store
 from serve.settings import Settings
 from taxonomy import Attribute, Node, TaxonomyDocument, TaxonomyStore
 
@@ -139,10 +139,11 @@ def seed_data_dir(data_dir: Path, *, document: TaxonomyDocument | None = None, *
         snap = store.import_document(document or shop_document(), expected_version=0, author="tests")
     embedder = embedder_from_settings(settings)
     index = build_index(embedder, shop_examples())
-    publish_index(
-        IndexStore(data_dir / "index"), index, embedder=embedder, snapshot=snap,
-        taxonomy_version=snap.version, lexical=LexicalClassifier.fit(list(index)),
-    )
+    with closing(open_index_store(settings)) as index_store:  # in the database when one is set
+        publish_index(
+            index_store, index, embedder=embedder, snapshot=snap,
+            taxonomy_version=snap.version, lexical=LexicalClassifier.fit(list(index)),
+        )
     # warm the embedding cache with the taxonomy's node texts, as a first start would
     CandidateGenerator(embedder, snap, index)
 

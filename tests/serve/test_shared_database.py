@@ -1,12 +1,13 @@
 """Two service instances (replicas, in-process here) with their own data directories and one
 database (``database.url``): a key made through one works on the other, a revocation counts on
-both at once, and a taxonomy edit through one makes the other's ``If-Match`` stale (412).
-On SQLite (one file both open) in the default tier, on PostgreSQL in the postgres tier."""
+both at once, a taxonomy edit through one makes the other's ``If-Match`` stale (412), and a
+feedback example posted to one reaches the other's index at its next refresh, none lost when
+both publish at once. On SQLite (one file both open) in the default tier, on PostgreSQL in the
+postgres tier. Real processes: tests/serve/test_replicas.py."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,8 +36,7 @@ DEPRECATE = {"edits": [{"op": "deprecate", "id": "kitchen/cookware/pans", "repla
 
 def test_two_replicas_share_keys_and_taxonomy_versions(database_url: str, tmp_path: Path) -> None:
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    seed_data_dir(a_dir, database={"url": database_url})  # the taxonomy goes to the database
-    shutil.copytree(a_dir / "index", b_dir / "index")  # index generations stay files, per replica
+    seed_data_dir(a_dir, database={"url": database_url})  # the taxonomy and the index go to the database
     store = KeyStore(database_url)
     admin = auth(store.create(frozenset({"admin"}), "ops")[1])
     store.close()
@@ -57,6 +57,43 @@ def test_two_replicas_share_keys_and_taxonomy_versions(database_url: str, tmp_pa
 
         assert b.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 200
         assert_error(a.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key), 401, "unauthorized")
+
+
+PRODUCT = {"title": "Wooden toy train set with 40 tracks and a bridge"}
+SIMILAR = {"title": "Wooden train set toy with tracks and bridge for kids"}
+
+
+def test_feedback_on_one_replica_reaches_the_other_and_none_is_lost(database_url: str, tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    seed_data_dir(a_dir, database={"url": database_url})
+    store = KeyStore(database_url)
+    key = auth(store.create(frozenset({"tags", "feedback"}), "shop")[1])
+    store.close()
+    no_timer = {"refresh_interval_s": 0}  # refreshed by hand below
+    settings = [service_settings(d, database={"url": database_url}, server=no_timer) for d in (a_dir, b_dir)]
+    with running_app(settings[0]) as a, running_app(settings[1]) as b:
+        assert not (b_dir / "index").exists()  # b loaded the generation from the database
+        state_b = b.app.state.tagsmith.services.tagging  # type: ignore[attr-defined]
+        before = b.post("/v1/tags", json=SIMILAR, headers=key).json()["tags"][0]["id"]
+        right = next(leaf for leaf in ("toys/blocks", "toys/puzzles", "kitchen/knives") if leaf != before)
+        posted = a.post("/v1/feedback", json={"product": {"id": "sku-train", **PRODUCT}, "verdict": "correct",
+                                              "tags": [right]}, headers=key)
+        assert posted.status_code == 201, posted.text
+        assert b.post("/v1/tags", json=SIMILAR, headers=key).json()["tags"][0]["id"] == before  # not yet
+        state_b.refresh()
+        after = b.post("/v1/tags", json=SIMILAR, headers=key).json()
+        assert after["tags"][0]["id"] == right and after["evidence"]["neighbors"][0]["id"] == "sku-train"
+        # b publishes next without having seen a's second example: its update is re-applied
+        # on a's generation, so both examples are in the index everyone loads
+        for client, sku in ((a, "sku-a"), (b, "sku-b")):
+            body = {"product": {"id": sku, "title": f"Bamboo cutting board {sku}"}, "verdict": "correct",
+                    "tags": ["kitchen/knives"]}
+            assert client.post("/v1/feedback", json=body, headers=key).status_code == 201
+        for client in (b, a):
+            client.app.state.tagsmith.services.tagging.refresh()  # type: ignore[attr-defined]
+            for sku in ("sku-train", "sku-a", "sku-b"):
+                assert client.get(f"/v1/examples/{sku}", headers=key).status_code == 200, sku
+            assert client.get("/v1/examples?limit=1", headers=key).json()["index_generation"] == "gen-000004"
 
 
 @pytest.mark.process
@@ -93,17 +130,23 @@ def test_tagsmith_serve_keeps_its_state_in_postgresql(postgres_url: str, tmp_pat
 def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(tmp_path: Path) -> None:
     """PostgreSQL stopped abruptly (its own server: the session's one is shared): requests that
     need the database get 503 + Retry-After, key checks included, never 500 or 401; once it is
-    back the same service answers again by itself, and nothing committed was lost."""
+    back the same service answers again by itself, and nothing committed was lost (a taxonomy
+    edit, a key, a feedback example's index generation)."""
     with postgres_server(durable=True) as server, fresh_database(server) as url:
         data = tmp_path / "data"
         seed_data_dir(data, database={"url": url})
         store = KeyStore(url)
-        key = auth(store.create(frozenset({"tags", "taxonomy:write"}), "shop")[1])
+        key = auth(store.create(frozenset({"tags", "taxonomy:write", "feedback"}), "shop")[1])
         store.close()
         admin = "k" * 8 + "Q3x9-v2Lr0pZ8mN4tY6wB1cE5"  # from configuration: checked without the database
         with running_app(service_settings(data, database={"url": url}, auth={"admin_key": admin})) as client:
             edited = client.post("/v1/taxonomy/edits", json=DEPRECATE, headers={**key, "If-Match": '"1"'})
             assert edited.status_code == 201, edited.text
+            made = client.post("/v1/keys", json={"scopes": ["tags"], "name": "late"}, headers=auth(admin))
+            assert made.status_code == 201, made.text
+            example = {"product": {"id": "sku-kept", "title": "Bamboo cutting board"}, "verdict": "correct",
+                       "tags": ["kitchen/knives"]}
+            assert client.post("/v1/feedback", json=example, headers=key).status_code == 201
             server.kill()
             down = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key)
             assert_error(down, 503, "unavailable")
@@ -115,3 +158,8 @@ def test_a_killed_database_gives_503_with_retry_after_and_the_service_recovers(t
             assert versions.status_code == 200, versions.text
             assert [v["version"] for v in versions.json()["items"]] == [1, 2]  # the edit survived
             assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key).status_code == 200
+            late = auth(made.json()["key"])  # so did the key made just before the kill
+            assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=late).status_code == 200
+        # and the index generation the feedback published: a fresh start loads it from the database
+        with running_app(service_settings(tmp_path / "fresh", database={"url": url})) as fresh:
+            assert fresh.get("/v1/examples/sku-kept", headers=key).status_code == 200
