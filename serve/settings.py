@@ -277,7 +277,15 @@ class UISettings(BaseModel):
 
 
 class JobSettings(BaseModel):
-    batch_size: int = Field(default=32, ge=1, le=1024, description="products tagged per step")
+    batch_size: int = Field(
+        default=32, ge=1, le=1024,
+        description="products per batch: a worker claims, tags and writes a batch at a time (fixed for a job when it is created)",
+    )
+    lease_s: float = Field(
+        default=30.0, ge=0.5, le=3600.0,
+        description="how long a worker's claim on a batch lasts without a heartbeat (extended every third of it "
+        "while tagging): a replica killed mid-batch loses its batches to the other replicas after this long",
+    )
 
 
 class ReviewSettings(BaseModel):
@@ -298,10 +306,11 @@ class ReviewSettings(BaseModel):
     )
 
 
-StoreName = Literal["taxonomy", "keys", "feedback", "review"]
+StoreName = Literal["taxonomy", "keys", "feedback", "review", "jobs"]
 #: each store's SQLite file in the data directory (the default, embedded layout)
 SQLITE_FILES: dict[StoreName, str] = {
     "taxonomy": "taxonomy.db", "keys": "keys.db", "feedback": "feedback.db", "review": "review.db",
+    "jobs": "jobs/jobs.db",
 }
 
 
@@ -309,9 +318,9 @@ class DatabaseSettings(BaseModel):
     url: SecretStr | None = Field(
         default=None,
         description="where the service's state lives (taxonomy versions, API keys, feedback, the "
-        "review queue): a SQLAlchemy URL, e.g. postgresql+psycopg://tagsmith:PASSWORD@db:5432/tagsmith "
+        "review queue, jobs): a SQLAlchemy URL, e.g. postgresql+psycopg://tagsmith:PASSWORD@db:5432/tagsmith "
         "for state shared by several replicas; unset: SQLite files in data_dir (taxonomy.db, keys.db, "
-        "feedback.db, review.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
+        "feedback.db, review.db, jobs/jobs.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
         "password): never shown in errors or logs",
     )
 

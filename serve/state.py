@@ -87,7 +87,9 @@ def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     return AppState(
         settings=settings, metrics=metrics, keys=keys,
         limiter=RateLimiter(limits.rate_per_s, limits.rate_burst),
-        job_store=JobStore(settings.data_dir / "jobs"),
+        job_store=JobStore(
+            settings.store_location("jobs"), settings.data_dir / "jobs", batch_size=settings.jobs.batch_size,
+        ),
         feedback_store=FeedbackStore(settings.store_location("feedback")), review_store=review_store,
         review_enqueuer=ReviewEnqueuer(review_store, max_pending=settings.review.enqueue_buffer, count=count),
         llm=llm,
@@ -162,7 +164,7 @@ def load_services(state: AppState) -> Services:
 
     worker = JobWorker(
         state.job_store, lambda items: tag_job_items(tagging, items, crosswalks), metrics,
-        batch_size=settings.jobs.batch_size,
+        lease_s=settings.jobs.lease_s,
         fail_when_degraded=settings.server.on_llm_unavailable == "error", on_results=job_results,
     )
     return Services(

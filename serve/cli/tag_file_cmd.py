@@ -1,11 +1,16 @@
-"""``tagsmith tag-file IN.jsonl -o OUT.jsonl``: tag a catalog file, resumably.
+"""``tagsmith tag-file IN -o OUT.jsonl``: tag a catalog file, resumably.
 
-Each input line is a product (the fields of :class:`agent.contract.Product`; ``id``
-required so a re-run can skip what is done). Results are appended a batch at a time and
-fsynced (:mod:`retrieval.durable`); a re-run after a crash or Ctrl-C skips the ids already in
-OUT and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields,
-duplicate ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their
-line number and counted at the end (exit code 1 when there were any).
+Each input line (JSONL) or row (``.parquet``) is a product (the fields of
+:class:`agent.contract.Product`; ``id`` required so a re-run can skip what is done; read by
+:mod:`agent.bulk.source`). Results are appended a batch at a time and fsynced
+(:mod:`retrieval.durable`); a re-run after a crash or Ctrl-C skips the ids already in OUT
+and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields, duplicate
+ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their line number
+and counted at the end (exit code 1 when there were any).
+
+``--engine ray`` tags on Ray Data actors (:mod:`agent.bulk.ray_engine`), each loading the
+runtime once; this process stays the only writer, appending results in input order as they
+arrive, so the output, the resume and the exactly-once guarantee are the same.
 """
 
 from __future__ import annotations
@@ -31,34 +36,6 @@ from serve.cli._common import (
     settings,
 )
 from serve.settings import Settings
-
-
-def _products(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, Product or None, error message or None) for each non-blank line."""
-    from pydantic import ValidationError
-
-    from agent.contract import Product
-
-    with path.open("rb") as fh:  # bytes: a line in another encoding is one bad line, not the end
-        for lineno, data in enumerate(fh, 1):
-            if not data.strip():
-                continue
-            try:
-                raw = json.loads(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield lineno, None, "not UTF-8"
-                continue
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"invalid JSON: {exc.msg}"
-                continue
-            if not isinstance(raw, dict) or not str(raw.get("id") or "").strip():
-                yield lineno, None, "each product needs a non-empty \"id\" (used to resume)"
-                continue
-            try:
-                yield lineno, Product.model_validate(raw), None
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                yield lineno, None, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
 class _ReviewQueue:
@@ -91,8 +68,14 @@ class _ReviewQueue:
         self.store.close()
 
 
+def _batches(todo: list[Any], tag_many: Any, batch_size: int) -> Iterator[tuple[list[Any], list[Any]]]:
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        yield batch, tag_many(batch)
+
+
 def tag_file(
-    input_file: Annotated[Path, typer.Argument(help="JSONL of products", exists=True, dir_okay=False)],
+    input_file: Annotated[Path, typer.Argument(help="products: JSONL, or Parquet (.parquet, .pq)", exists=True, dir_okay=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL of results (appended, resumable)", dir_okay=False)],
     pipeline: Annotated[str | None, typer.Option(help="hybrid | knn | zero-shot | rag | cascade (default from settings)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="products per batch")] = 32,
@@ -102,10 +85,19 @@ def tag_file(
         "queue (source tag-file; `tagsmith serve` shows them at /v1/review)",
     )] = False,
     crosswalk: Annotated[str | None, typer.Option("--crosswalk", help=CROSSWALK_HELP)] = None,
+    engine: Annotated[str, typer.Option(
+        help="local: this process; ray: Ray Data actors, each loading the runtime once (extra tagsmith[ray])",
+    )] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="ray: the cluster (auto, or ray://host:10001); default: a local Ray instance with --workers CPUs",
+    )] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=4096, help="ray: tagging actors (default: one per CPU of the machine or cluster)",
+    )] = None,
 ) -> None:
-    """Tag every product of a JSONL file; re-run the same command to resume. Each result
-    line is the tagging contract (attributes included; needs_review also flags attribute
-    values below tagging.attribute_review_threshold)."""
+    """Tag every product of a JSONL or Parquet file; re-run the same command to resume. Each
+    result line is the tagging contract (attributes included; needs_review also flags
+    attribute values below tagging.attribute_review_threshold)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -114,6 +106,7 @@ def tag_file(
         TimeRemainingColumn,
     )
 
+    from agent.bulk import plan_file
     from agent.llm import LLMError
     from retrieval import RetrievalError
     from retrieval.durable import append_lines, resume_keys
@@ -122,35 +115,43 @@ def tag_file(
 
     if pipeline is not None and pipeline not in ("hybrid", "knn", "zero-shot", "rag", "cascade"):
         fail(f"unknown pipeline {pipeline!r}: use hybrid, knn, zero-shot, rag or cascade")
+    if engine not in ("local", "ray"):
+        fail(f"unknown engine {engine!r}: use local or ray")
+    if engine == "local" and (address is not None or workers is not None):
+        fail("--address and --workers are options of --engine ray")
     if output.resolve() == input_file.resolve():
         fail("the output file must not be the input file")
+    if engine == "ray":
+        from agent.bulk.ray_engine import RAY_EXTRA
+
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            fail(RAY_EXTRA)
     selection = attribute_selection(attributes)
     errors_file = output.with_name(output.name + ".errors.jsonl")
     done = set(resume_keys(output))
     errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
-    todo, bad = [], []
-    first_line: dict[str | None, int] = {}
-    for lineno, product, problem in _products(input_file):
-        if problem is not None:
-            bad.append({"line": lineno, "error": problem})
-        elif product.id in first_line:  # reported on every run, whether the first one is done or not
-            bad.append({"line": lineno, "error": f"duplicate id {product.id!r} (first on line {first_line[product.id]})"})
-        else:
-            first_line[product.id] = lineno
-            if product.id not in done:
-                todo.append(product)
+    try:
+        plan = plan_file(input_file, done)
+    except ValueError as exc:  # an unreadable Parquet file
+        fail(str(exc))
+    todo, bad = plan.todo, plan.bad
     if bad:
         append_lines(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
     total = len(todo) + len(done)
     queue: _ReviewQueue | None = None  # (nothing to tag: nothing to flag)
+    ray_stats: Any = None
     if todo:
         try:
             with StepProgress() as progress:
                 config = bulk_settings(settings())  # the embedder on its bulk runtime
                 wanted = config.tagging.attributes if selection is None else selection
+                # the ray engine too: it prepares the data directory (a first start's seeding
+                # and index) once, before the workers load it, and checks the flags below
                 runtime = build_runtime(
                     config, pipeline=pipeline, progress=progress, attributes=selection,
-                    eager_extractor=wanted != "off",
+                    eager_extractor=wanted != "off" and engine == "local",
                 )
         except (LLMError, RetrievalError, TaxonomyError) as exc:
             fail(str(exc))
@@ -161,15 +162,35 @@ def tag_file(
             check_selection(runtime.tagger.snapshot, selection)
             second = CrosswalkFlag(runtime.store, config.data_dir, crosswalk)
             second.check()  # an unknown name fails before tagging
+            if engine == "ray":
+                from agent.bulk.ray_engine import RayRunStats, tag_on_ray
+                from serve.bulk_tagging import RuntimeTaggingFactory
+
+                # each worker loads its own runtime; this one serves the crosswalk and checks
+                factory = RuntimeTaggingFactory(config, pipeline, selection, eager_extractor=wanted != "off")
+                err_console.print(f"[bold]ray:[/] {address or 'local instance'}, "
+                                  f"{workers or 'one per CPU'} worker(s), {len(todo):,} products",
+                                  highlight=False, soft_wrap=True)
+                ray_stats = RayRunStats()
+                batches = tag_on_ray(todo, factory, workers=workers, address=address,
+                                     batch_size=batch_size, stats=ray_stats)
+            else:
+                batches = _batches(todo, runtime.tagger.tag_many, batch_size)
             with second, Progress(*columns, console=console) as bar:
                 task = bar.add_task("tag", total=total, completed=len(done))
-                for start in range(0, len(todo), batch_size):
-                    batch = todo[start : start + batch_size]
-                    results = second.add(runtime.tagger.tag_many(batch))
+                for batch, tagged in batches:
+                    results = second.add(tagged)
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     if queue is not None:
                         queue.add(batch, results)
                     bar.update(task, advance=len(batch))
+            if ray_stats is not None:  # a restarted worker is a new process: it shows here
+                err_console.print(f"[bold]ray:[/] {ray_stats.summary()}", highlight=False, soft_wrap=True)
+        except Exception as exc:
+            if engine == "ray" and _is_ray_failure(exc):
+                fail(f"the Ray run failed ({type(exc).__name__}: {str(exc)[:500]}); "
+                     f"the results written so far are kept: re-run to resume")
+            raise
         finally:
             runtime.close()
             if queue is not None:
@@ -182,3 +203,10 @@ def tag_file(
     )
     if bad:
         raise typer.Exit(1)
+
+
+def _is_ray_failure(exc: BaseException) -> bool:
+    """A Ray error (a worker that kept dying, an unreachable cluster), not a bug of ours."""
+    from agent.bulk.ray_engine import RayUnavailableError
+
+    return isinstance(exc, RayUnavailableError) or type(exc).__module__.startswith("ray.")

@@ -2,8 +2,8 @@
 
 from serve.jobs.ingest import JobUpload
 from serve.jobs.input import JobInputError, JobInputParser, JobItem
-from serve.jobs.store import JobRecord, JobState, JobStore, StagedJob, read_results
-from serve.jobs.worker import JobWorker, scan_results
+from serve.jobs.store import JobRecord, JobState, JobStore, Lease, ResultRow, StagedJob
+from serve.jobs.worker import JobWorker
 
 __all__ = [
     "JobInputError",
@@ -14,7 +14,7 @@ __all__ = [
     "JobStore",
     "JobUpload",
     "JobWorker",
+    "Lease",
+    "ResultRow",
     "StagedJob",
-    "read_results",
-    "scan_results",
 ]

@@ -1,30 +1,25 @@
-"""The job worker: one thread that tags queued jobs, resuming interrupted ones first.
+"""The job worker of one process: a thread that claims batches of any active job (of any
+replica, when the database is shared), tags them and writes their results.
 
-Exactly once per ``custom_id``, whatever kills the process: before tagging, the worker
-reads ``results.jsonl`` (cutting a torn last line: a line is either complete or gone),
-skips every custom_id found there, and appends each next batch as complete, fsynced
-lines. A batch that was being written when the process died is simply tagged again.
-The counts in the database follow the file and are recomputed from it on resume.
-
-One worker per data directory: it holds an exclusive ``flock`` on ``jobs/.worker.lock``
-(released by the kernel when the process dies, even by SIGKILL).
+Exactly once per ``custom_id``, whatever kills a process (see :mod:`serve.jobs.store`): a
+batch is taken under a lease of ``jobs.lease_s`` seconds, which a second thread extends
+while the batch is being tagged; the results, the counts and the batch's ``done`` are
+written in one transaction that checks the lease is still this worker's. A worker killed
+mid-batch writes nothing, and its batch is taken again, by any worker, once the lease has
+expired; a worker that stops cleanly gives its lease back at once.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
+import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import IO
+from collections.abc import Callable, Sequence
 
 from agent.contract import TagResult
-from retrieval.durable import append_lines, complete_lines
 from serve.jobs.input import JobItem
-from serve.jobs.store import JobRecord, JobStore, result_line
+from serve.jobs.store import ACTIVE, JobRecord, JobStore, Lease, ResultRow, result_line
 from serve.metrics import Metrics
 
 log = logging.getLogger("tagsmith.jobs")
@@ -35,37 +30,37 @@ OnResults = Callable[[JobRecord, Sequence[JobItem], Sequence[TagResult]], None]
 MAX_BACKOFF_S = 30.0
 
 
-def scan_results(path: Path) -> tuple[set[str], int, int]:
-    """(custom_ids done, succeeded, failed) of a results file, after cutting a torn tail."""
-    done: set[str] = set()
-    failed = 0
-    for line in complete_lines(path):
-        record = json.loads(line)
-        done.add(str(record["custom_id"]))
-        failed += record.get("error") is not None
-    return done, len(done) - failed, failed
-
-
 class JobWorker:
     def __init__(
-        self, store: JobStore, tag: Tag, metrics: Metrics, *, batch_size: int = 32,
+        self, store: JobStore, tag: Tag, metrics: Metrics, *, lease_s: float = 30.0,
         fail_when_degraded: bool = True, poll_s: float = 1.0, on_results: OnResults | None = None,
+        name: str | None = None,
     ) -> None:
+        """``lease_s``: how long a claimed batch stays this worker's without a heartbeat (it
+        is extended every third of it while tagging); ``name``: the worker in the lease rows
+        (default host:pid)."""
         self.store = store
         self.tag = tag
         self.metrics = metrics
-        self.batch_size = batch_size
+        self.lease_s = lease_s
         self.fail_when_degraded = fail_when_degraded
         self.poll_s = poll_s
         self.on_results = on_results
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._heart: threading.Thread | None = None
+        self._held: Lease | None = None
+        self._lost = threading.Event()  # the held lease was taken by another worker
+        self._held_lock = threading.Lock()
         self.failure: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="tagsmith-jobs", daemon=True)
+        self._heart = threading.Thread(target=self._heartbeat, name="tagsmith-jobs-lease", daemon=True)
         self._thread.start()
+        self._heart.start()
 
     def wake(self) -> None:
         self._wake.set()
@@ -73,8 +68,9 @@ class JobWorker:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._heart):
+            if thread is not None:
+                thread.join(timeout)
 
     @property
     def alive(self) -> bool:
@@ -83,98 +79,89 @@ class JobWorker:
     # ---- the loop ----------------------------------------------------------------------
     def _main(self) -> None:
         try:
-            lock = self._lock()
-            if lock is None:
-                return
-            with lock:
+            try:
+                self.store.import_files()  # jobs of an older tagsmith's file layout
                 self.store.remove_orphans()
-                while not self._stop.is_set():
-                    try:
-                        runnable = self.store.runnable()
-                        if runnable:
-                            self._run_job(runnable[0])
-                            continue
-                    except Exception:  # e.g. a busy database or a full disk: retry, do not die
-                        log.exception("jobs worker step failed; retrying")
-                        self._stop.wait(MAX_BACKOFF_S)
+            except Exception:  # e.g. the database not reachable yet: the next start tries again
+                log.exception("jobs: importing older job files or removing orphans failed")
+            backoff = 1.0
+            while not self._stop.is_set():
+                try:
+                    lease = self.store.claim(self.name, self.lease_s)
+                    if lease is not None:
+                        self._run(lease)
+                        backoff = 1.0
                         continue
-                    self._wake.wait(self.poll_s)
-                    self._wake.clear()
+                except Exception:  # e.g. the database unreachable: retry, do not die
+                    log.exception("jobs worker step failed; retrying")
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
         except Exception as exc:  # reported by /healthz: the jobs worker is dead
             self.failure = f"jobs worker died: {exc!r}"
             log.exception("jobs worker died")
 
-    def _lock(self) -> IO[str] | None:
-        """The worker lock, waiting while another process holds it; None when stopping."""
-        fd = os.open(self.store.root / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fh = os.fdopen(fd, "a+")
-        while not self._stop.is_set():
+    def _heartbeat(self) -> None:
+        """Extend the held lease every third of ``lease_s``."""
+        while not self._stop.wait(self.lease_s / 3):
+            with self._held_lock:
+                lease = self._held
+            if lease is None:
+                continue
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fh
-            except BlockingIOError:
-                self._stop.wait(self.poll_s)
-        fh.close()
-        return None
+                if not self.store.extend(lease, self.lease_s):
+                    self._lost.set()
+            except Exception:  # the database briefly away: the next beat tries again
+                log.exception("jobs lease heartbeat failed")
 
-    def _run_job(self, job: JobRecord) -> None:
+    def _hold(self, lease: Lease | None) -> None:
+        with self._held_lock:
+            self._held = lease
+            self._lost.clear()
+
+    def _run(self, lease: Lease) -> None:
         store = self.store
-        if job.state == "queued" and not store.transition(job.id, "running", only_from=frozenset({"queued"})):
-            return  # cancelled meanwhile
-        path = store.results_path(job.id)
+        if lease.job_queued:
+            store.transition(lease.job_id, "running", only_from=frozenset({"queued"}))
         try:
-            done, succeeded, failed = scan_results(path)
-            todo = self._batches(job.id, done)  # read as the job goes: never the whole input at once
-            chunk = next(todo, None)
-        except (OSError, ValueError, KeyError) as exc:
-            self._unreadable(job, exc)
+            items = lease.parsed()
+        except ValueError as exc:
+            self._unreadable(lease.job_id, exc)
             return
-        store.set_progress(job.id, succeeded, failed)
-        log.info("job running", extra={"job": job.id, "todo": job.total - len(done), "done": len(done)})
-        backoff = 1.0
-        while chunk is not None:
-            if self._stop.is_set():
-                return
-            current = store.get(job.id)
-            if current is None or current.state != "running":
-                return  # cancelled or deleted
-            lines = self._tag_lines(chunk)
-            if lines is None:  # the LLM is down and degraded answers are not wanted: wait
-                store.set_progress(job.id, succeeded, failed, "waiting: the LLM backend is unavailable")
+        self._hold(lease)
+        try:
+            backoff = 1.0
+            while (lines := self._tag_lines([item for _, item in items])) is None:
+                # the LLM is down and degraded answers are not wanted: keep the lease, wait
+                store.set_message(lease.job_id, "waiting: the LLM backend is unavailable")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            backoff = 1.0
-            append_lines(path, [line for line, _, _ in lines])
-            self._hand_over(job, chunk, lines)
-            errors = sum(1 for _, ok, _ in lines if not ok)
-            succeeded, failed = succeeded + len(lines) - errors, failed + errors
-            self.metrics.job_items.labels("ok").inc(len(lines) - errors)
-            self.metrics.job_items.labels("error").inc(errors)
-            store.set_progress(job.id, succeeded, failed)
-            try:
-                chunk = next(todo, None)
-            except (OSError, ValueError) as exc:
-                self._unreadable(job, exc)
-                return
-        if store.transition(job.id, "completed", only_from=frozenset({"running"})):
-            log.info("job completed", extra={"job": job.id, "succeeded": succeeded, "failed": failed})
+                if self._stop.is_set() or self._lost.is_set():
+                    if not self._lost.is_set():
+                        store.release(lease)  # stopping: another worker may take it at once
+                    return
+            rows = [ResultRow(seq, item.custom_id, ok, line) for (seq, item), (line, ok, _) in zip(items, lines, strict=True)]
+            outcome = store.complete(lease, rows)
+        finally:
+            self._hold(None)
+        if outcome is None:
+            log.info("job batch not written (cancelled, deleted or lease lost)",
+                     extra={"job": lease.job_id, "batch": lease.batch})
+            return
+        errors = sum(1 for row in rows if not row.ok)
+        self.metrics.job_items.labels("ok").inc(len(rows) - errors)
+        self.metrics.job_items.labels("error").inc(errors)
+        record = store.get(lease.job_id)
+        if record is not None:
+            self._hand_over(record, [item for _, item in items], lines)
+            if outcome == "completed":
+                log.info("job completed", extra={"job": record.id, "succeeded": record.succeeded, "failed": record.failed})
 
-    def _batches(self, job_id: str, done: set[str]) -> Iterator[list[JobItem]]:
-        """The items not done yet, ``batch_size`` at a time, read from the input as needed."""
-        batch: list[JobItem] = []
-        for item in self.store.items(job_id):
-            if item.custom_id not in done:
-                batch.append(item)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
-
-    def _unreadable(self, job: JobRecord, exc: Exception) -> None:
-        self.store.transition(job.id, "failed", only_from=frozenset({"running"}), message=f"job files unreadable: {exc}")
-        log.error("job files unreadable", extra={"job": job.id, "error": str(exc)})
+    def _unreadable(self, job_id: str, exc: Exception) -> None:
+        self.store.transition(job_id, "failed", only_from=ACTIVE, message=f"job input unreadable: {exc}")
+        log.error("job input unreadable", extra={"job": job_id, "error": str(exc)})
 
     def _hand_over(
         self, job: JobRecord, chunk: Sequence[JobItem], lines: Sequence[tuple[str, bool, TagResult | None]],

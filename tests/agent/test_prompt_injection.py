@@ -33,13 +33,13 @@ from agent.contract import Product
 from agent.finetune.run import FINETUNE_PROFILE
 from agent.llm import ChatMessage, Generation, LLMBackend, ModelInfo, OptionScores, option_scorer
 from agent.llm.embedded import EmbeddedBackend
-from agent.llm.hf_export import export_hf
 from agent.llm.manifest import MANIFEST_FILE, MANIFEST_FORMAT, profile_json
 from agent.llm.transformers_backend import TransformersBackend
 from agent.tagger import Tagger, TaggerConfig
 from prompts import sanitize_untrusted
 from retrieval import CandidateGenerator
 from tests.agent.conftest import read_shared_jsonl
+from tests.conftest import linked_copy
 
 N_PRODUCTS = 8
 OFF_TAXONOMY_ID = "99999999"
@@ -182,7 +182,7 @@ def test_injected_product_text_cannot_steer_the_tag(
 
 
 def test_injected_product_text_cannot_steer_a_fine_tuned_model(
-    generator: CandidateGenerator, tmp_path_factory: pytest.TempPathFactory
+    generator: CandidateGenerator, hf_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The fine-tuning path: the transformers runtime and the lean ``tag.ft1`` prompt (a
     one-line system prompt, so the data-not-instructions rule has fewer words behind it).
@@ -190,9 +190,8 @@ def test_injected_product_text_cannot_steer_a_fine_tuned_model(
     prompt profile in its manifest; ``TAGSMITH_TEST_FT_MODEL=DIR`` runs it on a real
     fine-tuned model (docs/finetune.md records such a run)."""
     model_dir = os.environ.get("TAGSMITH_TEST_FT_MODEL")
-    if model_dir is None:
-        out = tmp_path_factory.mktemp("ft-profile") / "model"
-        export_hf(out)
+    if model_dir is None:  # the session's export, with the fine-tuning profile's manifest added
+        out = linked_copy(hf_model_dir, tmp_path_factory.mktemp("ft-profile") / "model")
         (out / MANIFEST_FILE).write_text(json.dumps(
             {"format": MANIFEST_FORMAT, "kind": "base weights, fine-tuning prompt",
              "prompt": profile_json(FINETUNE_PROFILE)}), encoding="utf-8")

@@ -17,7 +17,6 @@ from agent.attributes import AttributeExtractor
 from agent.attributes.knowledge import example_text
 from agent.finetune import FinetuneJob, TrainConfig, finetune
 from agent.finetune.attributes import agent_profile, loo_neighbours
-from agent.finetune.run import resolve_base
 from agent.finetune.train import Progress
 from agent.llm import create_backend
 from agent.llm.base import ChatMessage, Generation, LLMBackend, ModelInfo
@@ -65,17 +64,6 @@ class _Recording:
 
     def close(self) -> None:
         self.inner.close()
-
-
-@pytest.fixture(scope="module")
-def base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def hf_model_dir(base_cache: Path) -> Path:
-    """The base SmolLM2 export (the name puts these tests in the model tier)."""
-    return resolve_base("smollm2", base_cache)[0]
 
 
 @pytest.fixture(scope="module")

@@ -98,11 +98,6 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
 # a few steps of 2 prompts, LoRA on the last 2 layers only: the forward pass through all 30
 # layers is what costs (~0.5 s per prompt on 2 free cores)
 JOB = FinetuneJob(

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from agent.contract import TagResult
 from agent.llm.fake import FixedLatencyBackend
 from serve.jobs import JobInputParser, JobItem, JobStore, JobWorker
+from serve.jobs.store import items_table
 from serve.metrics import Metrics
 from tests.serve.helpers import (
     assert_error,
@@ -161,31 +163,32 @@ def test_cancel_a_running_and_a_queued_job(shop_dir: Path) -> None:
         assert client.delete(f"/v1/jobs/{queued['id']}", headers=t).status_code == 204
 
 
-def test_the_worker_reads_the_input_as_it_goes_and_fails_a_job_on_a_corrupt_line(tmp_path: Path) -> None:
-    """The input is read batch by batch (never listed whole): a line corrupted on disk after
-    acceptance fails the job when its batch comes, after the batches before it."""
-    store = JobStore(tmp_path / "jobs")
+def test_the_worker_fails_a_job_on_a_corrupt_stored_line_after_the_batches_before_it(tmp_path: Path) -> None:
+    """The input is read batch by batch (never listed whole): a line corrupted in the database
+    after acceptance fails the job when its batch comes, after the batches before it."""
+    store = JobStore(tmp_path / "jobs" / "jobs.db", tmp_path / "jobs", batch_size=2)
     staged = store.stage()
     staged.write(JobInputParser(max_items=10, max_line_bytes=4096, max_depth=64).feed(jsonl(5)))
     staged.seal()
     job, _ = store.commit(staged, "owner", request_sha256="0" * 64)
-    path = store.job_dir(job.id) / "input.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(b"".join(lines[:3]) + b"{broken\n" + lines[4])
+    with store._write() as conn:
+        conn.execute(update(items_table).where(items_table.c.job_id == job.id, items_table.c.seq == 3)
+                     .values(item="{broken"))
 
     def refuse(items: Sequence[JobItem]) -> list[TagResult]:
         raise RuntimeError("no tagger here")  # every item gets an error line: enough to count
 
-    worker = JobWorker(store, refuse, Metrics(), batch_size=2, poll_s=0.05)
+    worker = JobWorker(store, refuse, Metrics(), poll_s=0.05)
     worker.start()
     try:
         deadline = time.monotonic() + 30
         while (record := store.get(job.id)) is not None and record.state in ("queued", "running"):
             assert time.monotonic() < deadline, record
             time.sleep(0.05)
+        results = [json.loads(x) for x in store.read_results(job.id)]
     finally:
         worker.stop()
         store.close()
-    assert record is not None and record.state == "failed" and "job files unreadable" in (record.message or "")
-    results = [json.loads(x) for x in store.results_path(job.id).read_text().splitlines()]
+    assert record is not None and record.state == "failed" and "job input unreadable" in (record.message or "")
     assert [r["custom_id"] for r in results] == ["c0", "c1"]  # the first batch, before the bad line
+    assert record.failed == 2 and results[0]["error"]["code"] == "tagging_failed"

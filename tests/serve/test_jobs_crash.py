@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serve.jobs import JobStore
 from tests.conftest import free_port
 from tests.serve.helpers import HASHING_ENV, auth, make_keys, start_server, stop_server, wait_ready
 from tests.serve.test_jobs import TITLES
@@ -28,8 +29,9 @@ N = 2000
 def test_job_survives_sigkill_three_times(shop_dir: Path) -> None:
     keys = make_keys(shop_dir)
     t = auth(keys["tags"])
+    # a 2 s lease: the restarted server takes over the batch its killed predecessor held after 2 s
     env = {"TAGSMITH_DATA_DIR": str(shop_dir), "TAGSMITH_TAGGING__PIPELINE": "knn", "TAGSMITH_JOBS__BATCH_SIZE": "16",
-           **HASHING_ENV}
+           "TAGSMITH_JOBS__LEASE_S": "2", **HASHING_ENV}
     body = "".join(
         json.dumps({"custom_id": f"c{i:05d}", "product": {"title": f"{TITLES[i % len(TITLES)]} variant {i}"}}) + "\n"
         for i in range(N)
@@ -71,8 +73,10 @@ def test_job_survives_sigkill_three_times(shop_dir: Path) -> None:
         stop_server(proc)
     ids = [json.loads(line)["custom_id"] for line in results]
     assert len(ids) == N and set(ids) == {f"c{i:05d}" for i in range(N)}
-    raw = (shop_dir / "jobs" / job_id / "results.jsonl").read_bytes()
-    assert raw.endswith(b"\n") and raw.count(b"\n") == N
+    store = JobStore(shop_dir / "jobs" / "jobs.db")
+    rows = store.results(job_id)
+    store.close()
+    assert [r.seq for r in rows] == list(range(N)) and [r.custom_id for r in rows] == [f"c{i:05d}" for i in range(N)]
     print(f"killed at {kills} of {N} done; {N} results, each custom_id once")
 
 

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from starlette.types import Message
 
 from serve.jobs import JobInputError, JobInputParser, JobStore
-from serve.jobs.store import INPUT, RESULTS, UPLOAD_PREFIX
+from serve.jobs.store import INPUT, UPLOAD_PREFIX
 from tests.serve.helpers import (
     assert_error,
     auth,
@@ -149,8 +149,9 @@ def test_a_chunked_upload_is_checked_and_staged_as_it_streams(env: tuple[TestCli
     assert done.status == 202, done.body
     job = done.json()
     assert job["counts"]["total"] == 1000 and done.pulled == len(pieces(body, 777))
-    lines = (data / "jobs" / job["id"] / INPUT).read_bytes().splitlines()
-    assert [json.loads(x)["custom_id"] for x in lines] == [f"s{i}" for i in range(1000)]
+    store = JobStore(data / "jobs" / "jobs.db")
+    assert [i.custom_id for i in store.items(job["id"])] == [f"s{i}" for i in range(1000)]
+    store.close()
     assert leftovers(data) == []
 
     bad = body.replace(b'"custom_id": "s500"', b'"custom_id": ""')
@@ -232,9 +233,11 @@ def test_job_files_are_private(env: tuple[TestClient, dict[str, str], Path]) -> 
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
 
-    assert mode(root) == 0o700 and mode(root / job["id"]) == 0o700
-    assert mode(root / job["id"] / INPUT) == mode(root / job["id"] / RESULTS) == 0o600
-    assert mode(root / ".worker.lock") == 0o600
+    assert client.get(f"/v1/jobs/{job['id']}", headers=auth(keys["tags"])).status_code == 200
+    assert mode(root) == 0o700 and mode(root / "jobs.db") == 0o600  # the jobs' input and results live there
+    staged = JobStore(root / "jobs.db", root).stage()  # an upload being received
+    assert staged.path is not None and mode(staged.path) == 0o700 and mode(staged.path / INPUT) == 0o600
+    staged.discard()
 
 
 # ---- the parts ----------------------------------------------------------------------------
@@ -263,7 +266,7 @@ def _parse(chunks: list[bytes]) -> list[Any]:
 
 
 def test_a_staged_upload_is_published_whole_or_not_at_all(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs")
+    store = JobStore(tmp_path / "jobs" / "jobs.db", tmp_path / "jobs")
     try:
         items = JobInputParser(max_items=10, max_line_bytes=4096, max_depth=64).feed(jsonl(3))
         staged = store.stage()
@@ -277,7 +280,7 @@ def test_a_staged_upload_is_published_whole_or_not_at_all(tmp_path: Path) -> Non
 
         live = store.stage()  # an upload in progress, here or in another process
         crashed = [tmp_path / "jobs" / f"{UPLOAD_PREFIX}crashed",  # nobody holds it
-                   tmp_path / "jobs" / "job_crashed"]  # renamed, crashed before its row
+                   tmp_path / "jobs" / "job_crashed"]  # an older tagsmith's job directory without its row
         for path in crashed:
             path.mkdir()
         assert store.remove_orphans() == 0  # just made: maybe an upload about to lock it
@@ -286,8 +289,8 @@ def test_a_staged_upload_is_published_whole_or_not_at_all(tmp_path: Path) -> Non
         for path in [*crashed, live.path]:
             os.utime(path, (old, old))
         assert store.remove_orphans() == 2
-        assert live.path is not None and live.path.is_dir() and (store.root / job.id).is_dir()
+        assert live.path is not None and live.path.is_dir()
         live.discard()
-        assert not any(p.name != job.id for p in store.root.iterdir() if p.is_dir())
+        assert not any(p.is_dir() for p in (tmp_path / "jobs").iterdir())
     finally:
         store.close()

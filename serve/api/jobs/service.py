@@ -16,7 +16,7 @@ from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.jobs.protocol import TERMINAL, Job, JobCounts, JobList
 from serve.api.tags.service import attribute_selection, crosswalk_problem
 from serve.attribute_selection import selection_problem
-from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker, read_results
+from serve.jobs import JobInputError, JobRecord, JobStore, JobUpload, JobWorker
 from serve.jobs.ingest import fingerprint
 from serve.settings import Settings
 from taxonomy import Snapshot
@@ -151,7 +151,7 @@ class JobService:
 
     def results(self, principal: Principal, job_id: str, offset: int) -> Iterator[bytes]:
         record = self._owned(principal, job_id)
-        return read_results(self.store.results_path(record.id), offset=offset)
+        return self.store.read_results(record.id, offset=offset)
 
     def cancel(self, principal: Principal, job_id: str) -> Job:
         record = self._owned(principal, job_id)
