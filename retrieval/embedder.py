@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from retrieval.errors import EmbedderError
+from retrieval.onnx_runtime import RUNTIMES, Encoder, Runtime, encode_batches, load_encoder
 from retrieval.packaged import EMBEDDER_INSTALL, default_embedder_dir
 from retrieval.readability import uncovered_share, vocabulary_scripts
 
@@ -88,6 +89,13 @@ class SentenceTransformerEmbedder:
     ``quantize="int8"`` applies PyTorch dynamic int8 quantisation to the linear layers on
     CPU (~2x faster, vectors differ slightly, so the name changes and caches/indexes built
     with the float model are not reused).
+
+    ``runtime``: who runs the model on CPU: ``torch`` (sentence-transformers itself), or
+    ``onnx`` / ``openvino`` on a graph exported locally from the same weights
+    (:mod:`retrieval.onnx_runtime`, cached under ``export_dir``). In float32 they make the
+    same vectors as torch up to float rounding (the test holds them to cosine ≥ 0.99999, as a
+    GPU's differ from a CPU's), so the name does not change and indexes and caches are
+    shared; their ``int8`` is ONNX Runtime's quantisation, with a name of its own.
     """
 
     def __init__(
@@ -99,6 +107,8 @@ class SentenceTransformerEmbedder:
         max_seq_length: int | None = DEFAULT_MAX_SEQ_LENGTH,
         quantize: Quantize = "none",
         num_threads: int | None = None,
+        runtime: Runtime = "torch",
+        export_dir: Path | None = None,
     ) -> None:
         if model is None:
             model_dir = default_embedder_dir()
@@ -117,6 +127,8 @@ class SentenceTransformerEmbedder:
             raise EmbedderError("batch_size must be >= 1")
         if quantize not in ("none", "int8"):
             raise EmbedderError(f"unknown quantize mode {quantize!r}")
+        if runtime not in RUNTIMES:
+            raise EmbedderError(f"unknown embedder runtime {runtime!r} (expected one of {', '.join(RUNTIMES)})")
         # offline by construction: a local path never triggers a hub lookup, and these
         # variables make any accidental one fail fast instead of hanging on the network
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -130,15 +142,15 @@ class SentenceTransformerEmbedder:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = device or _default_device()
-        if quantize == "int8" and self.device != "cpu":
-            raise EmbedderError("int8 dynamic quantisation is a CPU option")
+        if (quantize == "int8" or runtime != "torch") and self.device != "cpu":
+            raise EmbedderError("int8 dynamic quantisation and the onnx/openvino runtimes are CPU options")
         try:
             st = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise EmbedderError(f"cannot load sentence-transformers model {model_dir}: {exc}") from exc
         if max_seq_length is not None:
             st.max_seq_length = min(max_seq_length, st.max_seq_length or max_seq_length)
-        if quantize == "int8":
+        if quantize == "int8" and runtime == "torch":
             st = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 st, {torch.nn.Linear}, dtype=torch.qint8
             )
@@ -153,8 +165,18 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.max_seq_length = int(st.max_seq_length or 0)
         self.quantize = quantize
-        suffix = f"+seq{self.max_seq_length}" + ("+int8" if quantize == "int8" else "")
-        self._name = f"{label}@{_fingerprint(model_dir)}{suffix}"
+        self.runtime: Runtime = runtime
+        suffix = f"+seq{self.max_seq_length}"
+        float_name = f"{label}@{_fingerprint(model_dir)}{suffix}"
+        if quantize == "int8":
+            quantized = "+int8" if runtime == "torch" else "+ort-int8"
+        self._name = float_name + (quantized if quantize == "int8" else "")
+        self._encoder: Encoder | None = None
+        if runtime != "torch":
+            self._encoder = load_encoder(
+                st, float_name, runtime=runtime, quantize=quantize, export_dir=export_dir,
+                num_threads=num_threads,
+            )
         tokenizer = getattr(st, "tokenizer", None)
         self._tokenizer = tokenizer
         self._unk_id: int | None = getattr(tokenizer, "unk_token_id", None)
@@ -173,6 +195,11 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
+        if self._encoder is not None:
+            return normalize(encode_batches(
+                self._tokenizer, self._encoder, texts, batch_size=self.batch_size,
+                max_seq_length=self.max_seq_length, dim=self._dim,
+            ))
         import torch
 
         with torch.inference_mode():
@@ -200,5 +227,6 @@ class SentenceTransformerEmbedder:
         return out
 
     def __repr__(self) -> str:
-        return f"<SentenceTransformerEmbedder {self._name} dim={self._dim} device={self.device}>"
+        return (f"<SentenceTransformerEmbedder {self._name} dim={self._dim} device={self.device} "
+                f"runtime={self.runtime}>")
 

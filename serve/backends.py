@@ -11,7 +11,7 @@ def backend_from_settings(settings: Settings) -> LLMBackend:
     return create_backend(
         llm.backend,
         model=llm.model,
-        base_url=llm.base_url,
+        base_url=llm.endpoints() or None,
         model_dir=llm.model_dir,
         api_key=llm.api_key.get_secret_value(),
         timeout_s=llm.timeout_s,
@@ -20,4 +20,6 @@ def backend_from_settings(settings: Settings) -> LLMBackend:
         structured_output=llm.structured_output,
         n_ctx=llm.n_ctx,
         n_threads=llm.n_threads,
+        eject_s=llm.eject_s,
+        eject_max_s=llm.eject_max_s,
     )

@@ -23,6 +23,7 @@ from agent.llm import (
     option_scorer,
     tags_schema,
 )
+from agent.llm.pool import EndpointStatus
 from serve.metrics import Metrics
 
 CANARY_CHOICES = ["yes", "no"]
@@ -42,6 +43,16 @@ def llm_canary(llm: LLMBackend) -> str | None:
     if not isinstance(tags, list) or not tags or not all(t in CANARY_CHOICES for t in tags):
         return f"LLM answered off-schema: {gen.text[:80]!r}"
     return None
+
+
+def describe_endpoints(endpoints: Sequence[EndpointStatus]) -> str:
+    """One line for /readyz: how many endpoints of a pool take traffic, and why the others do not."""
+    healthy = sum(e.healthy for e in endpoints)
+    out = [
+        f"{e.base_url} ejected, next probe in {e.ejected_for_s:.1f} s ({e.last_error})"
+        for e in endpoints if not e.healthy
+    ]
+    return f"{healthy} of {len(endpoints)} healthy" + (": " + "; ".join(out) if out else "")
 
 
 class LLMHealth:

@@ -31,6 +31,7 @@ from retrieval import (
 )
 from retrieval.calibration import Calibration
 from retrieval.generations_db import DatabaseGenerations
+from retrieval.onnx_runtime import fastest_runtime
 from retrieval.prebuilt import PrebuiltVectors
 from retrieval.publish import publish_index
 from serve.backends import backend_from_settings
@@ -86,11 +87,27 @@ def _step(progress: StartupProgress | None, description: str, *, when: bool = Tr
 def inner_embedder_from_settings(settings: Settings) -> Embedder:
     if settings.embedder.backend == "hashing":
         return HashingEmbedder()
+    emb = settings.embedder
     return SentenceTransformerEmbedder(
-        settings.embedder.model,
-        batch_size=settings.embedder.batch_size,
-        device=settings.embedder.device,
+        emb.model,
+        batch_size=emb.batch_size,
+        device=emb.device,
+        quantize=emb.quantize,
+        runtime=emb.runtime,  # onnx/openvino: exported once per model into ~/.cache/tagsmith/onnx
     )
+
+
+def bulk_settings(settings: Settings) -> Settings:
+    """``settings`` for bulk tagging: the embedder on ``embedder.bulk_runtime`` (``auto``: the
+    fastest float32 runtime installed, see :func:`retrieval.onnx_runtime.fastest_runtime`).
+    A float32 runtime makes the same vectors, so the published index is used as it is."""
+    emb = settings.embedder
+    if emb.backend != "sentence-transformers":
+        return settings
+    runtime = emb.bulk_runtime
+    if runtime == "auto":
+        runtime = fastest_runtime(emb.device)
+    return settings.model_copy(update={"embedder": emb.model_copy(update={"runtime": runtime})})
 
 
 def embedder_from_settings(settings: Settings) -> CachedEmbedder:

@@ -38,7 +38,23 @@ class LLMSettings(BaseModel):
         description="embedded: a GGUF file or model directory (default: packaged SmolLM2-135M-Instruct); "
         "openai: the served model name (default 'tagsmith').",
     )
-    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1; several, "
+        "comma-separated, make a pool of endpoints serving the same model (as base_urls)",
+    )
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="openai: several servers of the same model, balanced by this process "
+        "(least outstanding requests, failing ones ejected and probed; docs/vllm.md). "
+        "Environment: JSON, '[\"http://a:8001/v1\", \"http://b:8001/v1\"]'",
+    )
+    eject_s: float = Field(
+        default=2.0, gt=0,
+        description="openai pool: how long a failing endpoint is out before its first probe "
+        "(doubled after each failed probe)",
+    )
+    eject_max_s: float = Field(default=60.0, gt=0, description="openai pool: the longest back-off between probes")
     model_dir: str | None = Field(
         default=None,
         description="openai: the model directory the server serves (`tagsmith llm serve` prints it); "
@@ -46,8 +62,14 @@ class LLMSettings(BaseModel):
     )
     api_key: SecretStr = SecretStr("EMPTY")
     timeout_s: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=10)
-    max_concurrency: int = Field(default=32, ge=1, description="parallel requests sent to an openai backend")
+    max_retries: int = Field(
+        default=2, ge=0, le=10,
+        description="openai: retries of a failed request (connect, timeout, 5xx); with a pool, each on "
+        "another endpoint",
+    )
+    max_concurrency: int = Field(
+        default=32, ge=1, description="parallel requests sent to an openai backend (per endpoint of a pool)"
+    )
     structured_output: Literal["json_schema", "json_object", "vllm"] = Field(
         default="json_schema",
         description="openai: how the schema is enforced: json_schema (vLLM, llama-server), "
@@ -55,6 +77,27 @@ class LLMSettings(BaseModel):
     )
     n_ctx: int = Field(default=2048, ge=256, description="embedded: context window in tokens")
     n_threads: int | None = Field(default=None, ge=1, description="embedded: CPU threads (default: all cores)")
+
+    @model_validator(mode="after")
+    def _one_list_of_endpoints(self) -> LLMSettings:
+        if self.base_url is not None and "," in self.base_url:
+            if self.base_urls:
+                raise ValueError("set llm.base_url or llm.base_urls, not both")
+            self.base_urls = [u.strip() for u in self.base_url.split(",") if u.strip()]
+            self.base_url = None
+        if self.base_url is not None and self.base_urls:
+            raise ValueError("set llm.base_url or llm.base_urls, not both")
+        if len(self.base_urls) == 1:  # one URL is the plain backend, whichever way it was given
+            self.base_url, self.base_urls = self.base_urls[0], []
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ValueError("llm.base_urls lists an endpoint twice")
+        if self.eject_max_s < self.eject_s:
+            raise ValueError("llm.eject_max_s must be at least llm.eject_s")
+        return self
+
+    def endpoints(self) -> list[str]:
+        """Every configured base URL (one, several, or none)."""
+        return list(self.base_urls) if self.base_urls else [self.base_url] if self.base_url else []
 
 
 class EmbedderSettings(BaseModel):
@@ -69,6 +112,23 @@ class EmbedderSettings(BaseModel):
     )
     batch_size: int = Field(default=64, ge=1)
     device: str | None = Field(default=None, description="cpu, cuda… (default: cuda when visible)")
+    runtime: Literal["torch", "onnx", "openvino"] = Field(
+        default="torch",
+        description="who runs the model on CPU: torch, or onnx / openvino on a graph exported "
+        "locally from the same weights (the same vectors up to float rounding: indexes are shared; "
+        "pip install 'tagsmith[onnx]' / 'tagsmith[openvino]')",
+    )
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description="int8: dynamic int8 quantisation on CPU (torch's, or ONNX Runtime's with the "
+        "onnx/openvino runtimes): faster, other vectors (another embedder name: the index is "
+        "rebuilt), MWPD WAF1 in docs/benchmarks.md",
+    )
+    bulk_runtime: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        default="auto",
+        description="the runtime of bulk tagging (tag-file): auto = the fastest float32 runtime "
+        "installed (openvino, then onnx, else torch; torch on a GPU), measured in docs/benchmarks.md",
+    )
 
 
 class TaggingSettings(BaseModel):

@@ -56,6 +56,16 @@ class LLMUnavailableError(LLMError):
     """The backend cannot be reached or loaded (server down, model file missing, timeout)."""
 
 
+class LLMRequestRejectedError(LLMUnavailableError):
+    """A server answered the request with a 4xx: the request, not the server, is at fault
+    (prompt over the context window, a schema the server refuses…). The server is healthy,
+    so an endpoint pool neither ejects it nor sends the same request elsewhere."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class ModelNotFoundError(LLMUnavailableError):
     """The configured model file or directory does not exist."""
 

@@ -24,6 +24,7 @@ import httpx2
 from agent.llm.base import (
     ChatMessage,
     Generation,
+    LLMRequestRejectedError,
     LLMUnavailableError,
     ModelInfo,
     normalise_logprobs,
@@ -133,9 +134,10 @@ class OpenAICompatBackend:
         except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
             raise LLMUnavailableError(f"LLM server at {self._base_url} unreachable: {exc}") from exc
         except self._openai.APIStatusError as exc:
-            raise LLMUnavailableError(
-                f"LLM server at {self._base_url} answered {exc.status_code}: {_short(exc.message)}"
-            ) from exc
+            message = f"LLM server at {self._base_url} answered {exc.status_code}: {_short(exc.message)}"
+            if 400 <= exc.status_code < 500:
+                raise LLMRequestRejectedError(message, status_code=exc.status_code) from exc
+            raise LLMUnavailableError(message) from exc
         latency_ms = (time.perf_counter() - start) * 1000.0
         if not resp.choices:
             raise LLMUnavailableError(f"LLM server at {self._base_url} returned no choices")
@@ -151,6 +153,18 @@ class OpenAICompatBackend:
             latency_ms=latency_ms,
             finish_reason=choice.finish_reason,
         )
+
+    def probe(self, timeout_s: float = 5.0) -> None:
+        """Is the server up? ``GET /models`` (vLLM, llama.cpp's servers answer it) once, no
+        retry; raises :class:`LLMUnavailableError` when it does not answer 200."""
+        try:
+            self._client.with_options(timeout=timeout_s, max_retries=0).models.list()
+        except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
+            raise LLMUnavailableError(f"LLM server at {self._base_url} unreachable: {exc}") from exc
+        except self._openai.APIStatusError as exc:
+            raise LLMUnavailableError(
+                f"LLM server at {self._base_url} answered {exc.status_code} to GET /models"
+            ) from exc
 
     def close(self) -> None:
         self._client.close()

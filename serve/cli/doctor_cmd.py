@@ -115,14 +115,14 @@ def doctor(
         ("sentence-transformers", _version("sentence-transformers")),
         ("GPU visible", _gpu()),
         ("data dir", str(s.data_dir)),
-        ("LLM backend", s.llm.backend + (f" at {s.llm.base_url}" if s.llm.base_url else "")),
+        ("LLM backend", s.llm.backend + (f" at {', '.join(s.llm.endpoints())}" if s.llm.endpoints() else "")),
         ("LLM model (configured)", s.llm.model or "default (packaged SmolLM2-135M-Instruct)"),
     ]
     if s.llm.backend == "embedded":
         rows.extend(_model_rows(s.llm.model))
     elif s.llm.model_dir:
         rows.append(("LLM model directory", s.llm.model_dir))
-        rows.extend(_model_rows(s.llm.model_dir, runtime=f"served at {s.llm.base_url}"))
+        rows.extend(_model_rows(s.llm.model_dir, runtime=f"served at {', '.join(s.llm.endpoints())}"))
     healthy = True
     gguf = default_gguf_path()
     if gguf is None:

@@ -24,6 +24,7 @@ def info() -> None:
                 "backend": s.llm.backend,
                 "model": s.llm.model,
                 "base_url": s.llm.base_url,
+                "base_urls": s.llm.base_urls,
                 "timeout_s": s.llm.timeout_s,
             }
         )

@@ -110,7 +110,7 @@ def tag_file(
     from agent.llm import LLMError
     from retrieval import RetrievalError
     from retrieval.durable import append_lines, resume_keys
-    from serve.runtime import build_runtime
+    from serve.runtime import build_runtime, bulk_settings
     from taxonomy import TaxonomyError
 
     if pipeline is not None and pipeline not in ("hybrid", "knn", "zero-shot", "rag", "cascade"):
@@ -145,7 +145,7 @@ def tag_file(
     if todo:
         try:
             with StepProgress() as progress:
-                config = settings()
+                config = bulk_settings(settings())  # the embedder on its bulk runtime
                 wanted = config.tagging.attributes if selection is None else selection
                 # the ray engine too: it prepares the data directory (a first start's seeding
                 # and index) once, before the workers load it, and checks the flags below

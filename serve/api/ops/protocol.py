@@ -28,5 +28,8 @@ class CalibrationInfo(BaseModel):
 
 class Health(BaseModel):
     status: Status
-    checks: dict[str, str]
+    checks: dict[str, str] = Field(
+        description="one line per part: engine, taxonomy, index, jobs_worker, calibration, llm (its canary), "
+        "and llm_endpoints with a pool of LLM servers (how many are healthy, why the others are out)"
+    )
     calibration: CalibrationInfo | None = None

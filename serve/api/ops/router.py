@@ -9,10 +9,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.llm.pool import pool_status
 from serve.api.context import AppState
 from serve.api.deps import StateDep
 from serve.api.ops.protocol import CalibrationInfo, Health, Status
-from serve.llm_health import llm_canary
+from serve.llm_health import describe_endpoints, llm_canary
 
 router = APIRouter(tags=["operations"])
 
@@ -97,6 +98,9 @@ async def readyz(state: StateDep) -> JSONResponse:
     if llm is not None:
         problem = await asyncio.to_thread(llm_canary, llm)
         checks["llm"] = problem or "ok"
+        endpoints = pool_status(llm)
+        if endpoints is not None:
+            checks["llm_endpoints"] = describe_endpoints(endpoints)
     else:
         checks["llm"] = f"not used by the {tagging.pipeline} pipeline"
     ready = problem is None
