@@ -277,6 +277,7 @@ def test_accept_correct_skip_record_who_and_when(app: tuple[TestClient, dict[str
     feedback_id = keys["feedback"].split("_")[1]
     for i, title in enumerate(["Espresso machine 15 bar", "Kids puzzle 100 pieces", "Chef knife 20 cm"]):
         client.post("/v1/tags?review=true", json={"id": f"p{i}", "title": title}, headers=t)
+    _flush(client)  # flagged results enter the queue in the background
     claimed = client.post("/v1/review/claim", json={"n": 2}, headers=f)
     assert claimed.status_code == 200, claimed.text
     first, second = claimed.json()["items"]
@@ -527,6 +528,7 @@ def test_accept_or_correct_on_a_changed_item_is_409_changed_with_the_current_ite
     client, keys = app
     t, f = auth(keys["tags"]), auth(keys["feedback"])
     client.post("/v1/tags?review=true", json=TRAIN, headers=t)
+    _flush(client)  # flagged results enter the queue in the background
     (seen,) = client.post("/v1/review/claim", json={"n": 1}, headers=f).json()["items"]
     assert seen["revision"] == 1
     # the catalog sends the product again, with a new text, while the reviewer looks at it
