@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
 
 from taxonomy.model import Cardinality, Name, NodeId, Normalization, ValueId, ValueName, ValueType
 
@@ -41,7 +41,7 @@ class RenameNode(BaseModel):
     op: Literal["rename"] = "rename"
     id: NodeId
     name: Name
-    keep_old_name_as_synonym: bool = Field(
+    keep_old_name_as_synonym: StrictBool = Field(
         default=False, description="add the previous name to the synonyms (retrieval still finds it)"
     )
 
@@ -117,7 +117,7 @@ class DefineAttribute(BaseModel):
     name: Name
     cardinality: Cardinality = "single"
     values: tuple[AttributeValueSpec, ...] = ()
-    open_values: bool = False
+    open_values: StrictBool = False  # strict: 0 / "yes" are a 422, as the schema says
     description: str | None = None
     value_type: ValueType = "text"
     unit: str | None = Field(default=None, max_length=100)
@@ -157,7 +157,7 @@ class RenameAttributeValue(BaseModel):
     attribute: NodeId
     id: ValueId
     name: ValueName
-    keep_old_name_as_synonym: bool = False
+    keep_old_name_as_synonym: StrictBool = False
 
 
 class SetAttributeRule(BaseModel):

@@ -70,7 +70,9 @@ def test_a_job_across_three_replicas_survives_one_killed_twice(postgres_url: str
     assert ids == [f"c{i:05d}" for i in range(N)]  # each exactly once, in input order
     assert [json.loads(x)["custom_id"] for x in tail.text.splitlines()] == ids[-3:]
     assert any(kills), "neither kill landed while the victim held a batch"
-    retaken = sum(1 for _, n in claims if n > 1)
+    # every batch held at a kill was claimed again; the restarted victim may retake its own
+    # batch and be killed holding it once more, so count the extra claims, not the batches
+    retaken = sum(n - 1 for _, n in claims if n > 1)
     assert retaken >= sum(kills)  # the batches held by the killed replica were taken again
     assert len({owner for owner, _ in claims}) >= 3  # several workers shared the job
     print(f"{N} items, 3 replicas ready after {ready:.1f} s, all done after {elapsed:.1f} s; kills mid-batch: "
