@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -53,3 +53,14 @@ def is_unavailable(exc: BaseException) -> bool:
     if type(orig).__module__.startswith("psycopg"):
         return True  # psycopg's OperationalError: connection failures, shutdowns, timeouts
     return "database is locked" in str(orig) or "unable to open database file" in str(orig)
+
+
+def ping(engine: Engine) -> str | None:
+    """None when ``engine``'s database answers ``SELECT 1`` (a connection from the pool, checked
+    first), else a short reason without secrets: the readiness check of ``/readyz``."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return f"unavailable ({type(exc.orig).__name__ if exc.orig is not None else 'OperationalError'})"
+    return None
