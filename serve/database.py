@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -34,6 +34,18 @@ def open_engine(location: Path | str) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         private_file(path)
     return make_engine(location)
+
+
+def database_time(conn: Connection) -> float:
+    """The database server's clock now, in seconds since the epoch: one clock for every
+    replica, whatever their machines' clocks say (leases, claims). PostgreSQL's
+    ``clock_timestamp()`` (the time of the call, not of the transaction's start); SQLite's
+    ``julianday('now')``, the clock of the one machine its file is on."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one()
+    else:
+        value = conn.execute(text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one()
+    return float(value)
 
 
 def safe_url(url: str) -> str:

@@ -13,10 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from taxonomy import TaxonomyStore
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 from tests.conftest import fresh_database
 from tests.postgres_server import PostgresServer
 from tests.serve.helpers import assert_error, auth
 from tests.serve.replicas import Replica, Replicas
+from tests.serve.test_crosswalks_api import PUBLISHED, google_like
 
 pytestmark = [pytest.mark.postgres, pytest.mark.process]
 
@@ -144,3 +147,36 @@ def test_twenty_concurrent_edits_with_one_if_match_through_three_replicas_one_wi
         loser = next(i for i in range(n) if i != winner)
         assert httpx.get(f"{r.base}/v1/taxonomy/nodes/toys/race-{loser}", headers=key, timeout=30).status_code == 404
     print(f"20 concurrent edits through 3 replicas: 1 won (#{winner}), 19 x 412, in {took:.2f} s")
+
+
+def test_a_crosswalk_imported_through_one_replica_is_used_by_the_others(replicas: Replicas) -> None:
+    """Crosswalks live in the shared database: imported through replica A, read and used for
+    tagging on B and C; a row edit through C reaches A within the refresh bound."""
+    url = replicas.database_url
+    with TaxonomyStore(url) as store, CrosswalkCatalog(replicas.root / "cli", store, database_url=url) as catalog:
+        catalog.import_taxonomy("gtest", google_like())  # as `tagsmith crosswalk import-taxonomy` does
+    made = httpx.post(f"{replicas[0].base}/v1/keys", json={"scopes": ["tags", "taxonomy:write"], "name": "xwalk"},
+                      headers=replicas.admin, timeout=30)
+    key = auth(made.json()["key"])
+    created = httpx.put(f"{replicas[0].base}/v1/crosswalks/g", json={"crosswalk": PUBLISHED}, headers=key, timeout=30)
+    assert created.status_code == 201, created.text
+
+    def row(r: Replica) -> list[str] | None:
+        answer = httpx.get(f"{r.base}/v1/crosswalks/g/nodes/kitchen/cookware/pans", headers=key, timeout=30)
+        assert answer.status_code in (200, 404), answer.text
+        return answer.json()["row"] if answer.status_code == 200 else None
+
+    for r in (replicas[1], replicas[2]):
+        within(BOUND_S, lambda r=r: row(r) == ["4"])  # type: ignore[misc]
+        tagged = httpx.post(f"{r.base}/v1/tags?crosswalk=g", json={"title": "Cast iron skillet 12 inch"},
+                            headers=key, timeout=30)
+        assert tagged.status_code == 200 and tagged.json()["crosswalk"]["taxonomy"] == "gtest", tagged.text
+    edit = {"edits": [{"source_id": "kitchen/cookware/pans", "target_ids": ["3"]}]}
+    edited = httpx.post(f"{replicas[2].base}/v1/crosswalks/g/edits", json=edit, headers={**key, "If-Match": '"1"'},
+                        timeout=30)
+    assert edited.status_code == 201, edited.text
+    stale = httpx.post(f"{replicas[0].base}/v1/crosswalks/g/edits", json=edit, headers={**key, "If-Match": '"1"'},
+                       timeout=30)
+    assert_error(stale, 412, "precondition_failed")
+    took = within(BOUND_S, lambda: row(replicas[0]) == ["3"])
+    print(f"a crosswalk row edit through one replica used by another after {took:.2f} s")
