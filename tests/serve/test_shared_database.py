@@ -183,7 +183,8 @@ def test_a_sigkilled_database_gives_503_with_retry_after_and_the_service_recover
             assert tagged.status_code == 200 and tagged.json()["taxonomy_version"] == 2, tagged.text
             batch = client.post("/v1/tags:batch", json={"products": [{"title": "Chef knife"}]}, headers=key)
             assert batch.status_code == 200, batch.text
-            assert client.get("/v1/taxonomy/nodes/kitchen/cookware/pots", headers=key).status_code == 200
+            for path in ("/v1/taxonomy", "/v1/taxonomy/nodes/kitchen/cookware/pots", "/v1/taxonomy/search?q=pan"):
+                assert client.get(path, headers=key).status_code == 200, path
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unavailable"), ready.text
             assert client.get("/healthz").status_code == 200  # alive: no restart wanted
