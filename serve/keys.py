@@ -51,6 +51,9 @@ MIN_ADMIN_KEY_CHARS = 32
 REVOKE_LOCK = 0x746B6579
 #: keys remembered for database outages (:meth:`KeyStore.verify`): ~200 bytes each
 OUTAGE_CACHE_KEYS = 10_000
+#: after the database was found unreachable, key checks do not try it again for this long (an
+#: unreachable host costs a connect timeout per try, not a refused connection's milliseconds)
+OUTAGE_RECHECK_S = 1.0
 
 log = logging.getLogger("tagsmith.keys")
 
@@ -130,6 +133,8 @@ class KeyStore:
         # sha256 of the presented key -> (its record, when the database last said it is active)
         self._verified: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
         self._verified_lock = threading.Lock()
+        self._down_until = -float("inf")
+        self._down: OperationalError | None = None
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
@@ -204,16 +209,26 @@ class KeyStore:
         if match is None:
             return None
         digest = _digest(presented)
+        down = self._down
+        if down is not None and self._clock() < self._down_until:  # found down a moment ago
+            remembered = self._remembered(digest)
+            if remembered is None:
+                raise down
+            return remembered
         try:
             with self._engine.connect() as conn:
                 row = conn.execute(
                     select(keys_table).where(keys_table.c.id == match.group(1))
                 ).mappings().first()
         except OperationalError as exc:
-            remembered = self._remembered(digest) if is_unavailable(exc) else None
+            if not is_unavailable(exc):
+                raise
+            self._down, self._down_until = exc, self._clock() + OUTAGE_RECHECK_S
+            remembered = self._remembered(digest)
             if remembered is None:
                 raise
             return remembered
+        self._down = None
         stored = row["key_sha256"] if row is not None else "0" * 64
         # compare even for an unknown id, so both paths cost the same
         if not hmac.compare_digest(stored, digest) or row is None:

@@ -28,7 +28,11 @@ class Clock:
 class Down:
     """The engine's ``connect`` while the database is down: a dropped connection."""
 
+    def __init__(self) -> None:
+        self.tries = 0
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.tries += 1
         raise OperationalError("SELECT", {}, ConnectionRefusedError("server closed the connection"),
                                connection_invalidated=True)
 
@@ -57,12 +61,14 @@ def test_a_recently_verified_key_survives_an_outage_within_the_bound(
     elsewhere.close()
     assert keys.verify(other) is None  # ... and checked here while the database is up: forgotten
     clock.now += 100
-    monkeypatch.setattr(keys._engine, "connect", Down())
+    down = Down()
+    monkeypatch.setattr(keys._engine, "connect", down)
     record = keys.verify(seen)
     assert record is not None and record.name == "seen"
     for key in (unseen, revoked, other):
         with pytest.raises(OperationalError):
             keys.verify(key)
+    assert down.tries == 1  # found down once: not tried again for OUTAGE_RECHECK_S
     assert keys.verify("tsk_not-a-key") is None  # malformed: refused without the database
     assert keys.ping() is not None and keys.ping().startswith("unavailable")  # type: ignore[union-attr]
     clock.now += 201  # 301 s since the database last said the key is active
@@ -70,6 +76,8 @@ def test_a_recently_verified_key_survives_an_outage_within_the_bound(
         keys.verify(seen)
     monkeypatch.undo()
     assert keys.ping() is None
+    clock.now += 2  # past the recheck pause: the database is asked again, and answers
+    assert keys.verify(seen) is not None and keys.verify(unseen) is not None
 
 
 def test_no_outage_cache_when_its_ttl_is_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
