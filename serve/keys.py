@@ -51,8 +51,9 @@ MIN_ADMIN_KEY_CHARS = 32
 REVOKE_LOCK = 0x746B6579
 #: keys remembered for database outages (:meth:`KeyStore.verify`): ~200 bytes each
 OUTAGE_CACHE_KEYS = 10_000
-#: after the database was found unreachable, key checks do not try it again for this long (an
-#: unreachable host costs a connect timeout per try, not a refused connection's milliseconds)
+#: after the database was found unreachable, checks of remembered keys do not try it again for
+#: this long (an unreachable host costs a connect timeout per try, not a refused connection's
+#: milliseconds)
 OUTAGE_RECHECK_S = 1.0
 
 log = logging.getLogger("tagsmith.keys")
@@ -133,8 +134,7 @@ class KeyStore:
         # sha256 of the presented key -> (its record, when the database last said it is active)
         self._verified: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
         self._verified_lock = threading.Lock()
-        self._down_until = -float("inf")
-        self._down: OperationalError | None = None
+        self._down_until = -float("inf")  # until when the database counts as down (monotonic)
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
@@ -209,12 +209,10 @@ class KeyStore:
         if match is None:
             return None
         digest = _digest(presented)
-        down = self._down
-        if down is not None and self._clock() < self._down_until:  # found down a moment ago
+        if self._clock() < self._down_until:  # found down a moment ago
             remembered = self._remembered(digest)
-            if remembered is None:
-                raise down
-            return remembered
+            if remembered is not None:
+                return remembered  # (a key not remembered asks the database: nothing to lose)
         try:
             with self._engine.connect() as conn:
                 row = conn.execute(
@@ -223,12 +221,15 @@ class KeyStore:
         except OperationalError as exc:
             if not is_unavailable(exc):
                 raise
-            self._down, self._down_until = exc, self._clock() + OUTAGE_RECHECK_S
+            if self._down_until == -float("inf"):  # once per outage, not per request
+                log.warning("database unavailable (%s): accepting keys verified in the last %g s",
+                            type(exc.orig).__name__, self.outage_ttl_s)
+            self._down_until = self._clock() + OUTAGE_RECHECK_S
             remembered = self._remembered(digest)
             if remembered is None:
                 raise
             return remembered
-        self._down = None
+        self._down_until = -float("inf")
         stored = row["key_sha256"] if row is not None else "0" * 64
         # compare even for an unknown id, so both paths cost the same
         if not hmac.compare_digest(stored, digest) or row is None:
@@ -259,8 +260,6 @@ class KeyStore:
             entry = self._verified.get(digest)
         if entry is None or self._clock() - entry[1] > self.outage_ttl_s:
             return None
-        log.warning("database unavailable: key %s accepted as verified %.0f s ago", entry[0].id,
-                    self._clock() - entry[1])
         return entry[0]
 
     def ping(self) -> str | None:
