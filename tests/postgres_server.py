@@ -51,7 +51,14 @@ class PostgresServer:
         """SIGKILL the postmaster and every process of this cluster at once (no shutdown at all:
         no checkpoint, clients cut off, crash recovery at the next start), then wait until
         they are all gone. The processes are found from the postmaster's pid (postmaster.pid)
-        and its children in /proc, since pg_ctl puts the postmaster in a session of its own."""
+        and its children in /proc, since pg_ctl puts the postmaster in a session of its own.
+
+        The postmaster is an orphan (pg_ctl has exited), and where process 1 does not reap
+        orphans (containers, micro-VMs) the killed processes stay zombies: the next start's
+        ``kill(pid, 0)`` on the pid in ``postmaster.pid`` would take the zombie for a running
+        postmaster and refuse. So once all are dead the stale lock files (``postmaster.pid``,
+        the Unix socket's ``.lock``) are removed, which is the state a reaped crash leaves in
+        effect (their pid no longer exists)."""
         pids = cluster_pids(self.data)
         assert pids, f"no running PostgreSQL for {self.data}"
         for pid in pids:
@@ -61,6 +68,8 @@ class PostgresServer:
         while any(_alive(pid) for pid in pids):
             assert time.monotonic() < deadline, f"PostgreSQL processes {pids} survived SIGKILL"
             time.sleep(0.05)
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.data.parent / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)  # the socket's, beside it
 
     def start(self) -> None:
         """Start it again on the same port."""
