@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from serve.database import open_engine
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 #: what a key may do; ``admin`` implies every other scope
 SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
@@ -55,6 +55,9 @@ keys_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+#: the store's schema: its history in taxonomy/migrations/versions/keys/
+SCHEMA = StoreSchema("keys", metadata)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class KeyStore:
     def __init__(self, location: Path | str) -> None:
         """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from taxonomy.crosswalk import Crosswalk, CrosswalkDocument, CrosswalkVersionInfo, check_name
 from taxonomy.errors import StaleVersion
+from taxonomy.migrations import StoreSchema, ensure_schema
 from taxonomy.model import paused_gc
 from taxonomy.schema import make_engine
 
@@ -60,6 +61,9 @@ crosswalk_versions_table = Table(
     Column("document", LargeBinary, nullable=False),  # gzip of the CrosswalkDocument's JSON
 )
 
+#: the store's schema: its history in taxonomy/migrations/versions/crosswalks/
+SCHEMA = StoreSchema("crosswalks", metadata)
+
 _INFO_COLUMNS = [c for c in crosswalk_versions_table.c if c.name != "document"]
 
 
@@ -75,7 +79,7 @@ class CrosswalkStore:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Crosswalk] = OrderedDict()
         self._cache_size = cache_size
-        metadata.create_all(self._engine)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     # ---- reading ------------------------------------------------------------------------
     def heads(self) -> dict[str, int]:

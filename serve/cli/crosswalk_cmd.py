@@ -21,7 +21,7 @@ from serve.cli._common import (
     VersionMessageOpt,
     console,
     fail,
-    settings,
+    store_settings,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def open_catalog() -> Iterator[CrosswalkCatalog]:
     from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
     from taxonomy.crosswalk_store import UnknownCrosswalk
 
-    s = settings()
+    s = store_settings()
     private_data_dir(s.data_dir)
     with TaxonomyStore(s.taxonomy_db_url) as store, CrosswalkCatalog(
         s.data_dir, store, prepare_file=private_db_file

@@ -1,0 +1,29 @@
+"""Alembic's environment for every store's history (taxonomy/migrations/__init__.py): run with
+the connection (online) or the URL (offline ``--sql``) the caller put in the config's
+attributes; each store's own version table."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from taxonomy.migrations import StoreSchema, include_name
+
+cfg = context.config
+schema: StoreSchema = cfg.attributes["schema"]
+options = {
+    "target_metadata": schema.metadata,
+    "version_table": schema.version_table,
+    "include_name": include_name(schema),
+    "compare_type": True,
+}
+
+if context.is_offline_mode():
+    context.configure(url=cfg.attributes["url"], literal_binds=True, **options)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    # the caller's connection, inside its transaction (and schema lock): begin_transaction
+    # below adds none of its own
+    context.configure(connection=cfg.attributes["connection"], **options)
+    with context.begin_transaction():
+        context.run_migrations()
