@@ -63,7 +63,7 @@ def upgrade(
         fail(str(exc))
     except SQLAlchemyError as exc:
         _unreachable(s, exc)
-    console.print(f"schemas up to date ({_where(s)})", highlight=False, soft_wrap=True)
+    console.print(f"schema up to date: every store ({_where(s)})", highlight=False, soft_wrap=True)
 
 
 @app.command("current")

@@ -238,13 +238,13 @@ def include_name(schema: StoreSchema) -> Any:
     return include
 
 
-def drift(conn: Connection, schema: StoreSchema) -> list[Any]:
-    """What autogenerate would change to make the database match ``schema.metadata``
-    (empty: the migrations and the code agree)."""
+def drift(conn: Connection, schema: StoreSchema, metadata: MetaData | None = None) -> list[Any]:
+    """What autogenerate would change to make the database match ``schema.metadata`` (or
+    ``metadata``, a changed copy) (empty: the migrations and the code agree)."""
     ctx = MigrationContext.configure(conn, opts={
         "version_table": schema.version_table, "include_name": include_name(schema), "compare_type": True,
     })
-    diffs: list[Any] = compare_metadata(ctx, schema.metadata)
+    diffs: list[Any] = compare_metadata(ctx, metadata if metadata is not None else schema.metadata)
     return diffs
 
 
