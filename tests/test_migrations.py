@@ -255,3 +255,26 @@ def test_db_upgrade_sql_prints_the_shared_databases_upgrade(
         assert inspect(engine).get_table_names() == []  # printed, not run
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_upgrade_waits_for_the_schema_lock_another_process_holds(postgres_url: str) -> None:
+    from taxonomy.migrations import SCHEMA_LOCK
+
+    keys = ALL_SCHEMAS["keys"]
+    holder, engine = open_engine(postgres_url), open_engine(postgres_url)
+    try:
+        with holder.connect() as held:
+            held.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})  # "another replica"
+            done: list[str | None] = []
+            upgrading = threading.Thread(target=lambda: done.append(upgrade(engine, keys)[1].current))
+            upgrading.start()
+            upgrading.join(timeout=0.5)
+            assert upgrading.is_alive() and state(holder, keys).current is None  # waiting, nothing written
+            held.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+            held.commit()
+        upgrading.join(timeout=30)
+        assert done == [head(keys)]
+    finally:
+        holder.dispose()
+        engine.dispose()

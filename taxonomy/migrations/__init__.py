@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ VERSIONS = HERE / "versions"
 #: the PostgreSQL advisory lock under which schemas change (any constant; "tgsm")
 SCHEMA_LOCK = 0x7467736D
 VERSION_TABLE_PREFIX = "alembic_version_"
+#: Alembic's ``context`` and ``op`` are process-wide proxies: one migration run at a time per
+#: process (taken after a database's schema lock, never before, so no thread waits for a
+#: database lock while holding this one)
+_ALEMBIC = threading.Lock()
+_SCRIPTS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,10 @@ def config(schema: StoreSchema, **attributes: Any) -> Config:
 
 @functools.cache
 def _script(name: str) -> ScriptDirectory:
-    return ScriptDirectory(str(HERE), version_locations=[str(VERSIONS / name)])
+    with _SCRIPTS:  # read once per process, the revision map loaded before it is shared
+        script = ScriptDirectory(str(HERE), version_locations=[str(VERSIONS / name)])
+        script.get_current_head()
+        return script
 
 
 def head(schema: StoreSchema) -> str:
@@ -195,7 +204,8 @@ def upgrade(engine: Engine, schema: StoreSchema) -> tuple[SchemaState, SchemaSta
         if not before.known:
             raise SchemaTooNew(schema.name, str(before.current), before.head)
         if before.current != before.head:
-            command.upgrade(config(schema, connection=conn), "head")
+            with _ALEMBIC:
+                command.upgrade(config(schema, connection=conn), "head")
         after = _state(conn, schema)
     return before, after
 
@@ -219,7 +229,8 @@ def upgrade_sql(url: str, schema: StoreSchema, start: str | None) -> str:
     without connecting (Alembic's offline mode), for an operator to review or apply."""
     out = io.StringIO()
     target = f"{start}:head" if start is not None else "head"
-    command.upgrade(config(schema, url=url, output_buffer=out), target, sql=True)
+    with _ALEMBIC:
+        command.upgrade(config(schema, url=url, output_buffer=out), target, sql=True)
     return out.getvalue()
 
 
