@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 VERSIONS = HERE / "versions"
 #: the PostgreSQL advisory lock under which schemas change (any constant; "tgsm")
@@ -207,6 +209,8 @@ def upgrade(engine: Engine, schema: StoreSchema) -> tuple[SchemaState, SchemaSta
             with _ALEMBIC:
                 command.upgrade(config(schema, connection=conn), "head")
         after = _state(conn, schema)
+    if before.current != after.current:
+        log.info("schema of the %s store upgraded: %s -> %s", schema.name, before.describe(), after.current)
     return before, after
 
 
