@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from taxonomy.migrations import SCHEMA_LOCK as SCHEMA_LOCK  # the schema lock, for stores' own DDL
 from taxonomy.migrations import StoreSchema
 
 metadata = MetaData()

@@ -278,3 +278,26 @@ def test_an_upgrade_waits_for_the_schema_lock_another_process_holds(postgres_url
     finally:
         holder.dispose()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_store_in_its_own_postgresql_schema_has_its_own_history(postgres_url: str) -> None:
+    """Two taxonomy stores in one database, the second's tables in PostgreSQL schema
+    ``tax_google`` (an engine with ``schema_translate_map``): each migrated in its own schema,
+    with its own version table."""
+    taxonomy = ALL_SCHEMAS["taxonomy"]
+    engine = open_engine(postgres_url)
+    try:
+        ensure_schema(engine, taxonomy)
+        with engine.begin() as conn:
+            conn.execute(text('CREATE SCHEMA "tax_google"'))
+        other = engine.execution_options(schema_translate_map={None: "tax_google"})
+        assert state(other, taxonomy).current is None  # not the default schema's history
+        ensure_schema(other, taxonomy)
+        assert state(other, taxonomy).current == head(taxonomy)
+        found = set(inspect(engine).get_table_names(schema="tax_google"))
+        assert {"taxonomy_head", "taxonomy_versions", "alembic_version_taxonomy"} <= found
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version FROM tax_google.taxonomy_head")).all() == [(0,)]
+    finally:
+        engine.dispose()

@@ -165,8 +165,20 @@ def _known(name: str) -> frozenset[str]:
 
 
 # ---- reading --------------------------------------------------------------------------------
+def namespace(conn: Connection) -> str | None:
+    """The PostgreSQL schema a store's unqualified tables go to on this connection (an engine
+    with ``schema_translate_map={None: "…"}``: several stores with the same table names in
+    one database); None: the default schema. Its version table lives there too."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    found = translate.get(None)
+    return str(found) if found else None
+
+
 def _current(conn: Connection, schema: StoreSchema) -> str | None:
-    heads = MigrationContext.configure(conn, opts={"version_table": schema.version_table}).get_current_heads()
+    ctx = MigrationContext.configure(conn, opts={
+        "version_table": schema.version_table, "version_table_schema": namespace(conn),
+    })
+    heads = ctx.get_current_heads()
     return heads[0] if heads else None
 
 
@@ -174,7 +186,7 @@ def _state(conn: Connection, schema: StoreSchema) -> SchemaState:
     current = _current(conn, schema)
     legacy = False
     if current is None:
-        tables = set(inspect(conn).get_table_names())
+        tables = set(inspect(conn).get_table_names(schema=namespace(conn)))
         legacy = bool(tables & set(schema.metadata.tables))
     return SchemaState(schema.name, current, head(schema), legacy,
                        current is None or current in _known(schema.name))
@@ -269,12 +281,13 @@ def _existing(kind: str, table: str) -> set[str]:
 
     if context.is_offline_mode():
         return set()
-    inspector = inspect(op.get_bind())
+    bind = op.get_bind()
+    inspector, where = inspect(bind), namespace(bind)
     if kind == "tables":
-        return set(inspector.get_table_names())
+        return set(inspector.get_table_names(schema=where))
     if kind == "columns":
-        return {c["name"] for c in inspector.get_columns(table)}
-    return {i["name"] for i in inspector.get_indexes(table) if i["name"]}
+        return {c["name"] for c in inspector.get_columns(table, schema=where)}
+    return {i["name"] for i in inspector.get_indexes(table, schema=where) if i["name"]}
 
 
 def adopt_table(name: str, *elements: Any, indexes: Sequence[tuple[str, Sequence[str], bool]] = ()) -> bool:

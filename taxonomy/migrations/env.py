@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from taxonomy.migrations import StoreSchema, include_name
+from taxonomy.migrations import StoreSchema, include_name, namespace
 
 cfg = context.config
 schema: StoreSchema = cfg.attributes["schema"]
@@ -24,6 +24,7 @@ if context.is_offline_mode():
 else:
     # the caller's connection, inside its transaction (and schema lock): begin_transaction
     # below adds none of its own
-    context.configure(connection=cfg.attributes["connection"], **options)
+    connection = cfg.attributes["connection"]
+    context.configure(connection=connection, version_table_schema=namespace(connection), **options)
     with context.begin_transaction():
         context.run_migrations()
