@@ -205,7 +205,7 @@ class JobStore:
     def __init__(self, location: Path | str, staging: Path | None = None, *, batch_size: int = 32) -> None:
         """``location``: the jobs database, a SQLite file (a Path) or a database URL
         (:func:`serve.database.open_engine`); ``staging``: the directory where uploads are
-        staged (``<data_dir>/jobs``; None: this store takes no uploads, e.g. ``db upgrade``);
+        staged (``<data_dir>/jobs``; None: this store takes no uploads);
         ``batch_size``: products per batch of the jobs committed here."""
         self.staging = staging
         self.batch_size = batch_size
