@@ -169,6 +169,23 @@ def test_db_current_and_upgrade_report_each_store(data_dir: Path) -> None:
     assert sql.exit_code == 1 and "needs a shared database" in sql.output
 
 
+def test_db_upgrade_adopts_the_crosswalk_and_named_taxonomy_files(data_dir: Path) -> None:
+    """crosswalks.db and taxonomies/NAME.db, as a release before migrations made them."""
+    (data_dir / "taxonomies").mkdir(parents=True)
+    for path, schema in ((data_dir / "crosswalks.db", ALL_SCHEMAS["crosswalks"]),
+                         (data_dir / "taxonomies" / "google.db", ALL_SCHEMAS["taxonomy"])):
+        engine = open_engine(path)
+        schema.metadata.create_all(engine)
+        engine.dispose()
+    done = runner.invoke(app, ["db", "upgrade"])
+    assert done.exit_code == 0, done.output
+    lines = {line.split()[0]: line for line in done.output.splitlines() if line.strip()}
+    assert "pre-migrations (no version table) -> crosswalks_0001" in lines["crosswalks"]
+    assert "pre-migrations (no version table) -> taxonomy_0001" in lines["taxonomy:google"]
+    now = runner.invoke(app, ["db", "current"])
+    assert now.exit_code == 0 and now.output.count("at head") == 7, now.output
+
+
 def test_cli_refuses_a_newer_schema_and_a_pending_one_without_auto_upgrade(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
