@@ -318,3 +318,15 @@ def test_a_store_in_its_own_postgresql_schema_has_its_own_history(postgres_url: 
             assert conn.execute(text("SELECT version FROM tax_google.taxonomy_head")).all() == [(0,)]
     finally:
         engine.dispose()
+
+
+def test_doctor_reports_the_schema(data_dir: Path) -> None:
+    from serve.cli.doctor_cmd import _schema_row
+    from serve.settings import load_settings
+
+    assert _schema_row(load_settings()) == ("upgrade pending (taxonomy, keys, feedback, review, jobs): upgraded at "
+                                            "the next start", True)
+    strict = load_settings(database={"auto_upgrade": False})
+    assert _schema_row(strict)[1] is False and "run `tagsmith db upgrade`" in _schema_row(strict)[0]
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert _schema_row(strict) == ("at head (5 stores)", True)
