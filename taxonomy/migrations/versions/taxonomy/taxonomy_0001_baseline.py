@@ -51,9 +51,11 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['version'], ['taxonomy_versions.version'], ),
         sa.PrimaryKeyConstraint('version', 'seq'),
     )
-    if context.is_offline_mode() or op.get_bind().execute(sa.text("SELECT 1 FROM taxonomy_head")).first() is None:
-        op.bulk_insert(sa.table("taxonomy_head", sa.column("id", sa.Integer), sa.column("version", sa.Integer)),
-                       [{"id": 1, "version": 0}])
+    # the one head row (through a Table: a schema_translate_map applies to it, not to SQL
+    # text nor to a lightweight sa.table)
+    head = sa.Table("taxonomy_head", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("version", sa.Integer))
+    if context.is_offline_mode() or op.get_bind().execute(sa.select(head.c.id)).first() is None:
+        op.bulk_insert(head, [{"id": 1, "version": 0}])
 
 
 def downgrade() -> None:
