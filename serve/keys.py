@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 
 from serve.database import is_unavailable, open_engine, ping
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 #: what a key may do; ``admin`` implies every other scope
 SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
@@ -69,6 +69,9 @@ keys_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+#: the store's schema: its history in taxonomy/migrations/versions/keys/
+SCHEMA = StoreSchema("keys", metadata)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class KeyStore:
         ``outage_ttl_s``: while the database is unreachable, :meth:`verify` accepts a key it
         verified in the database within that many seconds (0: never; ``auth.outage_key_ttl_s``)."""
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
         self.outage_ttl_s = outage_ttl_s
         self._clock = clock
         # sha256 of the presented key -> (its record, when the database last said it is active)

@@ -330,6 +330,13 @@ class DatabaseSettings(BaseModel):
         "feedback.db, review.db, jobs/jobs.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
         "password): never shown in errors or logs",
     )
+    auto_upgrade: bool = Field(
+        default=True,
+        description="upgrade the stores' schemas (migrations) when the service or a CLI command starts, "
+        "serialised so that replicas starting together upgrade once; false: a pending upgrade refuses the "
+        "start until `tagsmith db upgrade` has run (a release step). A database newer than the code is "
+        "refused either way",
+    )
 
     @field_validator("url")
     @classmethod

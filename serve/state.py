@@ -38,11 +38,13 @@ from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
+from serve.migrations import prepare as prepare_schemas
 from serve.review import ReviewEnqueuer, ReviewStore
 from serve.runtime import build_runtime, open_index_store
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
 from taxonomy.crosswalk_catalog import CrosswalkCatalog
+from taxonomy.migrations import SchemaError
 
 __all__ = ["AppState", "Services", "StartupRefused", "auth_problem", "load_services", "open_state"]
 
@@ -71,6 +73,10 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     private_data_dir(settings.data_dir)
+    try:  # every store's schema at the head first (database.auto_upgrade), or no start
+        prepare_schemas(settings)
+    except SchemaError as exc:
+        raise StartupRefused(str(exc)) from None
     keys = KeyStore(settings.store_location("keys"), outage_ttl_s=settings.auth.outage_key_ttl_s)
     problem = auth_problem(settings, keys)
     if problem is not None:

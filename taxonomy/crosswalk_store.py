@@ -34,8 +34,9 @@ from sqlalchemy.exc import IntegrityError
 
 from taxonomy.crosswalk import Crosswalk, CrosswalkDocument, CrosswalkVersionInfo, check_name
 from taxonomy.errors import StaleVersion
+from taxonomy.migrations import StoreSchema, ensure_schema
 from taxonomy.model import paused_gc
-from taxonomy.schema import create_schema, make_engine
+from taxonomy.schema import make_engine
 
 metadata = MetaData()
 
@@ -61,6 +62,9 @@ crosswalk_versions_table = Table(
     Column("document", LargeBinary, nullable=False),  # gzip of the CrosswalkDocument's JSON
 )
 
+#: the store's schema: its history in taxonomy/migrations/versions/crosswalks/
+SCHEMA = StoreSchema("crosswalks", metadata)
+
 _INFO_COLUMNS = [c for c in crosswalk_versions_table.c if c.name != "document"]
 
 
@@ -79,7 +83,7 @@ class CrosswalkStore:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Crosswalk] = OrderedDict()
         self._cache_size = cache_size
-        create_schema(self._engine, metadata)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     # ---- reading ------------------------------------------------------------------------
     def heads(self) -> dict[str, int]:

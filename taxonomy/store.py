@@ -31,14 +31,14 @@ from taxonomy.editor import apply_edits, coerce_edits
 from taxonomy.edits import EDIT_LIST, Edit
 from taxonomy.errors import EditRejected, EmptyStore, StaleVersion, TaxonomyError, UnknownVersion
 from taxonomy.formats import read_document
+from taxonomy.migrations import ensure_schema
 from taxonomy.model import TaxonomyDocument, paused_gc
 from taxonomy.schema import (
+    SCHEMA,
     checkpoints_table,
-    create_schema,
     edits_table,
     head_table,
     make_engine,
-    metadata,
     versions_table,
 )
 from taxonomy.snapshot import Snapshot
@@ -102,7 +102,7 @@ class TaxonomyStore:
         self._comparisons: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._comparison_cache = comparison_cache
         self._inflight: dict[object, threading.Lock] = {}
-        self._create_schema()
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
         self.refresh()
 
     # ---- reading ------------------------------------------------------------------------
@@ -312,15 +312,6 @@ class TaxonomyStore:
         self.close()
 
     # ---- internals ----------------------------------------------------------------------
-    def _create_schema(self) -> None:
-        def head_row(conn: Connection) -> None:
-            # in create_schema's transaction: under SQLite's write lock / PostgreSQL's
-            # advisory lock, so processes opening a new store together make one head row
-            if conn.execute(select(head_table.c.version)).first() is None:
-                conn.execute(insert(head_table).values(id=1, version=0))
-
-        create_schema(self._engine, metadata, head_row)
-
     def _read_head(self, conn: Connection) -> int:
         return int(conn.execute(select(head_table.c.version).where(head_table.c.id == 1)).scalar_one())
 

@@ -135,7 +135,7 @@ def test_only_an_unreachable_or_locked_database_counts_as_unavailable(tmp_path: 
 
 def test_replicas_starting_together_create_and_migrate_the_schema_once(database_url: str) -> None:
     """Eight "replicas" open every store at the same moment on an empty database (and the
-    stores' column-adding steps run): none fails on a table or column another one made."""
+    stores migrate their schemas under one lock): none fails on a table or column another one made."""
     import threading
 
     from serve.feedback import FeedbackStore

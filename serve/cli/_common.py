@@ -114,6 +114,31 @@ def settings() -> Settings:
         fail(f"invalid configuration: {exc}", 2)
 
 
+def store_settings() -> Settings:
+    """:func:`settings`, for a command that opens the service's stores: the data directory
+    made private and every store's schema at the head (upgraded now when
+    ``database.auto_upgrade`` allows: serve/migrations.py); a schema this code cannot use
+    fails the command with the reason, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serve.database import safe_url
+    from serve.filemodes import private_data_dir
+    from serve.migrations import prepare
+    from taxonomy.migrations import SchemaError
+
+    s = settings()
+    private_data_dir(s.data_dir)
+    try:
+        prepare(s)
+    except SchemaError as exc:
+        fail(f"refusing to start: {exc}", 2)
+    except SQLAlchemyError as exc:
+        where = safe_url(s.database.url_value) if s.database.url_value else str(s.data_dir)
+        fail(f"the database ({where}) is unreachable or refused the schema: {type(exc).__name__}: "
+             f"{str(exc).splitlines()[0]}", 2)
+    return s
+
+
 class StepProgress:
     """Start-up steps drawn as rich progress lines on stderr (stdout stays clean for
     ``--json``). Nothing is drawn until the first :meth:`step`; each step keeps its line

@@ -21,7 +21,7 @@ from serve.cli._common import (
     VersionMessageOpt,
     console,
     fail,
-    settings,
+    store_settings,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def open_catalog() -> Iterator[CrosswalkCatalog]:
     from taxonomy.crosswalk_catalog import MissingTaxonomy
     from taxonomy.crosswalk_store import UnknownCrosswalk
 
-    s = settings()
+    s = store_settings()
     private_data_dir(s.data_dir)
     with TaxonomyStore(s.taxonomy_db_url) as store, open_crosswalk_catalog(s, store) as catalog:
         try:

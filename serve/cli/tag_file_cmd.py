@@ -33,7 +33,7 @@ from serve.cli._common import (
     console,
     err_console,
     fail,
-    settings,
+    store_settings,
 )
 from serve.settings import Settings
 
@@ -145,7 +145,7 @@ def tag_file(
     if todo:
         try:
             with StepProgress() as progress:
-                config = bulk_settings(settings())  # the embedder on its bulk runtime
+                config = bulk_settings(store_settings())  # the embedder on its bulk runtime; schemas checked
                 wanted = config.tagging.attributes if selection is None else selection
                 # the ray engine too: it prepares the data directory (a first start's seeding
                 # and index) once, before the workers load it, and checks the flags below

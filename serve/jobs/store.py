@@ -73,10 +73,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -86,7 +84,7 @@ from retrieval.durable import complete_lines
 from serve.database import database_time, open_engine
 from serve.jobs.input import JobItem
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 JobState = Literal["queued", "running", "completed", "cancelled", "failed"]
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
@@ -156,6 +154,9 @@ results_table = Table(
     UniqueConstraint("job_id", "custom_id", name="uq_job_results_custom_id"),
 )
 
+#: the store's schema: its history in taxonomy/migrations/versions/jobs/
+SCHEMA = StoreSchema("jobs", metadata)
+
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -207,7 +208,7 @@ class JobStore:
     def __init__(self, location: Path | str, staging: Path | None = None, *, batch_size: int = 32) -> None:
         """``location``: the jobs database, a SQLite file (a Path) or a database URL
         (:func:`serve.database.open_engine`); ``staging``: the directory where uploads are
-        staged (``<data_dir>/jobs``; None: this store takes no uploads, e.g. ``db upgrade``);
+        staged (``<data_dir>/jobs``; None: this store takes no uploads);
         ``batch_size``: products per batch of the jobs committed here."""
         self.staging = staging
         self.batch_size = batch_size
@@ -215,7 +216,7 @@ class JobStore:
             staging.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             staging.chmod(DIR_MODE)  # also when an older version created it world-readable
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata, _migrate)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -571,13 +572,6 @@ class JobStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-
-def _migrate(conn: Connection) -> None:
-    """Add the columns a database made by an older tagsmith lacks."""
-    have = {c["name"] for c in inspect(conn).get_columns("jobs")}
-    if "review" not in have:
-        conn.execute(text("ALTER TABLE jobs ADD COLUMN review INTEGER"))
 
 
 class StagedJob:
