@@ -129,7 +129,7 @@ def scan_file(path: Path, done: IdSet) -> FileScan:
             if problem is not None or product is None:
                 invalid += 1
             else:
-                yield product.id
+                yield str(product.id)
 
     distinct, twice, repeats = repeated(digest_array(ids()))
     return FileScan(products=len(distinct), done=distinct.count_in(done), bad=invalid + repeats, repeated=twice)
@@ -148,7 +148,7 @@ def stream_todo(
         if problem is not None or product is None:
             on_bad({"line": lineno, "error": problem})
             continue
-        digest = id_digest(product.id)
+        digest = id_digest(str(product.id))
         if digest in scan.repeated:
             if digest in first_line:
                 on_bad({"line": lineno, "error": f"duplicate id {product.id!r} (first on line {first_line[digest]})"})
