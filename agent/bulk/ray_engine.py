@@ -19,8 +19,10 @@ only a finished task's output is delivered.
 
 Local mode (no ``address``) starts a private Ray instance with ``workers`` CPUs and a small
 object store; ``address="auto"`` joins a running cluster, ``"ray://host:10001"`` goes
-through Ray Client. On a cluster every worker builds its tagging from the same settings, so
-the data directory must be readable there (shared storage or a copy).
+through Ray Client, ``"HOST:PORT"`` joins the cluster whose head listens there. On a cluster
+every worker builds its tagging from the same settings, so the data directory must be
+readable there (shared storage or a copy; README "On a Ray cluster"); the feeder actor runs
+on the driver's node.
 
 ``ray`` is an optional extra (``pip install 'tagsmith[ray]'``): imported only here, lazily.
 """
@@ -172,7 +174,8 @@ class _Feeder:
     async def get(self, index: int) -> Any:
         if index < self._released:
             raise RuntimeError(f"chunk {index} was already released")
-        await self._event(index).wait()
+        if self._error is None:  # (fail() sets every event that exists: none is missed)
+            await self._event(index).wait()
         if self._error is not None:
             raise RuntimeError(f"the driver stopped feeding: {self._error}")
         return self._chunks[index]

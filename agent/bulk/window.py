@@ -123,7 +123,13 @@ class FeedWindow(Generic[P, R]):
         return out_products, out_results
 
     def finish(self) -> None:
-        """The engine's output ended: everything read must have come back."""
+        """The engine's output ended: wait for the producer to reach the stream's end (what
+        follows the last product is read too: bad lines, the stream's own checks), re-raise its
+        failure; everything pushed must have come back."""
+        with self._cond:
+            # nothing out: the producer is not waiting for room, it reads on to the end
+            while not (self._pending or self._chunks or self._finished or self._error is not None or self._closed):
+                self._cond.wait()
         self.check()
         with self._cond:
             missing = self._pending or self._chunks or not self._finished

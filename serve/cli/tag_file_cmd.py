@@ -8,9 +8,16 @@ and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields, 
 ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their line number
 and counted at the end (exit code 1 when there were any).
 
+Nothing grows with the file: two streamed passes over the input (:mod:`agent.bulk.source`: count,
+then tag in file order), the ids already written and the repeated ones as 16-byte digests
+(:mod:`agent.bulk.ids`), OUT read back a line at a time, the errors file appended as bad lines
+are met. When stdout is not a terminal, a progress line goes to stderr every
+``--progress-every`` seconds (:mod:`serve.cli.progress_log`).
+
 ``--engine ray`` tags on Ray Data actors (:mod:`agent.bulk.ray_engine`), each loading the
-runtime once; this process stays the only writer, appending results in input order as they
-arrive, so the output, the resume and the exactly-once guarantee are the same.
+runtime once, fed from this process through a bounded window; this process stays the only
+reader and writer, appending results in input order as they arrive, so the output, the resume
+and the exactly-once guarantee are the same.
 """
 
 from __future__ import annotations

@@ -164,3 +164,30 @@ def test_a_file_changed_between_the_passes_is_an_error(tmp_path: Path) -> None:
     _write(src, [{"id": "a", "title": "x"}])
     with pytest.raises(InputChangedError, match="1 products left to tag, 2 counted"):
         list(stream_todo(src, IdSet.of([]), scan, lambda bad: None))
+
+
+def test_finish_waits_for_the_stream_end_and_its_verdict() -> None:
+    """The last results can arrive before the producer has read past the last product: finish()
+    waits for the stream's end and reports what it found there."""
+    gate = threading.Event()
+
+    def stream() -> Iterator[int]:
+        yield 0
+        gate.wait(5)  # the tail of the file (bad lines, the count check) read late
+        raise InputChangedError("fewer products than counted")
+
+    window: FeedWindow[int, str] = FeedWindow(stream(), chunk_size=1, capacity=2)
+    feeder = threading.Thread(target=_quiet_feed, args=(window,), daemon=True)
+    feeder.start()
+    while window.products_held == 0:
+        time.sleep(0.001)
+    assert window.deliver([0], ["r0"]) == ([0], ["r0"])
+    threading.Timer(0.05, gate.set).start()
+    with pytest.raises(InputChangedError):
+        window.finish()
+    feeder.join(timeout=5)
+
+
+def _quiet_feed(window: FeedWindow[int, str]) -> None:
+    with contextlib.suppress(InputChangedError):
+        window.feed(lambda i, chunk: None)
