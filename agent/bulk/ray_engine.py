@@ -3,10 +3,10 @@
 ``map_batches`` runs :class:`_TagWorker` actors: each calls the :data:`TaggingFactory` once
 (embedder, example index, lexical model, LLM client) and then tags batch after batch. The
 input is **streamed**: a feeder thread in the driver reads the products a chunk at a time
-(``CHUNK_BATCHES`` batches) into a :class:`_Feeder` actor, from which a Ray Data datasource's
-read tasks (one per chunk, holding only its index) take them; the driver keeps at most
-:func:`window_chunks` chunks out (:class:`agent.bulk.window.FeedWindow`), so its memory does
-not grow with the input. The results come back **in input order** (``preserve_order``, and
+(a batch; more when the run has over :data:`MAX_READ_TASKS` batches) into a :class:`_Feeder`
+actor, from which a Ray Data datasource's read tasks (one per chunk, holding only its index)
+take them; the driver keeps at most :func:`window_chunks` chunks out
+(:class:`agent.bulk.window.FeedWindow`), so its memory does not grow with the input. The results come back **in input order** (``preserve_order``, and
 the window's bounded reorder buffer behind it), so a caller that appends each batch as it
 arrives writes the same file, line for line, as the single-process path.
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import resource
 import threading
@@ -237,18 +238,27 @@ def _feed_source(feeder: Any, total: int, chunk_size: int, batch_size: int) -> A
     return FeedSource()  # type: ignore[no-untyped-call]
 
 
-#: products per read task, in batches: what the driver hands Ray at once (a chunk), and what a
-#: worker killed mid-run may redo
-CHUNK_BATCHES = 8
-#: at least this many chunks in the window (more with more workers: 2 per worker)
+#: read tasks at most in one run: Ray Data puts every read task (a chunk's index) in its object
+#: store when the run starts, so their number is capped; below the cap a chunk is one batch
+MAX_READ_TASKS = 20_000
+#: batches handed out ahead of the results, per worker (Ray queues a few per actor)
+WINDOW_BATCHES_PER_WORKER = 8
+#: at least this many chunks in the window (more than the two read tasks running at once)
 MIN_WINDOW_CHUNKS = 4
 
 
-def window_chunks(workers: int) -> int:
-    """Chunks the driver hands out ahead of the results: enough to keep every worker busy
-    (Ray queues a few batches per actor), bounded so that the driver holds
-    ``window_chunks × CHUNK_BATCHES × batch_size`` products at most, whatever the input."""
-    return max(MIN_WINDOW_CHUNKS, 2 * workers)
+def chunk_batches(total: int, batch_size: int) -> int:
+    """Batches per chunk (per read task): 1 (a block per batch, what a killed worker redoes)
+    unless the run has more than :data:`MAX_READ_TASKS` batches."""
+    batches = math.ceil(total / batch_size)
+    return max(1, math.ceil(batches / MAX_READ_TASKS))
+
+
+def window_chunks(workers: int, batches_per_chunk: int) -> int:
+    """Chunks the driver hands out ahead of the results: enough to keep every worker busy,
+    bounded so that the driver holds at most ``window_chunks × batches_per_chunk × batch_size``
+    products (plus the chunk being read), whatever the input's size."""
+    return max(MIN_WINDOW_CHUNKS, math.ceil(WINDOW_BATCHES_PER_WORKER * workers / batches_per_chunk))
 
 
 def tag_on_ray(
@@ -286,9 +296,10 @@ def tag_on_ray(
         context.execution_options.preserve_order = True  # results in input order
         context.enable_progress_bars = False
         size = workers or cluster_cpus()
-        chunk_size = batch_size * CHUNK_BATCHES
+        per_chunk = chunk_batches(total, batch_size)
+        chunk_size = batch_size * per_chunk
         feeder: Any = ray.remote(num_cpus=0, scheduling_strategy=_driver_node())(_Feeder).remote()
-        window = FeedWindow(products, chunk_size=chunk_size, capacity=window_chunks(size))
+        window = FeedWindow(products, chunk_size=chunk_size, capacity=window_chunks(size, per_chunk))
 
         def push(index: int, chunk: list[Product]) -> None:
             start = index * chunk_size
