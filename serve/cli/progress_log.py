@@ -32,6 +32,7 @@ class ProgressLog:
         self._clock = clock
         self._start = clock()
         self._last = self._start
+        self._last_count = 0
 
     def line(self, now: float) -> str:
         done = self.already + self.count
@@ -48,9 +49,10 @@ class ProgressLog:
             return
         now = self._clock()
         if now - self._last >= self.every_s:
-            self._last = now
+            self._last, self._last_count = now, self.count
             self._write(self.line(now))
 
     def final(self) -> None:
-        if self.every_s > 0:
+        """The last line, unless the last one written already said it all."""
+        if self.every_s > 0 and self.count != self._last_count:
             self._write(self.line(self._clock()))
