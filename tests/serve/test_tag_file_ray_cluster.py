@@ -2,7 +2,7 @@
 driver (`ray start --head` on loopback, 2 CPUs, from the venv's `ray`), 240 MWPD products
 tagged through it, the output equal to the single-process path's id by id, in input order.
 
-The cluster is ours alone: its own temp dir and ports (GCS, Ray Client, the dashboard agent),
+The cluster is ours alone: its own temp dir, ports (GCS, the dashboard agent) and authentication token,
 started in its own session and stopped by killing exactly that session's processes (and any
 that left it), bounded. Not `ray stop`: it kills every Ray process of the machine, other
 runs' clusters included. Hashing embedder and the shop index: this is about the engine's
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,14 @@ if os.environ.get("CI") != "true":
 
 BIN = Path(sys.executable).parent
 N, BATCH = 240, 20
-ENV = {**HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "hybrid", "RAY_DISABLE_USAGE_STATS": "1"}
+ENV = {
+    **HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "hybrid", "RAY_DISABLE_USAGE_STATS": "1",
+    # Ray 2.60 turns token authentication on when ~/.ray/auth_token exists (a local ray.init
+    # writes one): the head and the driver share an explicit token of their own instead
+    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    # loopback only: Ray otherwise swaps 127.0.0.1 for the machine's address
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
 
 
 def _products() -> list[dict[str, Any]]:
@@ -76,7 +84,7 @@ def ray_head(env: dict[str, str]) -> Iterator[str]:
         head = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--num-cpus", "2", "--disable-usage-stats", "--include-dashboard=false", "--temp-dir", str(temp),
-             "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+             "--dashboard-agent-listen-port", str(free_port()),
              "--object-store-memory", str(256 * 1024 * 1024)],
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
