@@ -9,6 +9,7 @@ runs another checkout's code with the same command (e.g. the commit before strea
 
     .venv/bin/python -m evals.benchmarks.bulk_memory --n 20000 --engine ray --workers 2
     .venv/bin/python -m evals.benchmarks.bulk_memory --n 20000 --engine ray --workers 2 --checkout ../old
+    .venv/bin/python -m evals.benchmarks.bulk_memory --n 20000 --heap   # Python heap: lists vs streaming
 """
 
 from __future__ import annotations
@@ -52,6 +53,34 @@ def tag_file(checkout: Path, data_dir: Path, src: Path, out: Path, extra: list[s
     return {"exit": proc.returncode, "wall_s": round(time.monotonic() - started, 1), "driver_peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
+def heap(src: Path) -> dict[str, Any]:
+    """Python heap (tracemalloc) held for the products to tag: all of them in lists
+    (:func:`agent.bulk.plan_file`, what the driver held before it streamed) against the two
+    streamed passes (:func:`agent.bulk.scan_file` then :func:`agent.bulk.stream_todo`)."""
+    import gc
+    import tracemalloc
+
+    from agent.bulk import IdSet, plan_file, scan_file, stream_todo
+
+    gc.collect()
+    tracemalloc.start()
+    plan = plan_file(src, [])
+    held = tracemalloc.get_traced_memory()[0]
+    del plan
+    gc.collect()
+    tracemalloc.stop()
+    tracemalloc.start()
+    done = IdSet.of([])
+    scan = scan_file(src, done)
+    scan_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    n = sum(1 for _ in stream_todo(src, done, scan, lambda bad: None))
+    stream_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"products": n, "lists_mb": round(held / 1e6, 1), "lists_bytes_per_product": round(held / max(n, 1)),
+            "scan_peak_mb": round(scan_peak / 1e6, 2), "stream_peak_mb": round(stream_peak / 1e6, 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20000)
@@ -60,10 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--checkout", type=Path, default=REPO, help="the code to run (default: this one)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/tagsmith-bulk-memory"))
+    parser.add_argument("--heap", action="store_true", help="only the in-process heap: lists against streaming")
     args = parser.parse_args(argv)
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
+    if args.heap:
+        print(json.dumps({"n": args.n, **heap(catalog(args.n, work))}))
+        return
     data_dir = work / "data"
     if not data_dir.exists():  # a first start seeds the default taxonomy and its index
         one = work / "one.jsonl"
