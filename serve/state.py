@@ -31,8 +31,9 @@ from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.crosswalk_tags import add_crosswalk
+from serve.crosswalks import open_crosswalk_catalog
 from serve.feedback import FeedbackStore
-from serve.filemodes import private_data_dir, private_db_file
+from serve.filemodes import private_data_dir
 from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
@@ -70,7 +71,7 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     private_data_dir(settings.data_dir)
-    keys = KeyStore(settings.store_location("keys"))
+    keys = KeyStore(settings.store_location("keys"), outage_ttl_s=settings.auth.outage_key_ttl_s)
     problem = auth_problem(settings, keys)
     if problem is not None:
         keys.close()
@@ -136,7 +137,7 @@ def load_services(state: AppState) -> Services:
     except BaseException:
         index_store.close()
         raise
-    crosswalks = CrosswalkCatalog(settings.data_dir, runtime.store, prepare_file=private_db_file)
+    crosswalks = open_crosswalk_catalog(settings, runtime.store)
 
     def close() -> None:
         crosswalks.close()

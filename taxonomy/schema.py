@@ -90,6 +90,29 @@ def create_schema(engine: Engine, meta: MetaData, migrate: Callable[[Connection]
             migrate(conn)
 
 
+def namespaced(engine: Engine, namespace: str) -> Engine:
+    """``engine`` (the same connection pool) with every unqualified table in PostgreSQL schema
+    ``namespace``, which is created if missing (under the schema advisory lock, so processes
+    doing it together do not collide): several stores with the same table names in one
+    database, e.g. the taxonomies a crosswalk maps to next to the tagging taxonomy. PostgreSQL
+    only (SQLite keeps such stores in files of their own)."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError(f"schemas per store need PostgreSQL, not {engine.dialect.name}")
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
+    return engine.execution_options(schema_translate_map={None: namespace})
+
+
+def schema_exists(engine: Engine, namespace: str) -> bool:
+    """Whether PostgreSQL schema ``namespace`` exists (:func:`namespaced`), creating nothing."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"), {"name": namespace}
+        ).first()
+    return found is not None
+
+
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, ``synchronous=FULL``, a busy timeout and explicit BEGINs."""
     parsed = make_url(url)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map, value_migration_map
 from taxonomy.editor import apply_edits, coerce_edits
@@ -81,12 +81,15 @@ def _weight(snapshot: Snapshot) -> int:
 
 class TaxonomyStore:
     def __init__(
-        self, url: str, *, checkpoint_every: int = 50, history_budget: int = HISTORY_BUDGET,
+        self, url: str | Engine, *, checkpoint_every: int = 50, history_budget: int = HISTORY_BUDGET,
         comparison_cache: int = COMPARISON_CACHE,
     ) -> None:
-        self.url = url
+        """``url``: a database URL (this store makes and disposes its engine), or an engine
+        shared with others (e.g. :func:`taxonomy.schema.namespaced`; left open at close)."""
+        self._owns_engine = isinstance(url, str)
+        self._engine = make_engine(url) if isinstance(url, str) else url
+        self.url = url if isinstance(url, str) else self._engine.url.render_as_string(hide_password=True)
         self.checkpoint_every = max(1, checkpoint_every)
-        self._engine = make_engine(url)
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._lock = threading.RLock()  # writers and refreshers; readers never take it
         self._current: Snapshot | None = None
@@ -299,7 +302,8 @@ class TaxonomyStore:
         return self.import_document(read_document(path, format), **kwargs)
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def __enter__(self) -> TaxonomyStore:
         return self

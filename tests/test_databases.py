@@ -79,6 +79,7 @@ def test_db_upgrade_makes_every_table_and_adds_missing_columns(
     tables = set(inspect(engine).get_table_names())
     assert {"taxonomy_head", "taxonomy_versions", "api_keys", "feedback", "review_items"} <= tables
     assert {"index_generations", "index_files", "index_blobs", "ui_sessions"} <= tables  # database only
+    assert {"crosswalk_heads", "crosswalk_versions"} <= tables  # crosswalks: in the database when it is set
     assert "attribute_values" in {c["name"] for c in inspect(engine).get_columns("feedback")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM feedback")).scalars().all() == ["fb_old"]

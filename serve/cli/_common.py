@@ -67,12 +67,11 @@ class CrosswalkFlag:
     """``--crosswalk NAME`` for ``tag`` and ``tag-file``: the data directory's crosswalks,
     opened once for the run (None: the flag was not given, results pass unchanged)."""
 
-    def __init__(self, runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
-        from serve.filemodes import private_db_file
-        from taxonomy.crosswalk_catalog import CrosswalkCatalog
+    def __init__(self, runtime_store: TaxonomyStore, config: Settings, name: str | None) -> None:
+        from serve.crosswalks import open_crosswalk_catalog
 
         self.name = name
-        self._catalog = None if name is None else CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file)
+        self._catalog = None if name is None else open_crosswalk_catalog(config, runtime_store)
 
     def check(self) -> None:
         """Fail the command (before any tagging) when NAME is no usable crosswalk."""

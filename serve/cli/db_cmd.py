@@ -10,16 +10,21 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _create_shared_tables(url: str) -> None:
-    """The tables of what only a shared database holds: index generations, UI sessions."""
+    """The tables of what only a shared database holds: index generations, UI sessions,
+    crosswalks (the taxonomies they map to get their tables when first imported)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from retrieval.generations_db import DatabaseGenerations
     from serve.database import open_engine
     from serve.ui.session_db import DatabaseSessionStore
+    from taxonomy.crosswalk_store import CrosswalkStore
 
     try:
         DatabaseGenerations(open_engine(url)).close()
         DatabaseSessionStore(open_engine(url)).close()
+        engine = open_engine(url)
+        CrosswalkStore(engine).close()
+        engine.dispose()
     except SQLAlchemyError as exc:
         fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 

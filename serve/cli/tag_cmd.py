@@ -59,7 +59,7 @@ def tag(
         fail(str(exc))
     try:
         check_selection(runtime.tagger.snapshot, selection)
-        with CrosswalkFlag(runtime.store, config.data_dir, crosswalk) as second:
+        with CrosswalkFlag(runtime.store, config, crosswalk) as second:
             second.check()  # an unknown name fails before tagging
             result = second.add([runtime.tagger.tag(product)])[0]
     finally:

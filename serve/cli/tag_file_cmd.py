@@ -202,7 +202,7 @@ def tag_file(
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
-            second = CrosswalkFlag(runtime.store, config.data_dir, crosswalk)
+            second = CrosswalkFlag(runtime.store, config, crosswalk)
             second.check()  # an unknown name fails before tagging
             if engine == "ray":
                 from agent.bulk.ray_engine import RayRunStats, tag_on_ray

@@ -22,7 +22,10 @@ transaction that first checks that the job is still active and the lease token s
 own (:meth:`JobStore.complete`). A worker killed mid-batch writes nothing; its lease expires
 and another worker (of any replica) takes the batch. A worker that lost its lease (it stalled
 longer than ``lease_s``) finds its token replaced and writes nothing either. Lease times are
-the replicas' clocks (seconds since the epoch): keep them synchronised well within ``lease_s``.
+the database server's clock (:func:`serve.database.database_time`, seconds since the epoch),
+read in the claiming or extending transaction, never a replica's own: a replica whose clock
+runs ahead cannot take a batch whose lease still runs, nor one whose clock lags keep a lease
+past ``lease_s`` without heartbeats.
 
 **Results in input order.** ``job_results.seq`` is the input line's number. While a job is
 active, :meth:`JobStore.read_results` returns the results of the complete prefix of the
@@ -80,7 +83,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from retrieval.durable import complete_lines
-from serve.database import open_engine
+from serve.database import database_time, open_engine
 from serve.jobs.input import JobItem
 from serve.sqlite import utc
 from taxonomy.schema import create_schema
@@ -381,11 +384,11 @@ class JobStore:
     def claim(self, owner: str, lease_s: float, *, now: float | None = None) -> Lease | None:
         """Take the first pending batch (oldest active job first) whose lease is free or
         expired, for ``lease_s`` seconds; None when there is none. Never the same batch to
-        two claimers while a lease runs."""
-        now = time.time() if now is None else now
+        two claimers while a lease runs. ``now``: the database's clock unless given (tests)."""
         b, j = batches_table, jobs_table
-        free = or_(b.c.lease_until <= now, b.c.lease_token.is_(None))
         with self._write() as conn:
+            now = database_time(conn) if now is None else now
+            free = or_(b.c.lease_until <= now, b.c.lease_token.is_(None))
             row = conn.execute(
                 select(b.c.job_id, b.c.batch, b.c.first_seq, b.c.end_seq, j.c.state)
                 .join(j, j.c.id == b.c.job_id)
@@ -414,10 +417,11 @@ class JobStore:
 
     def extend(self, lease: Lease, lease_s: float, *, now: float | None = None) -> bool:
         """Extend a held lease to ``now + lease_s``; False when it is no longer held (taken
-        by another worker after it expired, or the batch is done)."""
-        now = time.time() if now is None else now
+        by another worker after it expired, or the batch is done). ``now``: the database's clock
+        unless given (tests)."""
         b = batches_table
         with self._write() as conn:
+            now = database_time(conn) if now is None else now
             return bool(conn.execute(
                 update(b).where(b.c.job_id == lease.job_id, b.c.batch == lease.batch,
                                 b.c.lease_token == lease.token, b.c.done == 0)
