@@ -43,7 +43,10 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "complete_lines",
+    "cut_torn_tail",
     "fsync_dir",
+    "iter_complete_lines",
+    "iter_resume_keys",
     "resume_keys",
     "sha256_file",
     "write_bytes_durable",
@@ -158,24 +161,56 @@ def append_lines(path: Path, lines: Iterable[str]) -> None:
         fsync_dir(path.parent)
 
 
+def cut_torn_tail(path: Path) -> None:
+    """Cut a torn last line (bytes after the last newline) off ``path`` durably (truncate +
+    fsync), reading only the file's tail. A missing file is left missing."""
+    if not path.exists():
+        return
+    with path.open("r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        end, block = size, 1 << 16
+        while end > 0:  # back from the end, a block at a time, to the last newline
+            start = max(0, end - block)
+            fh.seek(start)
+            at = fh.read(end - start).rfind(b"\n")
+            if at >= 0:
+                end = start + at + 1
+                break
+            end = start
+        if end < size:
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def iter_complete_lines(path: Path) -> Iterator[bytes]:
+    """:func:`complete_lines`, streamed: the torn last line is cut off first (before the
+    first line is yielded), then the file is read a line at a time, whatever its size."""
+    if not path.exists():
+        return
+    cut_torn_tail(path)
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+
+
 def complete_lines(path: Path) -> list[bytes]:
     """The complete, non-blank lines of ``path`` (without their newlines), after cutting a
     torn last line off the file durably (truncate + fsync). A missing file is ``[]`` and is
     not created. One writer at a time: the caller is the one that appends next."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(end)
-            fh.flush()
-            os.fsync(fh.fileno())
-    return [line for line in data[:end].splitlines() if line.strip()]
+    return list(iter_complete_lines(path))
+
+
+def iter_resume_keys(path: Path, key: str = "id") -> Iterator[str]:
+    """:func:`resume_keys`, streamed (a results file of millions of lines is never held)."""
+    for line in iter_complete_lines(path):
+        yield str(json.loads(line)[key])
 
 
 def resume_keys(path: Path, key: str = "id") -> list[str]:
     """``str(record[key])`` of every complete JSON line of ``path``, in file order, after
     :func:`complete_lines` has cut a torn last line off: the keys a resumed run skips.
     Raises ValueError on a complete line that is not JSON, KeyError when one lacks ``key``."""
-    return [str(json.loads(line)[key]) for line in complete_lines(path)]
+    return list(iter_resume_keys(path, key))

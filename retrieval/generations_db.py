@@ -41,7 +41,7 @@ from sqlalchemy import (
 
 from retrieval.errors import StaleGenerationError
 from retrieval.generations import ANY, MANIFEST, AnyBase, generation_name
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 metadata = MetaData()
 generations_table = Table(
@@ -64,6 +64,8 @@ blobs_table = Table(
     Column("sha256", String(64), primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+#: the store's schema: its history in taxonomy/migrations/versions/generations/
+SCHEMA = StoreSchema("generations", metadata)
 
 #: the PostgreSQL advisory lock serialising publications ("tidx")
 PUBLISH_LOCK = 0x74696478
@@ -96,7 +98,7 @@ class DatabaseGenerations:
     def __init__(self, engine: Engine, where: str = "the database") -> None:
         self._engine = engine
         self._where = where
-        create_schema(engine, metadata)
+        ensure_schema(engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     def describe(self) -> str:
         return self._where

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 from starlette.types import Scope
 
 from agent.llm import LLMBackend
@@ -30,6 +31,7 @@ from serve.api.ops.router import router as ops_router
 from serve.api.review.router import router as review_router
 from serve.api.tags.router import router as tags_router
 from serve.api.taxonomy.router import router as taxonomy_router
+from serve.database import is_unavailable
 from serve.llm_health import llm_canary
 from serve.settings import Settings, load_settings
 from serve.state import AppState, load_services, open_state
@@ -83,6 +85,11 @@ async def _refresh(state: AppState) -> None:
         if state.services is not None:
             try:
                 await asyncio.to_thread(state.services.tagging.refresh)
+            except OperationalError as exc:
+                if not is_unavailable(exc):
+                    log.exception("refresh failed")
+                else:  # once per interval, without a trace: the next poll catches up when it is back
+                    log.warning("refresh: the database is unavailable (%s)", type(exc.orig).__name__)
             except Exception:
                 log.exception("refresh failed")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -36,6 +36,18 @@ def open_engine(location: Path | str) -> Engine:
     return make_engine(location)
 
 
+def database_time(conn: Connection) -> float:
+    """The database server's clock now, in seconds since the epoch: one clock for every
+    replica, whatever their machines' clocks say (leases, claims). PostgreSQL's
+    ``clock_timestamp()`` (the time of the call, not of the transaction's start); SQLite's
+    ``julianday('now')``, the clock of the one machine its file is on."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one()
+    else:
+        value = conn.execute(text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one()
+    return float(value)
+
+
 def safe_url(url: str) -> str:
     """``url`` with its password hidden, for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
@@ -53,3 +65,14 @@ def is_unavailable(exc: BaseException) -> bool:
     if type(orig).__module__.startswith("psycopg"):
         return True  # psycopg's OperationalError: connection failures, shutdowns, timeouts
     return "database is locked" in str(orig) or "unable to open database file" in str(orig)
+
+
+def ping(engine: Engine) -> str | None:
+    """None when ``engine``'s database answers ``SELECT 1`` (a connection from the pool, checked
+    first), else a short reason without secrets: the readiness check of ``/readyz``."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return f"unavailable ({type(exc.orig).__name__ if exc.orig is not None else 'OperationalError'})"
+    return None

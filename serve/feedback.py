@@ -25,15 +25,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     select,
-    text,
 )
-from sqlalchemy.engine import Connection
 
 from serve.database import open_engine
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 metadata = MetaData()
 feedback_table = Table(
@@ -51,6 +48,9 @@ feedback_table = Table(
     Column("index_generation", String(40)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+#: the store's schema: its history in taxonomy/migrations/versions/feedback/
+SCHEMA = StoreSchema("feedback", metadata)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class FeedbackStore:
     def __init__(self, location: Path | str) -> None:
         """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata, _migrate)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     def add(
         self, *, example_id: str, verdict: str, tags: list[str], product: dict[str, Any],
@@ -111,13 +111,6 @@ class FeedbackStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-
-def _migrate(conn: Connection) -> None:
-    """Add the columns a database made by an older tagsmith lacks."""
-    have = {c["name"] for c in inspect(conn).get_columns("feedback")}
-    if "attribute_values" not in have:
-        conn.execute(text("ALTER TABLE feedback ADD COLUMN attribute_values TEXT"))
 
 
 def _record(r: RowMapping) -> FeedbackRecord:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +34,11 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
-from serve.database import open_engine
+from serve.database import is_unavailable, open_engine, ping
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 #: what a key may do; ``admin`` implies every other scope
 SCOPES: tuple[str, ...] = ("tags", "feedback", "taxonomy:write", "admin")
@@ -43,6 +49,14 @@ PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "admin"
 MIN_ADMIN_KEY_CHARS = 32
 #: the PostgreSQL advisory lock serialising key revocations (any constant: "tkey")
 REVOKE_LOCK = 0x746B6579
+#: keys remembered for database outages (:meth:`KeyStore.verify`): ~200 bytes each
+OUTAGE_CACHE_KEYS = 10_000
+#: after the database was found unreachable, checks of remembered keys do not try it again for
+#: this long (an unreachable host costs a connect timeout per try, not a refused connection's
+#: milliseconds)
+OUTAGE_RECHECK_S = 1.0
+
+log = logging.getLogger("tagsmith.keys")
 
 metadata = MetaData()
 keys_table = Table(
@@ -55,6 +69,9 @@ keys_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+#: the store's schema: its history in taxonomy/migrations/versions/keys/
+SCHEMA = StoreSchema("keys", metadata)
 
 
 @dataclass(frozen=True)
@@ -108,10 +125,19 @@ def key_store_path(data_dir: Path) -> Path:
 
 
 class KeyStore:
-    def __init__(self, location: Path | str) -> None:
-        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`)."""
+    def __init__(self, location: Path | str, *, outage_ttl_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``location``: the SQLite file (a Path) or a database URL (:func:`serve.database.open_engine`).
+        ``outage_ttl_s``: while the database is unreachable, :meth:`verify` accepts a key it
+        verified in the database within that many seconds (0: never; ``auth.outage_key_ttl_s``)."""
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
+        self.outage_ttl_s = outage_ttl_s
+        self._clock = clock
+        # sha256 of the presented key -> (its record, when the database last said it is active)
+        self._verified: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
+        self._down_until = -float("inf")  # until when the database counts as down (monotonic)
 
     def create(self, scopes: frozenset[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
@@ -160,6 +186,8 @@ class KeyStore:
                 .where(keys_table.c.id == key_id, keys_table.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+        with self._verified_lock:  # revoked through this store: not remembered for an outage
+            self._verified = OrderedDict((d, e) for d, e in self._verified.items() if e[0].id != key_id)
         record = self.get(key_id)
         assert record is not None  # keys are never deleted
         return record
@@ -171,20 +199,75 @@ class KeyStore:
             ).first() is not None
 
     def verify(self, presented: str) -> ApiKey | None:
-        """The active key ``presented`` is, or None (unknown, malformed, revoked)."""
+        """The active key ``presented`` is, or None (unknown, malformed, revoked).
+
+        Asks the database every time, so a revocation through any replica counts at once. When
+        the database is unreachable (:func:`serve.database.is_unavailable`) a key that this
+        store found active in it within the last ``outage_ttl_s`` seconds is still accepted
+        (tagging needs no database: an outage should not stop it); any other key re-raises
+        the error (the caller answers 503). The bound on a revocation is therefore: at once
+        while the database is up; during an outage, ``outage_ttl_s`` after this replica last
+        saw the key active (a revocation itself cannot be written while the database is down)."""
         match = _KEY.match(presented)
         if match is None:
             return None
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(keys_table).where(keys_table.c.id == match.group(1))
-            ).mappings().first()
+        digest = _digest(presented)
+        if self._clock() < self._down_until:  # found down a moment ago
+            remembered = self._remembered(digest)
+            if remembered is not None:
+                return remembered  # (a key not remembered asks the database: nothing to lose)
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(keys_table).where(keys_table.c.id == match.group(1))
+                ).mappings().first()
+        except OperationalError as exc:
+            if not is_unavailable(exc):
+                raise
+            if self._down_until == -float("inf"):  # once per outage, not per request
+                log.warning("database unavailable (%s): accepting keys verified in the last %g s",
+                            type(exc.orig).__name__, self.outage_ttl_s)
+            self._down_until = self._clock() + OUTAGE_RECHECK_S
+            remembered = self._remembered(digest)
+            if remembered is None:
+                raise
+            return remembered
+        self._down_until = -float("inf")
         stored = row["key_sha256"] if row is not None else "0" * 64
         # compare even for an unknown id, so both paths cost the same
-        if not hmac.compare_digest(stored, _digest(presented)) or row is None:
+        if not hmac.compare_digest(stored, digest) or row is None:
+            self._forget(digest)
             return None
         record = _record(row)
-        return record if record.active else None
+        if not record.active:
+            self._forget(digest)
+            return None
+        self._remember(digest, record)
+        return record
+
+    def _remember(self, digest: str, record: ApiKey) -> None:
+        if self.outage_ttl_s <= 0:
+            return
+        with self._verified_lock:
+            self._verified[digest] = (record, self._clock())
+            self._verified.move_to_end(digest)
+            while len(self._verified) > OUTAGE_CACHE_KEYS:
+                self._verified.popitem(last=False)
+
+    def _forget(self, digest: str) -> None:
+        with self._verified_lock:
+            self._verified.pop(digest, None)
+
+    def _remembered(self, digest: str) -> ApiKey | None:
+        with self._verified_lock:
+            entry = self._verified.get(digest)
+        if entry is None or self._clock() - entry[1] > self.outage_ttl_s:
+            return None
+        return entry[0]
+
+    def ping(self) -> str | None:
+        """None when the keys' database answers, else why not (``/readyz``)."""
+        return ping(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -35,11 +35,11 @@ from retrieval.onnx_runtime import fastest_runtime
 from retrieval.prebuilt import PrebuiltVectors
 from retrieval.publish import publish_index
 from serve.backends import backend_from_settings
+from serve.crosswalks import open_crosswalk_catalog
 from serve.database import open_engine, safe_url
-from serve.filemodes import private_data_dir, private_db_file
+from serve.filemodes import private_data_dir
 from serve.settings import Settings
 from taxonomy import Snapshot, TaxonomyStore, seed_default_taxonomy
-from taxonomy.crosswalk_catalog import CrosswalkCatalog
 
 log = logging.getLogger("tagsmith.engine")
 #: a fit on more labelled examples than this is shown as a start-up step (~0.05 s each)
@@ -303,7 +303,7 @@ def _install_packaged_crosswalk(settings: Settings, store: TaxonomyStore, progre
     works out of the box. Best effort: a failure leaves tagging as it is (and is logged)."""
     try:
         with _step(progress, "importing the packaged Shopify → Google crosswalk (first start)", when=True), \
-                CrosswalkCatalog(settings.data_dir, store, prepare_file=private_db_file) as catalog:
+                open_crosswalk_catalog(settings, store) as catalog:
             if "google" not in catalog.names():
                 catalog.install_packaged("google", author="tagsmith (first start)")
     except Exception:

@@ -218,6 +218,13 @@ class AuthSettings(BaseModel):
         description="an admin key given by configuration (e.g. from a secret manager) in "
         "addition to the keys of `tagsmith keys`; at least 32 characters, no placeholder",
     )
+    outage_key_ttl_s: float = Field(
+        default=300.0, ge=0, le=86400,
+        description="while the database is unreachable, a key this replica verified against it "
+        "within the last this many seconds is still accepted (the tagging endpoints need no "
+        "database); 0: every key check needs the database. While the database is up every "
+        "request's key is checked in it, so a revocation counts everywhere at once",
+    )
 
 
 class LimitSettings(BaseModel):
@@ -322,6 +329,13 @@ class DatabaseSettings(BaseModel):
         "for state shared by several replicas; unset: SQLite files in data_dir (taxonomy.db, keys.db, "
         "feedback.db, review.db, jobs/jobs.db). Also read from TAGSMITH_DATABASE_URL. A secret (it may hold a "
         "password): never shown in errors or logs",
+    )
+    auto_upgrade: bool = Field(
+        default=True,
+        description="upgrade the stores' schemas (migrations) when the service or a CLI command starts, "
+        "serialised so that replicas starting together upgrade once; false: a pending upgrade refuses the "
+        "start until `tagsmith db upgrade` has run (a release step). A database newer than the code is "
+        "refused either way",
     )
 
     @field_validator("url")

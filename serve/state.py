@@ -31,17 +31,20 @@ from serve.attribute_selection import selection_key, selection_problem
 from serve.backends import backend_from_settings
 from serve.batcher import Batcher
 from serve.crosswalk_tags import add_crosswalk
+from serve.crosswalks import open_crosswalk_catalog
 from serve.feedback import FeedbackStore
-from serve.filemodes import private_data_dir, private_db_file
+from serve.filemodes import private_data_dir
 from serve.jobs import JobItem, JobRecord, JobStore, JobWorker
 from serve.keys import KeyStore, admin_key_problem
 from serve.llm_health import LLMHealth, track
 from serve.metrics import Metrics
+from serve.migrations import prepare as prepare_schemas
 from serve.review import ReviewEnqueuer, ReviewStore
 from serve.runtime import build_runtime, open_index_store
 from serve.settings import Settings
 from serve.tagging_state import TaggingState
 from taxonomy.crosswalk_catalog import CrosswalkCatalog
+from taxonomy.migrations import SchemaError
 
 __all__ = ["AppState", "Services", "StartupRefused", "auth_problem", "load_services", "open_state"]
 
@@ -70,7 +73,11 @@ def auth_problem(settings: Settings, keys: KeyStore) -> str | None:
 
 def open_state(settings: Settings, llm: LLMBackend | None = None) -> AppState:
     private_data_dir(settings.data_dir)
-    keys = KeyStore(settings.store_location("keys"))
+    try:  # every store's schema at the head first (database.auto_upgrade), or no start
+        prepare_schemas(settings)
+    except SchemaError as exc:
+        raise StartupRefused(str(exc)) from None
+    keys = KeyStore(settings.store_location("keys"), outage_ttl_s=settings.auth.outage_key_ttl_s)
     problem = auth_problem(settings, keys)
     if problem is not None:
         keys.close()
@@ -136,7 +143,7 @@ def load_services(state: AppState) -> Services:
     except BaseException:
         index_store.close()
         raise
-    crosswalks = CrosswalkCatalog(settings.data_dir, runtime.store, prepare_file=private_db_file)
+    crosswalks = open_crosswalk_catalog(settings, runtime.store)
 
     def close() -> None:
         crosswalks.close()

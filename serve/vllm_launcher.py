@@ -43,6 +43,43 @@ class VLLMError(RuntimeError):
     """vLLM cannot be started (not installed, bad model directory, exited, not healthy)."""
 
 
+#: Flags that only ``vllm serve`` acts on (vLLM 0.32, ``vllm/entrypoints/cli/serve.py``). The
+#: module entry point this launcher runs parses them but always runs one API server in its
+#: own process with the engines behind it: ``--api-server-count 4`` would silently give one
+#: front end, ``--headless`` would start an API server and a head node instead of joining
+#: one. ``--data-parallel-size N`` itself works through the launcher.
+SERVE_ONLY_FLAGS = {
+    "--api-server-count": "several API server processes",
+    "-asc": "several API server processes",
+    "--headless": "a headless data-parallel node",
+    "--data-parallel-multi-port-external-lb": "one API server per data-parallel rank",
+    "-dpm": "one API server per data-parallel rank",
+    "--grpc": "the gRPC server",
+}
+
+
+def check_extra_args(extra_args: Sequence[str]) -> None:
+    """VLLMError for a pass-through flag that this launcher's entry point would ignore
+    (``--api-server-count 1`` is what it does anyway, so it is allowed)."""
+    args = list(extra_args)
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name.startswith("--"):
+            name = name.replace("_", "-")  # vLLM's parser takes --api_server_count too
+        if name not in SERVE_ONLY_FLAGS:
+            continue
+        if name in ("--api-server-count", "-asc"):
+            value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+            if value.strip() == "1":
+                continue
+        raise VLLMError(
+            f"{arg}: {SERVE_ONLY_FLAGS[name]} need vLLM's own `vllm serve` command; `tagsmith llm serve` "
+            "runs one API server and would ignore it. Run `vllm serve DIR` with the flags docs/vllm.md lists "
+            "(section 'vLLM data parallelism behind one URL'), or run several `tagsmith llm serve` and use "
+            "tagsmith's endpoint pool (TAGSMITH_LLM__BASE_URL with several URLs)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class VLLMConfig:
     model_dir: Path
@@ -176,6 +213,7 @@ class VLLMServer:
         return self.config.base_url
 
     def start(self) -> None:
+        check_extra_args(self.config.extra_args)
         check_model_dir(self.config.model_dir)
         vllm_version(self.python)
         env = build_env(self.config)

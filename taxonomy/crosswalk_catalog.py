@@ -7,18 +7,29 @@
   ``<data_dir>/crosswalks.db``; each version records the versions of both taxonomies it was
   checked against.
 
+With a shared database (``database_url``, the service's ``database.url``) both live in it
+instead, so every replica sees the same crosswalks: the crosswalk tables next to the other
+stores', and on PostgreSQL each other taxonomy's tables in a schema of its own
+(``tax_<name>``: the taxonomy store's table names are fixed), all through one engine; on a
+shared SQLite database file the taxonomies are files beside it (``taxonomies/<name>.db``).
+A crosswalk imported or edited through one replica is used by the others within
+``refresh_s``.
+
 Used by the CLI and the service alike (the one implementation of import, edit, validation,
 broken rows and counterparts).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import Engine
 
 from taxonomy.crosswalk import (
     DEFAULT_TAXONOMY,
@@ -38,6 +49,7 @@ from taxonomy.errors import EmptyStore, UnknownVersion
 from taxonomy.formats import read_document
 from taxonomy.formats.crosswalk import read_crosswalk
 from taxonomy.model import TaxonomyDocument
+from taxonomy.schema import make_engine, namespaced, schema_exists
 from taxonomy.snapshot import Snapshot
 from taxonomy.store import TaxonomyStore
 
@@ -64,9 +76,13 @@ class Resolved:
 class CrosswalkCatalog:
     def __init__(
         self, data_dir: Path, default_store: TaxonomyStore, *, crosswalk_url: str | None = None,
+        database_url: str | None = None, open_engine: Callable[[str], Engine] = make_engine,
         prepare_file: Callable[[Path], object] | None = None, refresh_s: float = 1.0,
     ) -> None:
         """``default_store``: the tagging taxonomy's store (stays the caller's to close).
+        ``database_url``: the shared database the crosswalks and their taxonomies live in
+        (None: files in ``data_dir``; ``crosswalk_url`` names another crosswalk database),
+        opened once with ``open_engine`` (the service's :func:`serve.database.open_engine`).
         ``prepare_file``: called with each database file before it is opened (the service
         creates them owner-only: serve/filemodes.py). ``refresh_s``: how long the current
         versions of crosswalks and taxonomies read on the hot path (:meth:`resolve`, a
@@ -80,9 +96,14 @@ class CrosswalkCatalog:
         self.data_dir = Path(data_dir)
         self.default_store = default_store
         self._prepare = prepare_file
-        if crosswalk_url is None:
-            crosswalk_url = f"sqlite:///{self._prepared(self.data_dir / 'crosswalks.db')}"
-        self.store = CrosswalkStore(crosswalk_url)
+        self._shared: Engine | None = None
+        if database_url is not None:
+            self._shared = open_engine(database_url)
+            self.store = CrosswalkStore(self._shared)
+        else:
+            if crosswalk_url is None:
+                crosswalk_url = f"sqlite:///{self._prepared(self.data_dir / 'crosswalks.db')}"
+            self.store = CrosswalkStore(crosswalk_url)
         self._stores: dict[str, TaxonomyStore] = {}
         self._lock = threading.Lock()
 
@@ -92,8 +113,33 @@ class CrosswalkCatalog:
         return path
 
     # ---- taxonomies -----------------------------------------------------------------------
+    @property
+    def _in_postgresql(self) -> bool:
+        return self._shared is not None and self._shared.dialect.name == "postgresql"
+
     def taxonomy_path(self, name: str) -> Path:
-        return self.data_dir / "taxonomies" / f"{check_name(name)}.db"
+        """The SQLite file of taxonomy ``name``: in the data directory, or beside a shared
+        SQLite database (unused with PostgreSQL: :meth:`taxonomy_namespace`)."""
+        base = self.data_dir
+        if self._shared is not None and self._shared.dialect.name == "sqlite" and self._shared.url.database:
+            base = Path(self._shared.url.database).expanduser().parent
+        return base / "taxonomies" / f"{check_name(name)}.db"
+
+    @staticmethod
+    def taxonomy_namespace(name: str) -> str:
+        """The PostgreSQL schema of taxonomy ``name`` (at most 63 bytes, PostgreSQL's limit)."""
+        check_name(name)
+        if len(name) <= 59:
+            return f"tax_{name}"
+        return f"tax_{name[:40]}_{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+    def _taxonomy_exists(self, name: str) -> bool:
+        if name == DEFAULT_TAXONOMY or name in self._stores:
+            return True
+        if self._in_postgresql:
+            assert self._shared is not None
+            return schema_exists(self._shared, self.taxonomy_namespace(name))
+        return self.taxonomy_path(name).exists()
 
     def taxonomy_store(self, name: str) -> TaxonomyStore:
         """The store of taxonomy ``name`` (opened on first use; created empty if new)."""
@@ -102,14 +148,18 @@ class CrosswalkCatalog:
         with self._lock:
             store = self._stores.get(name)
             if store is None:
-                path = self.taxonomy_path(name)
-                store = self._stores[name] = TaxonomyStore(f"sqlite:///{self._prepared(path)}")
+                if self._in_postgresql:
+                    assert self._shared is not None
+                    store = TaxonomyStore(namespaced(self._shared, self.taxonomy_namespace(name)))
+                else:
+                    store = TaxonomyStore(f"sqlite:///{self._prepared(self.taxonomy_path(name))}")
+                self._stores[name] = store
             return store
 
     def taxonomy(self, name: str, version: int | None = None, *, fresh: bool = False) -> Snapshot:
         """A version of taxonomy ``name`` (default: its newest, as of ``refresh_s`` ago unless
         ``fresh``); MissingTaxonomy when it has none."""
-        if name != DEFAULT_TAXONOMY and not self.taxonomy_path(name).exists():
+        if not self._taxonomy_exists(name):
             raise MissingTaxonomy(f"no taxonomy {name!r}: import it first (tagsmith crosswalk import-taxonomy)")
         store = self.taxonomy_store(name)
         try:
@@ -243,6 +293,8 @@ class CrosswalkCatalog:
             stores, self._stores = list(self._stores.values()), {}
         for store in stores:
             store.close()
+        if self._shared is not None:
+            self._shared.dispose()
 
     def __enter__(self) -> CrosswalkCatalog:
         return self

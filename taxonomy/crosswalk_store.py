@@ -19,6 +19,7 @@ from typing import Literal
 from sqlalchemy import (
     Column,
     DateTime,
+    Engine,
     Integer,
     LargeBinary,
     MetaData,
@@ -33,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from taxonomy.crosswalk import Crosswalk, CrosswalkDocument, CrosswalkVersionInfo, check_name
 from taxonomy.errors import StaleVersion
+from taxonomy.migrations import StoreSchema, ensure_schema
 from taxonomy.model import paused_gc
 from taxonomy.schema import make_engine
 
@@ -60,6 +62,9 @@ crosswalk_versions_table = Table(
     Column("document", LargeBinary, nullable=False),  # gzip of the CrosswalkDocument's JSON
 )
 
+#: the store's schema: its history in taxonomy/migrations/versions/crosswalks/
+SCHEMA = StoreSchema("crosswalks", metadata)
+
 _INFO_COLUMNS = [c for c in crosswalk_versions_table.c if c.name != "document"]
 
 
@@ -68,14 +73,17 @@ class UnknownCrosswalk(LookupError):
 
 
 class CrosswalkStore:
-    def __init__(self, url: str, *, cache_size: int = 8) -> None:
-        self.url = url
-        self._engine = make_engine(url)
+    def __init__(self, url: str | Engine, *, cache_size: int = 8) -> None:
+        """``url``: a database URL (this store makes and disposes its engine), or an engine
+        shared with other stores (left open at close)."""
+        self._owns_engine = isinstance(url, str)
+        self._engine = make_engine(url) if isinstance(url, str) else url
+        self.url = url if isinstance(url, str) else self._engine.url.render_as_string(hide_password=True)
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Crosswalk] = OrderedDict()
         self._cache_size = cache_size
-        metadata.create_all(self._engine)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     # ---- reading ------------------------------------------------------------------------
     def heads(self) -> dict[str, int]:
@@ -182,7 +190,8 @@ class CrosswalkStore:
         return crosswalk
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def __enter__(self) -> CrosswalkStore:
         return self

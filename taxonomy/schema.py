@@ -7,7 +7,6 @@ head. A reader that knows the head can read everything at or below it without lo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,11 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
+
+from taxonomy.migrations import SCHEMA_LOCK as SCHEMA_LOCK  # the schema lock, for stores' own DDL
+from taxonomy.migrations import StoreSchema
 
 metadata = MetaData()
 
@@ -68,26 +70,34 @@ checkpoints_table = Table(
 )
 
 
+#: the store's schema: its history in taxonomy/migrations/versions/taxonomy/
+SCHEMA = StoreSchema("taxonomy", metadata)
+
 #: seconds a new PostgreSQL connection may take (libpq's connect_timeout)
 PG_CONNECT_TIMEOUT_S = 10
-#: the PostgreSQL advisory lock under which schemas are created (any constant; "tgsm")
-SCHEMA_LOCK = 0x7467736D
 
 
-def create_schema(engine: Engine, meta: MetaData, migrate: Callable[[Connection], None] | None = None) -> None:
-    """Create ``meta``'s missing tables, then run ``migrate`` (a store's column-adding steps
-    for databases made by an older tagsmith), in one transaction; on PostgreSQL under a
-    transaction-scoped advisory lock (DDL is transactional there): replicas starting
-    together against one database would otherwise race between "does it exist?" and
-    CREATE / ALTER."""
-    # SQLite: the write lock up front (a deferred transaction that read "no table" could not
-    # upgrade to a writer once another process has created it)
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        meta.create_all(conn)
-        if migrate is not None:
-            migrate(conn)
+def namespaced(engine: Engine, namespace: str) -> Engine:
+    """``engine`` (the same connection pool) with every unqualified table in PostgreSQL schema
+    ``namespace``, which is created if missing (under the schema advisory lock, so processes
+    doing it together do not collide): several stores with the same table names in one
+    database, e.g. the taxonomies a crosswalk maps to next to the tagging taxonomy. PostgreSQL
+    only (SQLite keeps such stores in files of their own)."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError(f"schemas per store need PostgreSQL, not {engine.dialect.name}")
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
+    return engine.execution_options(schema_translate_map={None: namespace})
+
+
+def schema_exists(engine: Engine, namespace: str) -> bool:
+    """Whether PostgreSQL schema ``namespace`` exists (:func:`namespaced`), creating nothing."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"), {"name": namespace}
+        ).first()
+    return found is not None
 
 
 def make_engine(url: str) -> Engine:

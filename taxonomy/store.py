@@ -24,21 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from taxonomy.diff import TaxonomyDiff, diff_snapshots, migration_map, value_migration_map
 from taxonomy.editor import apply_edits, coerce_edits
 from taxonomy.edits import EDIT_LIST, Edit
 from taxonomy.errors import EditRejected, EmptyStore, StaleVersion, TaxonomyError, UnknownVersion
 from taxonomy.formats import read_document
+from taxonomy.migrations import ensure_schema
 from taxonomy.model import TaxonomyDocument, paused_gc
 from taxonomy.schema import (
+    SCHEMA,
     checkpoints_table,
-    create_schema,
     edits_table,
     head_table,
     make_engine,
-    metadata,
     versions_table,
 )
 from taxonomy.snapshot import Snapshot
@@ -81,12 +81,15 @@ def _weight(snapshot: Snapshot) -> int:
 
 class TaxonomyStore:
     def __init__(
-        self, url: str, *, checkpoint_every: int = 50, history_budget: int = HISTORY_BUDGET,
+        self, url: str | Engine, *, checkpoint_every: int = 50, history_budget: int = HISTORY_BUDGET,
         comparison_cache: int = COMPARISON_CACHE,
     ) -> None:
-        self.url = url
+        """``url``: a database URL (this store makes and disposes its engine), or an engine
+        shared with others (e.g. :func:`taxonomy.schema.namespaced`; left open at close)."""
+        self._owns_engine = isinstance(url, str)
+        self._engine = make_engine(url) if isinstance(url, str) else url
+        self.url = url if isinstance(url, str) else self._engine.url.render_as_string(hide_password=True)
         self.checkpoint_every = max(1, checkpoint_every)
-        self._engine = make_engine(url)
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._lock = threading.RLock()  # writers and refreshers; readers never take it
         self._current: Snapshot | None = None
@@ -99,7 +102,7 @@ class TaxonomyStore:
         self._comparisons: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._comparison_cache = comparison_cache
         self._inflight: dict[object, threading.Lock] = {}
-        self._create_schema()
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
         self.refresh()
 
     # ---- reading ------------------------------------------------------------------------
@@ -299,7 +302,8 @@ class TaxonomyStore:
         return self.import_document(read_document(path, format), **kwargs)
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def __enter__(self) -> TaxonomyStore:
         return self
@@ -308,15 +312,6 @@ class TaxonomyStore:
         self.close()
 
     # ---- internals ----------------------------------------------------------------------
-    def _create_schema(self) -> None:
-        def head_row(conn: Connection) -> None:
-            # in create_schema's transaction: under SQLite's write lock / PostgreSQL's
-            # advisory lock, so processes opening a new store together make one head row
-            if conn.execute(select(head_table.c.version)).first() is None:
-                conn.execute(insert(head_table).values(id=1, version=0))
-
-        create_schema(self._engine, metadata, head_row)
-
     def _read_head(self, conn: Connection) -> int:
         return int(conn.execute(select(head_table.c.version).where(head_table.c.id == 1)).scalar_one())
 

@@ -45,12 +45,31 @@ class PostgresServer:
     user: str
     password: str
     ctl: Callable[..., subprocess.CompletedProcess[str]] = field(repr=False, compare=False)
+    data: Path = field(repr=False, compare=False, default=Path())
 
     def kill(self) -> None:
-        """Stop the server abruptly (``pg_ctl stop -m immediate``: no shutdown checkpoint,
-        clients cut off, crash recovery at the next start)."""
-        done = self.ctl("stop", "-w", "-m", "immediate", "-t", str(STOP_TIMEOUT_S), timeout=STOP_TIMEOUT_S + 10)
-        assert done.returncode == 0, done.stderr
+        """SIGKILL the postmaster and every process of this cluster at once (no shutdown at all:
+        no checkpoint, clients cut off, crash recovery at the next start), then wait until
+        they are all gone. The processes are found from the postmaster's pid (postmaster.pid)
+        and its children in /proc, since pg_ctl puts the postmaster in a session of its own.
+
+        The postmaster is an orphan (pg_ctl has exited), and where process 1 does not reap
+        orphans (containers, micro-VMs) the killed processes stay zombies: the next start's
+        ``kill(pid, 0)`` on the pid in ``postmaster.pid`` would take the zombie for a running
+        postmaster and refuse. So once all are dead the stale lock files (``postmaster.pid``,
+        the Unix socket's ``.lock``) are removed, which is the state a reaped crash leaves in
+        effect (their pid no longer exists)."""
+        pids = cluster_pids(self.data)
+        assert pids, f"no running PostgreSQL for {self.data}"
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, f"PostgreSQL processes {pids} survived SIGKILL"
+            time.sleep(0.05)
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.data.parent / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)  # the socket's, beside it
 
     def start(self) -> None:
         """Start it again on the same port."""
@@ -123,10 +142,42 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
         if started.returncode != 0:
             log = (root / "server.log").read_text(errors="replace")[-3000:] if (root / "server.log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}\n{log}")
-        yield PostgresServer("127.0.0.1", port, USER, password, ctl)
+        yield PostgresServer("127.0.0.1", port, USER, password, ctl, data)
     finally:
         _stop(run, data)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def cluster_pids(data: Path) -> list[int]:
+    """The postmaster of the cluster in ``data`` (from ``postmaster.pid``) and its children:
+    the postgres processes of that cluster (checkpointer, WAL writer, backends ...)."""
+    try:
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    if not _alive(postmaster):
+        return []
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the fields after the command's closing parenthesis: state, ppid, ...
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it is dead, waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _stop(run: Callable[..., subprocess.CompletedProcess[str]], data: Path) -> None:

@@ -79,6 +79,7 @@ def test_db_upgrade_makes_every_table_and_adds_missing_columns(
     tables = set(inspect(engine).get_table_names())
     assert {"taxonomy_head", "taxonomy_versions", "api_keys", "feedback", "review_items"} <= tables
     assert {"index_generations", "index_files", "index_blobs", "ui_sessions"} <= tables  # database only
+    assert {"crosswalk_heads", "crosswalk_versions"} <= tables  # crosswalks: in the database when it is set
     assert "attribute_values" in {c["name"] for c in inspect(engine).get_columns("feedback")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM feedback")).scalars().all() == ["fb_old"]
@@ -134,7 +135,7 @@ def test_only_an_unreachable_or_locked_database_counts_as_unavailable(tmp_path: 
 
 def test_replicas_starting_together_create_and_migrate_the_schema_once(database_url: str) -> None:
     """Eight "replicas" open every store at the same moment on an empty database (and the
-    stores' column-adding steps run): none fails on a table or column another one made."""
+    stores migrate their schemas under one lock): none fails on a table or column another one made."""
     import threading
 
     from serve.feedback import FeedbackStore

@@ -2,20 +2,24 @@
 row, each checked on its own so that a bad line never stops a run.
 
 :func:`read_products` yields ``(line, Product or None, error or None)``: the line number
-(JSONL, 1-based, blank lines counted) or the row number (Parquet, 1-based). :func:`plan_file`
-adds what a resumable run needs: ids already done are skipped, a repeated id is a bad line
-(reported on every run, whether its first occurrence is done or not), and the products left
-to tag keep the file's order.
+(JSONL, 1-based, blank lines counted) or the row number (Parquet, 1-based), streamed (JSONL a
+line at a time, Parquet 4,096 rows at a time). A resumable run reads the file twice, holding
+no product beyond the one being read: :func:`scan_file` validates and counts (ids already
+done, repeated ids: 16 bytes per id, :mod:`agent.bulk.ids`), then :func:`stream_todo` yields
+the products left to tag in file order and reports each bad line (a repeated id is one,
+reported on every run, whether its first occurrence is done or not). :func:`plan_file` does
+both into lists, for small files.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.bulk.ids import IdSet, digest_array, id_digest, repeated
 from agent.contract import Product, TagResult
 
 #: extensions read as Parquet (anything else is JSONL)
@@ -90,8 +94,82 @@ def read_products(path: Path) -> Iterator[tuple[int, Product | None, str | None]
     return _parquet(path) if is_parquet(path) else _jsonl(path)
 
 
+@dataclass(frozen=True)
+class FileScan:
+    """The first pass over a catalog file (:func:`scan_file`): what a (resumed) run has to
+    do, counted without holding any product."""
+
+    products: int
+    """distinct ids on valid lines"""
+    done: int
+    """of which already in the output"""
+    bad: int
+    """bad lines: invalid ones and repeats of an id"""
+    repeated: frozenset[bytes] = frozenset()
+    """the digests (:func:`agent.bulk.ids.id_digest`) of the ids on more than one valid line"""
+
+    @property
+    def todo(self) -> int:
+        return self.products - self.done
+
+
+class InputChangedError(ValueError):
+    """The file read by the second pass is not the one the first pass counted."""
+
+
+def scan_file(path: Path, done: IdSet) -> FileScan:
+    """Pass 1: validate every line and count, keeping only 16 bytes per valid line (its id's
+    digest) and, at the end, the digests of the repeated ids. ValueError on an unreadable
+    Parquet file."""
+    invalid = 0
+
+    def ids() -> Iterator[str]:
+        nonlocal invalid
+        for _, product, problem in read_products(path):
+            if problem is not None or product is None:
+                invalid += 1
+            else:
+                yield str(product.id)
+
+    distinct, twice, repeats = repeated(digest_array(ids()))
+    return FileScan(products=len(distinct), done=distinct.count_in(done), bad=invalid + repeats, repeated=twice)
+
+
+def stream_todo(
+    path: Path, done: IdSet, scan: FileScan, on_bad: Callable[[dict[str, Any]], None],
+) -> Iterator[Product]:
+    """Pass 2: the products left to tag, in file order, one at a time; each bad line goes to
+    ``on_bad`` (``{"line", "error"}``, in file order) as it is met. A repeated id's first valid
+    line is the product, the later ones bad lines (reported on every run, whether the first is
+    done or not). Raises :class:`InputChangedError` when the file no longer matches ``scan``."""
+    first_line: dict[bytes, int] = {}  # only the repeated ids: a handful
+    todo = 0
+    for lineno, product, problem in read_products(path):
+        if problem is not None or product is None:
+            on_bad({"line": lineno, "error": problem})
+            continue
+        digest = id_digest(str(product.id))
+        if digest in scan.repeated:
+            if digest in first_line:
+                on_bad({"line": lineno, "error": f"duplicate id {product.id!r} (first on line {first_line[digest]})"})
+                continue
+            first_line[digest] = lineno
+        if done.has_digest(digest):
+            continue
+        todo += 1
+        if todo > scan.todo:
+            raise InputChangedError(f"{path} changed during the run (more products than counted): re-run to resume")
+        yield product
+    if todo != scan.todo:
+        raise InputChangedError(f"{path} changed during the run ({todo:,} products left to tag, "
+                                f"{scan.todo:,} counted): re-run to resume")
+
+
 @dataclass
 class FilePlan:
+    """Both passes with their results in memory: for small files and tests (``tag-file``
+    streams them instead)."""
+
     todo: list[Product] = field(default_factory=list)
     """the products left to tag, in file order"""
     bad: list[dict[str, Any]] = field(default_factory=list)
@@ -104,19 +182,10 @@ class FilePlan:
         return len(self.todo) + self.done
 
 
-def plan_file(path: Path, done: Collection[str]) -> FilePlan:
+def plan_file(path: Path, done: Iterable[str]) -> FilePlan:
     """What a (resumed) run of ``path`` has to do, given the ids already written."""
-    plan = FilePlan()
-    first_line: dict[str | None, int] = {}
-    for lineno, product, problem in read_products(path):
-        if problem is not None or product is None:
-            plan.bad.append({"line": lineno, "error": problem})
-        elif product.id in first_line:
-            plan.bad.append({"line": lineno, "error": f"duplicate id {product.id!r} (first on line {first_line[product.id]})"})
-        else:
-            first_line[product.id] = lineno
-            if product.id in done:
-                plan.done += 1
-            else:
-                plan.todo.append(product)
+    done_set = done if isinstance(done, IdSet) else IdSet.of(done)
+    scan = scan_file(path, done_set)
+    plan = FilePlan(done=scan.done)
+    plan.todo = list(stream_todo(path, done_set, scan, plan.bad.append))
     return plan

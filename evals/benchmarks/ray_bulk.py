@@ -1,5 +1,6 @@
 """Bulk tagging throughput: one process vs Ray Data actors (``agent.bulk.ray_engine``, the
-engine of ``tagsmith tag-file --engine ray``), hybrid pipeline, real MiniLM (fp32), on MWPD.
+engine of ``tagsmith tag-file --engine ray``), hybrid pipeline (or ``rag`` through a vLLM
+server), real MiniLM (fp32), on MWPD.
 
 The tagger is the eval runner's (``evals.runner.build_generator``): the 10,012-product MWPD
 pool as the example index and lexical classifier (cached under ``--cache-dir`` after the first
@@ -15,12 +16,29 @@ all processes together (driver + Ray's own + workers, sampled from /proc every 0
     .venv/bin/python -m evals.benchmarks.ray_bulk --n 2000 --engines local,ray1,ray2
     .venv/bin/python -m evals.benchmarks.ray_bulk --n 100000 --engines ray2   # the big run
 
+``--pipeline rag --llm-base-url URL`` tags with the ``rag`` pipeline (retrieval few-shot,
+one constrained answer per product through the ``openai`` backend, ``generate`` mode): the
+single process and every Ray worker talk to the same server(s) (several URLs, comma-separated,
+are the endpoint pool), ``--llm-concurrency`` requests in flight per process. ``--llm-pid``
+names the server's process (e.g. vLLM's, the child of ``tagsmith llm serve``): its peak RSS
+and the CPU it spends during each engine's run are reported too. Before the engines run, a
+warm-up batch goes through the server, and before each engine the server's prefix cache is
+emptied (``POST /reset_prefix_cache``, which vLLM serves only with ``VLLM_SERVER_DEV_MODE=1``)
+so that a later engine does not find the earlier one's prompts cached. At the end the parent
+compares each engine's output with the first engine's, id by id::
+
+    VLLM_SERVER_DEV_MODE=1 .venv/bin/tagsmith llm serve --model-dir models/smollm2-hf --port 8001 &
+    # wait for the settings it prints, then:
+    .venv/bin/python -m evals.benchmarks.ray_bulk --n 192 --batch-size 32 --pipeline rag \
+        --llm-base-url http://127.0.0.1:8001/v1 --llm-pid "$(pgrep -P $!)"
+
 Needs the ray extra (scripts/install-ray.sh).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,6 +46,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +55,8 @@ from typing import Any
 
 from agent.bulk.ray_engine import RayRunStats, max_rss_mb, tag_on_ray
 from agent.contract import Product, TagResult
-from agent.tagger import Tagger, TaggerConfig
+from agent.llm import LLMBackend, create_backend
+from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
 from evals.dataset import file_sha256, load_dataset
 from evals.runner import build_generator
 from retrieval import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
@@ -53,6 +74,9 @@ class MwpdTagging:
 
     cache_dir: Path
     pipeline: str = "hybrid"
+    llm_base_urls: tuple[str, ...] = ()
+    """The LLM pipelines' OpenAI-compatible server(s): several are the endpoint pool."""
+    llm_concurrency: int = 32
 
     def __call__(self) -> MwpdTagger:
         snap = load_taxonomy(MWPD / "taxonomy.json", "json")
@@ -64,18 +88,30 @@ class MwpdTagging:
 
         generator = build_generator(snap, examples, file_sha256(MWPD / "pool.jsonl"),
                                     embedder=embedder, cache_dir=self.cache_dir)
-        return MwpdTagger(Tagger(generator, None, config=TaggerConfig(pipeline=self.pipeline)))  # type: ignore[arg-type]
+        llm: LLMBackend | None = None
+        config = TaggerConfig(pipeline=self.pipeline)  # type: ignore[arg-type]
+        if self.pipeline in LLM_PIPELINES:
+            if not self.llm_base_urls:
+                raise ValueError(f"pipeline {self.pipeline!r} needs --llm-base-url")
+            # what `tagsmith llm serve` tells tagsmith to use; generate: a served model does not score
+            llm = create_backend("openai", base_url=list(self.llm_base_urls), model="tagsmith",
+                                 max_concurrency=self.llm_concurrency, timeout_s=120.0,
+                                 structured_output="json_schema")
+            config = TaggerConfig(pipeline=self.pipeline, llm_mode="generate")  # type: ignore[arg-type]
+        return MwpdTagger(Tagger(generator, llm, config=config), llm)
 
 
 class MwpdTagger:
-    def __init__(self, tagger: Tagger) -> None:
+    def __init__(self, tagger: Tagger, llm: LLMBackend | None = None) -> None:
         self.tagger = tagger
+        self.llm = llm
 
     def tag_many(self, products: Sequence[Product]) -> list[TagResult]:
         return self.tagger.tag_many(products)
 
     def close(self) -> None:
-        pass
+        if self.llm is not None:
+            self.llm.close()
 
 
 def catalog(n: int, work_dir: Path) -> Path:
@@ -98,18 +134,24 @@ def catalog(n: int, work_dir: Path) -> Path:
 
 
 class RssSampler:
-    """The peak summed RSS of this process and all its descendants (Ray's processes and
-    workers included), and the CPU time they used (each process's last sampled user +
-    system time: on a shared machine CPU seconds per product are what stays comparable
-    when wall time is stretched by other load), sampled from /proc."""
+    """The peak summed RSS of a process (default: this one) and all its descendants (Ray's
+    processes and workers included), and the CPU time they used (each process's last sampled
+    user + system time: on a shared machine CPU seconds per product are what stays comparable
+    when wall time is stretched by other load), sampled from /proc. ``since_start``: count
+    only the CPU time spent while sampling (for a process that was already running, such as
+    an LLM server shared by several runs)."""
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.5, *, root: int | None = None, since_start: bool = False) -> None:
+        self.root = os.getpid() if root is None else root
         self.peak_mb = 0.0
         self._cpu_ticks: dict[int, int] = {}
+        self._base_ticks: dict[int, int] | None = {} if since_start else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
     def __enter__(self) -> RssSampler:
+        if self._base_ticks is not None:
+            _tree_rss_mb(self.root, self._base_ticks)
         self._thread.start()
         return self
 
@@ -119,10 +161,12 @@ class RssSampler:
 
     @property
     def cpu_s(self) -> float:
-        return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+        base = self._base_ticks or {}
+        ticks = sum(t - base.get(pid, 0) for pid, t in self._cpu_ticks.items())
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def sample(self) -> None:
-        self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid(), self._cpu_ticks))
+        self.peak_mb = max(self.peak_mb, _tree_rss_mb(self.root, self._cpu_ticks))
 
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
@@ -155,12 +199,70 @@ def _tree_rss_mb(root: int, cpu_ticks: dict[int, int]) -> float:
 
 def _local(products: list[Product], factory: MwpdTagging, batch_size: int) -> Iterator[tuple[list[Product], list[TagResult]]]:
     tagging = factory()
-    for start in range(0, len(products), batch_size):
-        batch = products[start : start + batch_size]
-        yield batch, tagging.tag_many(batch)
+    try:
+        for start in range(0, len(products), batch_size):
+            batch = products[start : start + batch_size]
+            yield batch, tagging.tag_many(batch)
+    finally:
+        tagging.close()
 
 
-def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, batch_size: int) -> dict[str, Any]:
+def reset_prefix_cache(base_urls: Sequence[str]) -> bool:
+    """Empty each vLLM server's prefix cache (``POST /reset_prefix_cache``, served only
+    with ``VLLM_SERVER_DEV_MODE=1``; it answers ``{"success": false}`` while requests run);
+    False when a server does not offer it or did not reset."""
+    ok = True
+    for url in base_urls:
+        root = url.rstrip("/").removesuffix("/v1")
+        request = urllib.request.Request(f"{root}/reset_prefix_cache", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                ok = ok and json.loads(resp.read() or b"{}").get("success") is True
+        except (urllib.error.URLError, OSError, ValueError):
+            ok = False
+    return ok
+
+
+def warm_up(factory: MwpdTagging, n: int) -> None:
+    """Build (or check) the cached index once, outside the timings and the measured
+    processes; for an LLM pipeline also send ``n`` products (MWPD dev records from the end
+    of the file, not the first ones the catalog starts with) through the server, so that
+    the first engine does not pay the server's first requests."""
+    tagging = factory()
+    try:
+        if factory.pipeline in LLM_PIPELINES and n > 0:
+            lines = (MWPD / "dev.jsonl").read_text(encoding="utf-8").splitlines()[-n:]
+            records = [json.loads(line) for line in lines]
+            tagging.tag_many([Product(id=f"warm{i}", title=r["title"][:1000] or "untitled",
+                                      description=(r.get("description") or "")[:20000])
+                              for i, r in enumerate(records)])
+    finally:
+        tagging.close()
+
+
+def same_tags(reference: Path, other: Path) -> dict[str, Any]:
+    """Compare two result files id by id: how many products got the same tags (ids, in
+    order) and the same first tag, and the first differing ids."""
+    def tags(path: Path) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = TagResult.model_validate_json(line)
+            out[str(r.id)] = [t.id for t in r.tags]
+        return out
+
+    ref, oth = tags(reference), tags(other)
+    common = [i for i in ref if i in oth]
+    differ = [i for i in common if ref[i] != oth[i]]
+    return {
+        "products": len(common), "missing": len(ref) - len(common), "extra": len(oth) - len(common),
+        "same_tags": len(common) - len(differ),
+        "same_first_tag": sum(1 for i in common if ref[i][:1] == oth[i][:1]),
+        "first_differing": [{"id": i, "reference": ref[i], "other": oth[i]} for i in differ[:3]],
+    }
+
+
+def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, batch_size: int,
+        *, llm_pid: int | None = None) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     stats = RayRunStats()
     started = time.perf_counter()
@@ -168,7 +270,11 @@ def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, b
     first_n = 0
     first_cpu_s = 0.0
     done = 0
-    with RssSampler() as sampler:
+    fallbacks = 0
+    server_sampler = RssSampler(root=llm_pid, since_start=True) if llm_pid is not None else None
+    with RssSampler() as sampler, contextlib.ExitStack() as stack:
+        if server_sampler is not None:
+            stack.enter_context(server_sampler)
         if engine == "local":
             batches = _local(products, factory, batch_size)
         else:
@@ -176,6 +282,7 @@ def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, b
                                  batch_size=batch_size, stats=stats)
         for batch, results in batches:
             append_lines(out, [r.model_dump_json() + "\n" for r in results])
+            fallbacks += sum(1 for r in results if r.evidence.llm.fallback_used)
             done += len(batch)
             if first is None:
                 first, first_n = time.perf_counter(), done
@@ -183,6 +290,8 @@ def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, b
                 first_cpu_s = sampler.cpu_s  # start-up: Ray, the workers' loading, one block
             if done == len(products):
                 sampler.sample()  # the workers' last CPU time, before Ray shuts down
+                if server_sampler is not None:
+                    server_sampler.sample()
         wall = time.perf_counter() - started
     tagging_s = time.perf_counter() - started - (first - started if first is not None else 0.0)
     row: dict[str, Any] = {
@@ -196,6 +305,12 @@ def run(engine: str, products: list[Product], factory: MwpdTagging, out: Path, b
         "driver_peak_rss_mb": round(max_rss_mb()),
         "all_processes_peak_rss_mb": round(sampler.peak_mb),
     }
+    if factory.pipeline in LLM_PIPELINES:
+        row["llm_fallbacks"] = fallbacks
+    if server_sampler is not None:
+        row["llm_server_cpu_s"] = round(server_sampler.cpu_s, 1)
+        row["llm_server_cpu_ms_per_product"] = round(1000 * server_sampler.cpu_s / max(1, done), 1)
+        row["llm_server_peak_rss_mb"] = round(server_sampler.peak_mb)
     if engine != "local":
         row["worker_peak_rss_mb"] = sorted(round(w.max_rss_mb) for w in stats.workers.values())
         row["worker_processes"] = len(stats.workers)
@@ -207,28 +322,56 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="products to tag")
     ap.add_argument("--engines", default="local,ray1,ray2", help="local and/or rayN (N workers), comma-separated")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--pipeline", default="hybrid", choices=["hybrid", "rag"])
+    ap.add_argument("--llm-base-url", default="",
+                    help="rag: the OpenAI-compatible server, e.g. http://127.0.0.1:8001/v1 (several: comma-separated, the endpoint pool)")
+    ap.add_argument("--llm-concurrency", type=int, default=32, help="rag: LLM requests in flight per process")
+    ap.add_argument("--llm-pid", type=int, default=None,
+                    help="the LLM server's process (its descendants included) to measure RSS and CPU of")
+    ap.add_argument("--warm-up", type=int, default=32, help="rag: products sent to the server before the engines run")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/tagsmith-ray-bulk"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    urls = tuple(u.strip() for u in args.llm_base_url.split(",") if u.strip())
+    if args.pipeline in LLM_PIPELINES and not urls:
+        ap.error(f"--pipeline {args.pipeline} needs --llm-base-url")
+    factory = MwpdTagging(args.cache_dir, args.pipeline, urls, args.llm_concurrency)
+    if args.prepare:
+        warm_up(factory, args.warm_up)
+        return
     src = catalog(args.n, args.work_dir)
-    factory = MwpdTagging(args.cache_dir)
+    engines = args.engines.split(",")
     if args.child:  # one engine in a fresh process: its peak RSS is its own
         products = [Product.model_validate_json(line) for line in src.read_text(encoding="utf-8").splitlines()]
-        row = run(args.engines, products, factory, args.work_dir / f"out-{args.engines}.jsonl", args.batch_size)
+        row = run(args.engines, products, factory, _out(args.work_dir, args.pipeline, args.engines),
+                  args.batch_size, llm_pid=args.llm_pid)
         row["load_avg_after"] = [round(x, 1) for x in os.getloadavg()]
         print(json.dumps(row), flush=True)
         return
     print(json.dumps({"machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
                       "load_avg_before": [round(x, 1) for x in os.getloadavg()],
-                      "n": args.n, "batch_size": args.batch_size}), flush=True)
-    # builds (or checks) the cached index once, outside the timings and the measured processes
-    subprocess.run([sys.executable, "-c", "from evals.benchmarks.ray_bulk import MwpdTagging as M; import sys; "
-                    "M(__import__('pathlib').Path(sys.argv[1]))()", str(args.cache_dir)], check=True)
-    for engine in args.engines.split(","):
-        subprocess.run([sys.executable, "-m", "evals.benchmarks.ray_bulk", "--child", "--engines", engine,
-                        "--n", str(args.n), "--batch-size", str(args.batch_size), "--cache-dir", str(args.cache_dir),
-                        "--work-dir", str(args.work_dir)], check=True)
+                      "n": args.n, "batch_size": args.batch_size, "pipeline": args.pipeline,
+                      **({"llm_base_urls": list(urls), "llm_concurrency": args.llm_concurrency} if urls else {})}),
+          flush=True)
+    common = ["--n", str(args.n), "--batch-size", str(args.batch_size), "--cache-dir", str(args.cache_dir),
+              "--work-dir", str(args.work_dir), "--pipeline", args.pipeline, "--llm-base-url", args.llm_base_url,
+              "--llm-concurrency", str(args.llm_concurrency), "--warm-up", str(args.warm_up)]
+    subprocess.run([sys.executable, "-m", "evals.benchmarks.ray_bulk", "--prepare", *common], check=True)
+    for engine in engines:
+        if urls:
+            print(json.dumps({"engine": engine, "prefix_cache_reset": reset_prefix_cache(urls)}), flush=True)
+        subprocess.run([sys.executable, "-m", "evals.benchmarks.ray_bulk", "--child", "--engines", engine, *common,
+                        *(["--llm-pid", str(args.llm_pid)] if args.llm_pid is not None else [])], check=True)
+    reference = _out(args.work_dir, args.pipeline, engines[0])
+    for engine in engines[1:]:
+        print(json.dumps({"engine": engine, "vs": engines[0],
+                          **same_tags(reference, _out(args.work_dir, args.pipeline, engine))}), flush=True)
+
+
+def _out(work_dir: Path, pipeline: str, engine: str) -> Path:
+    return work_dir / f"out-{pipeline}-{engine}.jsonl"
 
 
 if __name__ == "__main__":

@@ -67,12 +67,11 @@ class CrosswalkFlag:
     """``--crosswalk NAME`` for ``tag`` and ``tag-file``: the data directory's crosswalks,
     opened once for the run (None: the flag was not given, results pass unchanged)."""
 
-    def __init__(self, runtime_store: TaxonomyStore, data_dir: Path, name: str | None) -> None:
-        from serve.filemodes import private_db_file
-        from taxonomy.crosswalk_catalog import CrosswalkCatalog
+    def __init__(self, runtime_store: TaxonomyStore, config: Settings, name: str | None) -> None:
+        from serve.crosswalks import open_crosswalk_catalog
 
         self.name = name
-        self._catalog = None if name is None else CrosswalkCatalog(data_dir, runtime_store, prepare_file=private_db_file)
+        self._catalog = None if name is None else open_crosswalk_catalog(config, runtime_store)
 
     def check(self) -> None:
         """Fail the command (before any tagging) when NAME is no usable crosswalk."""
@@ -113,6 +112,31 @@ def settings() -> Settings:
         fail(f"invalid configuration: {problems}", 2)
     except (FileNotFoundError, ValueError) as exc:
         fail(f"invalid configuration: {exc}", 2)
+
+
+def store_settings() -> Settings:
+    """:func:`settings`, for a command that opens the service's stores: the data directory
+    made private and every store's schema at the head (upgraded now when
+    ``database.auto_upgrade`` allows: serve/migrations.py); a schema this code cannot use
+    fails the command with the reason, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serve.database import safe_url
+    from serve.filemodes import private_data_dir
+    from serve.migrations import prepare
+    from taxonomy.migrations import SchemaError
+
+    s = settings()
+    private_data_dir(s.data_dir)
+    try:
+        prepare(s)
+    except SchemaError as exc:
+        fail(f"refusing to start: {exc}", 2)
+    except SQLAlchemyError as exc:
+        where = safe_url(s.database.url_value) if s.database.url_value else str(s.data_dir)
+        fail(f"the database ({where}) is unreachable or refused the schema: {type(exc).__name__}: "
+             f"{str(exc).splitlines()[0]}", 2)
+    return s
 
 
 class StepProgress:

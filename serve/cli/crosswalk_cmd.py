@@ -21,7 +21,7 @@ from serve.cli._common import (
     VersionMessageOpt,
     console,
     fail,
-    settings,
+    store_settings,
 )
 
 if TYPE_CHECKING:
@@ -37,16 +37,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 def open_catalog() -> Iterator[CrosswalkCatalog]:
     """The data directory's crosswalks and taxonomies; the catalog's errors become clean
     one-line failures."""
-    from serve.filemodes import private_data_dir, private_db_file
+    from serve.crosswalks import open_crosswalk_catalog
+    from serve.filemodes import private_data_dir
     from taxonomy import StaleVersion, TaxonomyError, TaxonomyStore, UnknownVersion
-    from taxonomy.crosswalk_catalog import CrosswalkCatalog, MissingTaxonomy
+    from taxonomy.crosswalk_catalog import MissingTaxonomy
     from taxonomy.crosswalk_store import UnknownCrosswalk
 
-    s = settings()
+    s = store_settings()
     private_data_dir(s.data_dir)
-    with TaxonomyStore(s.taxonomy_db_url) as store, CrosswalkCatalog(
-        s.data_dir, store, prepare_file=private_db_file
-    ) as catalog:
+    with TaxonomyStore(s.taxonomy_db_url) as store, open_crosswalk_catalog(s, store) as catalog:
         try:
             yield catalog
         except (UnknownCrosswalk, UnknownVersion, MissingTaxonomy, TaxonomyError) as exc:

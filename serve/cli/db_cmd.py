@@ -1,55 +1,139 @@
-"""``tagsmith db``: the database behind the service's state (``database.url`` or SQLite files)."""
+"""``tagsmith db``: the schemas of the service's stores (``database.url`` or SQLite files):
+``upgrade``, ``current``, and ``revision`` for contributors (serve/migrations.py)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from serve.cli._common import console, fail, settings
 
+if TYPE_CHECKING:
+    from serve.settings import Settings
+
 app = typer.Typer(no_args_is_help=True)
 
 
-def _create_shared_tables(url: str) -> None:
-    """The tables of what only a shared database holds: index generations, UI sessions."""
-    from sqlalchemy.exc import SQLAlchemyError
+def _where(s: Settings) -> str:
+    from serve.database import safe_url
 
-    from retrieval.generations_db import DatabaseGenerations
-    from serve.database import open_engine
-    from serve.ui.session_db import DatabaseSessionStore
+    return safe_url(s.database.url_value) if s.database.url_value else f"SQLite files in {s.data_dir}"
 
-    try:
-        DatabaseGenerations(open_engine(url)).close()
-        DatabaseSessionStore(open_engine(url)).close()
-    except SQLAlchemyError as exc:
-        fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+def _unreachable(s: Settings, exc: Exception) -> None:
+    fail(f"the database ({_where(s)}) is unreachable or refused the schema: "
+         f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 @app.command("upgrade")
-def upgrade() -> None:
-    """Create the missing tables and columns of every store (taxonomy, keys, feedback, review
-    queue, jobs) in the configured database; safe to run again and from several hosts at once (the
-    service does the same when it starts)."""
+def upgrade(
+    sql: Annotated[bool, typer.Option(
+        "--sql", help="print the SQL an upgrade of the shared database (database.url) would run, change nothing",
+    )] = False,
+) -> None:
+    """Upgrade every store's schema to this release's (taxonomy, keys, feedback, review queue,
+    jobs; index generations and UI sessions in a shared database; crosswalks and named
+    taxonomies). Adopts databases made before migrations, keeping every row. Safe to run again
+    and from several hosts at once (serialised). Take a backup first (docs/deploy.md)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from serve.database import safe_url
-    from serve.feedback import FeedbackStore
     from serve.filemodes import private_data_dir
-    from serve.jobs import JobStore
-    from serve.keys import KeyStore
-    from serve.review.store import ReviewStore
-    from taxonomy import TaxonomyStore
+    from serve.migrations import Target, offline_sql, upgrade_all
+    from taxonomy.migrations import SchemaError, SchemaState
 
     s = settings()
+    if sql:
+        try:
+            print(offline_sql(s) or "-- nothing to upgrade", end="\n")
+        except (ValueError, SchemaError) as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            _unreachable(s, exc)
+        return
+
+    def report(target: Target, before: SchemaState, after: SchemaState) -> None:
+        change = "up to date" if before.current == after.current else f"{before.describe()} -> {after.current}"
+        console.print(f"{target.label:<20} {change:<50} {target.where}", highlight=False, soft_wrap=True)
+
     private_data_dir(s.data_dir)
     try:
-        TaxonomyStore(s.store_url("taxonomy")).close()
-        KeyStore(s.store_location("keys")).close()
-        FeedbackStore(s.store_location("feedback")).close()
-        ReviewStore(s.store_location("review")).close()
-        JobStore(s.store_location("jobs"), s.data_dir / "jobs").close()
+        upgrade_all(s, report)
+    except SchemaError as exc:
+        fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"the database is unreachable or refused the schema: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    if s.database.url_value:  # index generations and UI sessions: in the database only
-        _create_shared_tables(s.database.url_value)
-    where = safe_url(s.database.url_value) if s.database.url_value else f"SQLite files in {s.data_dir}"
-    console.print(f"schema up to date: taxonomy, keys, feedback, review, jobs ({where})")
+        _unreachable(s, exc)
+    console.print(f"schema up to date: every store ({_where(s)})", highlight=False, soft_wrap=True)
+
+
+@app.command("current")
+def current() -> None:
+    """Each store's schema revision and whether an upgrade is pending (reads only). Exit code 0:
+    all at this release's head; 3: an upgrade is pending (`tagsmith db upgrade`); 1: a store
+    is newer than this release, or the database is unreachable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serve.migrations import current as states
+
+    s = settings()
+    try:
+        found = states(s)
+    except SQLAlchemyError as exc:
+        _unreachable(s, exc)
+    pending = newer = False
+    for target, st in found:
+        if not st.known:
+            newer = True
+            verdict = f"NEWER than this release (its head: {st.head})"
+        elif st.pending:
+            pending = True
+            verdict = f"upgrade pending -> {st.head}"
+        else:
+            verdict = "at head"
+        console.print(f"{target.label:<20} {st.describe():<36} {verdict:<40} {target.where}",
+                      highlight=False, soft_wrap=True)
+    if newer:
+        fail("a store was upgraded by a newer release: run that release, or restore the backup taken before")
+    if pending:
+        console.print("an upgrade is pending: run `tagsmith db upgrade`", highlight=False)
+        raise typer.Exit(3)
+
+
+@app.command("revision")
+def revision(
+    store: Annotated[str, typer.Argument(help="the store whose schema changes (taxonomy, keys, feedback, review, "
+                                              "jobs, generations, ui_sessions, crosswalks)")],
+    message: Annotated[str, typer.Option("-m", "--message", help="what the migration does")],
+    autogenerate: Annotated[bool, typer.Option(
+        "--autogenerate/--empty", help="write the operations that bring the head schema to the store's "
+        "tables in the code (compared on a scratch SQLite database at the head); check them by hand",
+    )] = True,
+) -> None:
+    """For contributors: write a new migration of STORE into taxonomy/migrations/versions/STORE/
+    (docs/migrations.md), numbered after the head (e.g. keys_0002)."""
+    import tempfile
+    from pathlib import Path
+
+    from alembic import command
+
+    from serve.database import open_engine
+    from serve.migrations import ALL_SCHEMAS
+    from taxonomy.migrations import config, head
+    from taxonomy.migrations import upgrade as upgrade_store
+
+    schema = ALL_SCHEMAS.get(store)
+    if schema is None:
+        fail(f"unknown store {store!r}: one of {', '.join(sorted(ALL_SCHEMAS))}")
+    number = int(head(schema).rsplit("_", 1)[1]) + 1
+    rev_id = f"{schema.name}_{number:04d}"
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = open_engine(Path(tmp) / "scratch.db")
+        try:
+            upgrade_store(engine, schema)
+            with engine.begin() as conn:
+                script = command.revision(config(schema, connection=conn), message=message,
+                                          autogenerate=autogenerate, rev_id=rev_id)
+        finally:
+            engine.dispose()
+    path = script.path if script is not None and not isinstance(script, list) else "?"
+    console.print(f"wrote {path}: check it, then `tagsmith db upgrade`", highlight=False, soft_wrap=True)

@@ -6,12 +6,15 @@ import importlib.metadata
 import platform
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from serve.cli._common import console, settings
+
+if TYPE_CHECKING:
+    from serve.settings import Settings
 
 DOCTOR_CHOICES = [f"T{i:03d}" for i in range(1, 21)]
 
@@ -138,6 +141,10 @@ def doctor(
     else:
         rows.append(("embedder", embedder))
 
+    schema_detail, schema_ok = _schema_row(s)
+    rows.append(("database schema", schema_detail))
+    healthy = healthy and schema_ok
+
     if not skip_generation:
         if gguf is not None:
             try:
@@ -166,3 +173,25 @@ def doctor(
     console.print(table)
     console.print("[bold green]healthy[/]" if healthy else "[bold red]not healthy[/]")
     raise typer.Exit(0 if healthy else 1)
+
+
+def _schema_row(s: Settings) -> tuple[str, bool]:
+    """Where the stores' schemas stand (serve/migrations.py), reading only; healthy unless a
+    store is newer than this release, unreachable, or behind while auto_upgrade is off."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serve.migrations import current
+
+    try:
+        found = current(s)
+    except SQLAlchemyError as exc:
+        return f"unreachable: {type(exc).__name__}", False
+    newer = [t.label for t, st in found if not st.known]
+    pending = [t.label for t, st in found if st.pending]
+    if newer:
+        return f"NEWER than this release: {', '.join(newer)}", False
+    if pending:
+        how = "upgraded at the next start" if s.database.auto_upgrade else "run `tagsmith db upgrade`"
+        return f"upgrade pending ({', '.join(pending)}): {how}", s.database.auto_upgrade
+    return f"at head ({len(found)} stores)", True
+

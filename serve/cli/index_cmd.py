@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from retrieval.generations import ANY, AnyBase
-from serve.cli._common import StepProgress, console, fail, settings
+from serve.cli._common import StepProgress, console, fail, settings, store_settings
 
 if TYPE_CHECKING:
     from retrieval import CachedEmbedder, Example, ExampleIndex, IndexStore
@@ -35,7 +35,7 @@ def _store() -> IndexStore:
     """Where the generations live: the data directory, or the database (``database.url``)."""
     from serve.runtime import open_index_store
 
-    return open_index_store(settings())
+    return open_index_store(store_settings())
 
 
 def _embedder() -> CachedEmbedder:

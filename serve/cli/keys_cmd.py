@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import console, fail, settings, store_settings
 
 if TYPE_CHECKING:
     from serve.keys import KeyStore
@@ -19,7 +19,7 @@ def _store() -> KeyStore:
     from serve.filemodes import private_dir
     from serve.keys import KeyStore
 
-    s = settings()
+    s = store_settings()
     private_dir(s.data_dir)
     return KeyStore(s.store_location("keys"))
 

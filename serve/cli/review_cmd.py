@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import console, fail, store_settings
 
 if TYPE_CHECKING:
     from serve.review import ReviewStore
@@ -23,7 +23,7 @@ def review_store() -> ReviewStore:
     from serve.review import ReviewStore
     from serve.state import review_store_path
 
-    s = settings()
+    s = store_settings()
     private_data_dir(s.data_dir)
     return ReviewStore(review_store_path(s), claim_ttl_s=s.review.claim_ttl_s)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from serve.cli._common import console, fail, settings
+from serve.cli._common import console, fail, store_settings
 
 
 def serve(
@@ -23,7 +23,7 @@ def serve(
     from serve.keys import KeyStore
     from serve.state import auth_problem
 
-    s = settings()
+    s = store_settings()  # schemas upgraded (database.auto_upgrade) or a clear refusal
     if host is not None:
         s.server.host = host
     if port is not None:

@@ -16,7 +16,7 @@ from serve.cli._common import (
     check_selection,
     console,
     fail,
-    settings,
+    store_settings,
 )
 
 
@@ -49,7 +49,7 @@ def tag(
     try:
         # a first start (empty data directory) reports its slow steps on stderr
         with StepProgress() as progress:
-            config = settings()
+            config = store_settings()  # schemas at the head (database.auto_upgrade) or a clear refusal
             wanted = config.tagging.attributes if selection is None else selection
             runtime = build_runtime(
                 config, pipeline=pipeline, progress=progress, attributes=selection,
@@ -59,7 +59,7 @@ def tag(
         fail(str(exc))
     try:
         check_selection(runtime.tagger.snapshot, selection)
-        with CrosswalkFlag(runtime.store, config.data_dir, crosswalk) as second:
+        with CrosswalkFlag(runtime.store, config, crosswalk) as second:
             second.check()  # an unknown name fails before tagging
             result = second.add([runtime.tagger.tag(product)])[0]
     finally:

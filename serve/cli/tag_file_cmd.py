@@ -8,15 +8,22 @@ and cuts a torn last line. Bad lines (invalid JSON, missing id, invalid fields, 
 ids) do not stop the run: they are written to ``OUT.errors.jsonl`` with their line number
 and counted at the end (exit code 1 when there were any).
 
+Nothing grows with the file: two streamed passes over the input (:mod:`agent.bulk.source`: count,
+then tag in file order), the ids already written and the repeated ones as 16-byte digests
+(:mod:`agent.bulk.ids`), OUT read back a line at a time, the errors file appended as bad lines
+are met. When stdout is not a terminal, a progress line goes to stderr every
+``--progress-every`` seconds (:mod:`serve.cli.progress_log`).
+
 ``--engine ray`` tags on Ray Data actors (:mod:`agent.bulk.ray_engine`), each loading the
-runtime once; this process stays the only writer, appending results in input order as they
-arrive, so the output, the resume and the exactly-once guarantee are the same.
+runtime once, fed from this process through a bounded window; this process stays the only
+reader and writer, appending results in input order as they arrive, so the output, the resume
+and the exactly-once guarantee are the same.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,7 +40,7 @@ from serve.cli._common import (
     console,
     err_console,
     fail,
-    settings,
+    store_settings,
 )
 from serve.settings import Settings
 
@@ -68,9 +75,35 @@ class _ReviewQueue:
         self.store.close()
 
 
-def _batches(todo: list[Any], tag_many: Any, batch_size: int) -> Iterator[tuple[list[Any], list[Any]]]:
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
+class _BadLines:
+    """The errors file, appended a thousand bad lines at a time (and at the end), in file order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._buffer: list[str] = []
+
+    def add(self, bad: dict[str, Any]) -> None:
+        self.count += 1
+        self._buffer.append(json.dumps(bad, ensure_ascii=False) + "\n")
+        if len(self._buffer) >= 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        from retrieval.durable import append_lines
+
+        append_lines(self.path, self._buffer)
+        self._buffer = []
+
+
+def _batches(todo: Iterable[Any], tag_many: Any, batch_size: int) -> Iterator[tuple[list[Any], list[Any]]]:
+    batch: list[Any] = []
+    for product in todo:  # streamed: one batch in memory
+        batch.append(product)
+        if len(batch) == batch_size:
+            yield batch, tag_many(batch)
+            batch = []
+    if batch:
         yield batch, tag_many(batch)
 
 
@@ -94,6 +127,10 @@ def tag_file(
     workers: Annotated[int | None, typer.Option(
         min=1, max=4096, help="ray: tagging actors (default: one per CPU of the machine or cluster)",
     )] = None,
+    progress_every: Annotated[float, typer.Option(
+        "--progress-every", min=0, help="when stdout is not a terminal (a job's log): a progress line "
+        "(done/total, products/s, ETA) on stderr every this many seconds; 0: none",
+    )] = 60.0,
 ) -> None:
     """Tag every product of a JSONL or Parquet file; re-run the same command to resume. Each
     result line is the tagging contract (attributes included; needs_review also flags
@@ -106,10 +143,11 @@ def tag_file(
         TimeRemainingColumn,
     )
 
-    from agent.bulk import plan_file
+    from agent.bulk import IdSet, InputChangedError, scan_file, stream_todo
     from agent.llm import LLMError
     from retrieval import RetrievalError
-    from retrieval.durable import append_lines, resume_keys
+    from retrieval.durable import append_lines, iter_resume_keys
+    from serve.cli.progress_log import ProgressLog
     from serve.runtime import build_runtime, bulk_settings
     from taxonomy import TaxonomyError
 
@@ -130,22 +168,26 @@ def tag_file(
             fail(RAY_EXTRA)
     selection = attribute_selection(attributes)
     errors_file = output.with_name(output.name + ".errors.jsonl")
-    done = set(resume_keys(output))
+    # two streamed passes over the input (agent.bulk.source), never holding it: the ids already
+    # written and the input's repeated ids are kept as 16-byte digests (agent.bulk.ids)
+    done = IdSet.of(iter_resume_keys(output))
     errors_file.unlink(missing_ok=True)  # rewritten on every run: it describes the input
     try:
-        plan = plan_file(input_file, done)
+        scan = scan_file(input_file, done)
     except ValueError as exc:  # an unreadable Parquet file
         fail(str(exc))
-    todo, bad = plan.todo, plan.bad
-    if bad:
-        append_lines(errors_file, [json.dumps(b, ensure_ascii=False) + "\n" for b in bad])
-    total = len(todo) + len(done)
+    bad = _BadLines(errors_file)
+    todo = stream_todo(input_file, done, scan, bad.add)
+    total = scan.products
     queue: _ReviewQueue | None = None  # (nothing to tag: nothing to flag)
     ray_stats: Any = None
-    if todo:
+    if not scan.todo:
+        for _ in todo:  # nothing to tag: the pass writes the bad lines
+            pass
+    else:
         try:
             with StepProgress() as progress:
-                config = bulk_settings(settings())  # the embedder on its bulk runtime
+                config = bulk_settings(store_settings())  # the embedder on its bulk runtime; schemas checked
                 wanted = config.tagging.attributes if selection is None else selection
                 # the ray engine too: it prepares the data directory (a first start's seeding
                 # and index) once, before the workers load it, and checks the flags below
@@ -160,7 +202,7 @@ def tag_file(
         columns = (TextColumn("[bold]tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             check_selection(runtime.tagger.snapshot, selection)
-            second = CrosswalkFlag(runtime.store, config.data_dir, crosswalk)
+            second = CrosswalkFlag(runtime.store, config, crosswalk)
             second.check()  # an unknown name fails before tagging
             if engine == "ray":
                 from agent.bulk.ray_engine import RayRunStats, tag_on_ray
@@ -169,23 +211,29 @@ def tag_file(
                 # each worker loads its own runtime; this one serves the crosswalk and checks
                 factory = RuntimeTaggingFactory(config, pipeline, selection, eager_extractor=wanted != "off")
                 err_console.print(f"[bold]ray:[/] {address or 'local instance'}, "
-                                  f"{workers or 'one per CPU'} worker(s), {len(todo):,} products",
+                                  f"{workers or 'one per CPU'} worker(s), {scan.todo:,} products",
                                   highlight=False, soft_wrap=True)
                 ray_stats = RayRunStats()
-                batches = tag_on_ray(todo, factory, workers=workers, address=address,
+                batches = tag_on_ray(todo, factory, total=scan.todo, workers=workers, address=address,
                                      batch_size=batch_size, stats=ray_stats)
             else:
                 batches = _batches(todo, runtime.tagger.tag_many, batch_size)
+            log = ProgressLog(total, scan.done, lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+                              every_s=0 if console.is_terminal else progress_every)
             with second, Progress(*columns, console=console) as bar:
-                task = bar.add_task("tag", total=total, completed=len(done))
+                task = bar.add_task("tag", total=total, completed=scan.done)
                 for batch, tagged in batches:
                     results = second.add(tagged)
                     append_lines(output, [r.model_dump_json() + "\n" for r in results])
                     if queue is not None:
                         queue.add(batch, results)
                     bar.update(task, advance=len(batch))
+                    log.advance(len(batch))
+            log.final()
             if ray_stats is not None:  # a restarted worker is a new process: it shows here
                 err_console.print(f"[bold]ray:[/] {ray_stats.summary()}", highlight=False, soft_wrap=True)
+        except InputChangedError as exc:
+            fail(f"{exc} (the results written so far are kept)")
         except Exception as exc:
             if engine == "ray" and _is_ray_failure(exc):
                 fail(f"the Ray run failed ({type(exc).__name__}: {str(exc)[:500]}); "
@@ -195,13 +243,15 @@ def tag_file(
             runtime.close()
             if queue is not None:
                 queue.close()
+            bad.flush()
+    bad.flush()
     console.print(
-        f"{len(todo)} tagged, {len(done)} already in {output}"
+        f"{scan.todo} tagged, {scan.done} already in {output}"
         + (f", {queue.enqueued} flagged into the review queue" if queue is not None else "")
-        + (f", [yellow]{len(bad)} bad line(s) → {errors_file}[/]" if bad else ""),
+        + (f", [yellow]{bad.count} bad line(s) → {errors_file}[/]" if bad.count else ""),
         soft_wrap=True,  # one line, whatever the terminal width: scripts grep it
     )
-    if bad:
+    if bad.count:
         raise typer.Exit(1)
 
 

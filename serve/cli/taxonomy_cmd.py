@@ -16,7 +16,7 @@ from serve.cli._common import (
     VersionMessageOpt,
     console,
     fail,
-    settings,
+    store_settings,
 )
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def _store() -> TaxonomyStore:
     from serve.filemodes import private_data_dir
     from taxonomy import TaxonomyStore
 
-    s = settings()
+    s = store_settings()
     private_data_dir(s.data_dir)
     return TaxonomyStore(s.taxonomy_db_url)
 

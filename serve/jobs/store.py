@@ -22,7 +22,10 @@ transaction that first checks that the job is still active and the lease token s
 own (:meth:`JobStore.complete`). A worker killed mid-batch writes nothing; its lease expires
 and another worker (of any replica) takes the batch. A worker that lost its lease (it stalled
 longer than ``lease_s``) finds its token replaced and writes nothing either. Lease times are
-the replicas' clocks (seconds since the epoch): keep them synchronised well within ``lease_s``.
+the database server's clock (:func:`serve.database.database_time`, seconds since the epoch),
+read in the claiming or extending transaction, never a replica's own: a replica whose clock
+runs ahead cannot take a batch whose lease still runs, nor one whose clock lags keep a lease
+past ``lease_s`` without heartbeats.
 
 **Results in input order.** ``job_results.seq`` is the input line's number. While a job is
 active, :meth:`JobStore.read_results` returns the results of the complete prefix of the
@@ -70,20 +73,18 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from retrieval.durable import complete_lines
-from serve.database import open_engine
+from serve.database import database_time, open_engine
 from serve.jobs.input import JobItem
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 JobState = Literal["queued", "running", "completed", "cancelled", "failed"]
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
@@ -153,6 +154,9 @@ results_table = Table(
     UniqueConstraint("job_id", "custom_id", name="uq_job_results_custom_id"),
 )
 
+#: the store's schema: its history in taxonomy/migrations/versions/jobs/
+SCHEMA = StoreSchema("jobs", metadata)
+
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -204,7 +208,7 @@ class JobStore:
     def __init__(self, location: Path | str, staging: Path | None = None, *, batch_size: int = 32) -> None:
         """``location``: the jobs database, a SQLite file (a Path) or a database URL
         (:func:`serve.database.open_engine`); ``staging``: the directory where uploads are
-        staged (``<data_dir>/jobs``; None: this store takes no uploads, e.g. ``db upgrade``);
+        staged (``<data_dir>/jobs``; None: this store takes no uploads);
         ``batch_size``: products per batch of the jobs committed here."""
         self.staging = staging
         self.batch_size = batch_size
@@ -212,7 +216,7 @@ class JobStore:
             staging.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             staging.chmod(DIR_MODE)  # also when an older version created it world-readable
         self._engine = open_engine(location)
-        create_schema(self._engine, metadata, _migrate)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -381,11 +385,11 @@ class JobStore:
     def claim(self, owner: str, lease_s: float, *, now: float | None = None) -> Lease | None:
         """Take the first pending batch (oldest active job first) whose lease is free or
         expired, for ``lease_s`` seconds; None when there is none. Never the same batch to
-        two claimers while a lease runs."""
-        now = time.time() if now is None else now
+        two claimers while a lease runs. ``now``: the database's clock unless given (tests)."""
         b, j = batches_table, jobs_table
-        free = or_(b.c.lease_until <= now, b.c.lease_token.is_(None))
         with self._write() as conn:
+            now = database_time(conn) if now is None else now
+            free = or_(b.c.lease_until <= now, b.c.lease_token.is_(None))
             row = conn.execute(
                 select(b.c.job_id, b.c.batch, b.c.first_seq, b.c.end_seq, j.c.state)
                 .join(j, j.c.id == b.c.job_id)
@@ -414,10 +418,11 @@ class JobStore:
 
     def extend(self, lease: Lease, lease_s: float, *, now: float | None = None) -> bool:
         """Extend a held lease to ``now + lease_s``; False when it is no longer held (taken
-        by another worker after it expired, or the batch is done)."""
-        now = time.time() if now is None else now
+        by another worker after it expired, or the batch is done). ``now``: the database's clock
+        unless given (tests)."""
         b = batches_table
         with self._write() as conn:
+            now = database_time(conn) if now is None else now
             return bool(conn.execute(
                 update(b).where(b.c.job_id == lease.job_id, b.c.batch == lease.batch,
                                 b.c.lease_token == lease.token, b.c.done == 0)
@@ -567,13 +572,6 @@ class JobStore:
 
     def close(self) -> None:
         self._engine.dispose()
-
-
-def _migrate(conn: Connection) -> None:
-    """Add the columns a database made by an older tagsmith lacks."""
-    have = {c["name"] for c in inspect(conn).get_columns("jobs")}
-    if "review" not in have:
-        conn.execute(text("ALTER TABLE jobs ADD COLUMN review INTEGER"))
 
 
 class StagedJob:

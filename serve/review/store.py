@@ -61,10 +61,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -73,7 +71,7 @@ from sqlalchemy.exc import IntegrityError
 from agent.review_priority import ReviewSignal, order_for_review
 from serve.database import open_engine
 from serve.sqlite import utc
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 __all__ = [
     "DECIDED", "PENDING", "STATUSES", "Claim", "Conflict", "Decision", "EnqueueEntry", "EnqueueReport",
@@ -139,6 +137,8 @@ events_table = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("detail", Text),  # JSON
 )
+#: the store's schema: its history in taxonomy/migrations/versions/review/
+SCHEMA = StoreSchema("review", metadata)
 
 
 class NotFound(LookupError):
@@ -280,7 +280,7 @@ class ReviewStore:
         if (path is None) == (url is None):
             raise ValueError("give a path or a url")
         self._engine: Engine = open_engine(path if path is not None else str(url))
-        create_schema(self._engine, metadata, _migrate)
+        ensure_schema(self._engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
         self.claim_ttl_s = claim_ttl_s
         self._order_lock = threading.Lock()
         self._order_key: tuple[Any, ...] | None = None
@@ -702,13 +702,6 @@ def _status_clause(statuses: set[Status], now: datetime) -> Any:
     if "claimed" in statuses:
         parts.append(and_(t.c.status == "claimed", t.c.claimed_until > now))
     return or_(*parts) if parts else t.c.id.is_(None)
-
-
-def _migrate(conn: Connection) -> None:
-    """Add the columns a queue made by an older tagsmith lacks."""
-    have = {c["name"] for c in inspect(conn).get_columns("review_items")}
-    if "revision" not in have:
-        conn.execute(text("ALTER TABLE review_items ADD COLUMN revision INTEGER NOT NULL DEFAULT 1"))
 
 
 def _event(conn: Connection, item_id: str, action: str, actor: str, actor_name: str | None,

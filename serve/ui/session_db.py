@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from serve.api.auth import Principal
 from serve.ui.sessions import Session
-from taxonomy.schema import create_schema
+from taxonomy.migrations import StoreSchema, ensure_schema
 
 metadata = MetaData()
 sessions_table = Table(
@@ -47,6 +47,8 @@ sessions_table = Table(
     Column("created", Float, nullable=False),
     Column("last_seen", Float, nullable=False, index=True),
 )
+#: the store's schema: its history in taxonomy/migrations/versions/ui_sessions/
+SCHEMA = StoreSchema("ui_sessions", metadata)
 
 #: ``last_seen`` is refreshed in the database at most this often (an idle timeout of hours
 #: does not need a write per page view)
@@ -66,7 +68,7 @@ class DatabaseSessionStore:
         self._idle = idle_timeout_s
         self._max = max_sessions
         self._clock = clock
-        create_schema(engine, metadata)
+        ensure_schema(engine, SCHEMA)  # created or upgraded (taxonomy/migrations)
 
     def create(self, principal: Principal) -> Session:
         now = self._clock()

@@ -28,7 +28,10 @@ from retrieval.durable import (
     atomic_write_json,
     atomic_write_text,
     complete_lines,
+    cut_torn_tail,
     fsync_dir,
+    iter_complete_lines,
+    iter_resume_keys,
     resume_keys,
     write_bytes_durable,
 )
@@ -166,6 +169,19 @@ def test_torn_last_line_is_cut_off_durably(tmp_path: Path) -> None:
     assert resume_keys(path) == ["1"] and path.read_bytes() == b'{"id": 1}\n'
     path.write_bytes(b'{"id": "only-partial')
     assert resume_keys(path) == [] and path.read_bytes() == b""
+
+
+def test_a_torn_line_longer_than_the_tail_block_is_cut_reading_only_the_tail(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    torn = b'{"id": "t", "pad": "' + b"x" * 200_000  # longer than the 64 KiB read back at a time
+    path.write_bytes(b'{"id": "a"}\n' + torn)
+    lines = iter_complete_lines(path)
+    assert path.read_bytes().endswith(b"x")  # a generator: nothing done before the first line
+    assert next(lines) == b'{"id": "a"}' and path.read_bytes() == b'{"id": "a"}\n'
+    path.write_bytes(torn)  # no newline at all: the whole file is torn
+    cut_torn_tail(path)
+    assert path.read_bytes() == b""
+    assert list(iter_resume_keys(path)) == [] and not list(iter_complete_lines(tmp_path / "missing"))
 
 
 def test_resume_keys(tmp_path: Path) -> None:

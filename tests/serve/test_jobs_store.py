@@ -92,6 +92,43 @@ def test_an_expired_lease_is_taken_again_and_its_old_holder_cannot_write(stores:
     assert record is not None and record.state == "completed" and record.succeeded == 4
 
 
+def test_leases_run_on_the_databases_clock_so_a_skewed_replica_neither_steals_nor_keeps_one(
+    stores: list[JobStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replicas on machines whose clocks disagree: a replica an hour ahead does not take a
+    batch whose lease runs, and one an hour behind neither loses its own by extending it (the
+    lease would end an hour ago) nor keeps it past ``lease_s`` without heartbeats. The replicas'
+    clock is injected where the store would read it (``serve.jobs.store.time``)."""
+    import serve.jobs.store as store_module
+
+    a, b = stores[0], stores[1]
+    make_job(a, 2)  # one batch
+    real = time.time
+
+    def clock(skew: float) -> None:
+        monkeypatch.setattr(store_module, "time", type("SkewedTime", (), {
+            "time": staticmethod(lambda: real() + skew), "monotonic": staticmethod(time.monotonic),
+            "sleep": staticmethod(time.sleep),
+        }))
+
+    held = a.claim("a", 30)
+    assert held is not None
+    clock(+3600)  # b's machine an hour ahead: by its clock the lease ended long ago
+    assert b.claim("b", 30) is None
+    clock(-3600)  # a's machine an hour behind: its heartbeat must not end the lease an hour ago
+    assert a.extend(held, 30)
+    clock(0)
+    assert b.claim("b", 30) is None  # still a's
+    assert a.extend(held, 0.3)  # a short lease, then no heartbeat: it expires by the database's clock
+    clock(-3600)  # even for a replica whose clock lags
+    deadline = time.monotonic() + 10
+    while (taken := b.claim("b", 30)) is None:
+        assert time.monotonic() < deadline, "the expired lease was never taken"
+        time.sleep(0.05)
+    assert taken.batch == held.batch and taken.token != held.token
+    assert a.complete(held, rows(held)) is None and b.complete(taken, rows(taken)) == "completed"
+
+
 def c_state(store: JobStore, job_id: str) -> tuple[str, int]:
     record = store.get(job_id)
     assert record is not None

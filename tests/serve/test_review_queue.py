@@ -511,8 +511,9 @@ def test_a_queue_from_before_revisions_is_migrated(tmp_path: Path) -> None:
     from serve.sqlite import sqlite_engine
 
     engine = sqlite_engine(path)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the queue as a release before migrations made it
         conn.execute(sql("ALTER TABLE review_items DROP COLUMN revision"))
+        conn.execute(sql("DROP TABLE alembic_version_review"))
     engine.dispose()
     store = ReviewStore(path)
     (item,), _ = store.list_items()

@@ -71,7 +71,7 @@ async def healthz(state: StateDep) -> JSONResponse:
 
 @router.get(
     "/readyz", response_model=Health, responses=_HEALTH,
-    summary="Ready to tag: taxonomy and index loaded, workers alive, the LLM answers a canary.",
+    summary="Ready: taxonomy and index loaded, workers alive, the database and the LLM answer.",
 )
 async def readyz(state: StateDep) -> JSONResponse:
     services = state.services
@@ -94,6 +94,10 @@ async def readyz(state: StateDep) -> JSONResponse:
             f"{calibration.method}: ECE {calibration.ece}, review threshold "
             f"{calibration.review_threshold:.3f} ({calibration.review_threshold_source})"
         )
+    # the database (keys, taxonomy edits, feedback, jobs ...): down, this replica still tags
+    # with keys it verified lately (auth.outage_key_ttl_s), but it is not fully ready
+    database = await asyncio.to_thread(state.keys.ping)
+    checks["database"] = database or "ok"
     llm = tagging.llm
     if llm is not None:
         problem = await asyncio.to_thread(llm_canary, llm)
@@ -103,7 +107,7 @@ async def readyz(state: StateDep) -> JSONResponse:
             checks["llm_endpoints"] = describe_endpoints(endpoints)
     else:
         checks["llm"] = f"not used by the {tagging.pipeline} pipeline"
-    ready = problem is None
+    ready = problem is None and database is None
     return _reply("ok" if ready else "unavailable", checks, 200 if ready else 503, calibration)
 
 

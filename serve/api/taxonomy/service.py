@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from sqlalchemy.exc import OperationalError
+
 from serve.api.auth import Principal
 from serve.api.errors import ApiError, ErrorDetail, retry_after
 from serve.api.limits import RateLimiter
@@ -25,6 +27,7 @@ from serve.api.taxonomy.protocol import (
     VersionDetail,
     VersionList,
 )
+from serve.database import is_unavailable
 from serve.settings import LimitSettings
 from serve.sqlite import utc
 from serve.tagging_state import TaggingState
@@ -134,7 +137,12 @@ class TaxonomyService:
 
     def _snapshot(self, version: int | None, key_id: str | None = None) -> Snapshot:
         if version is None:
-            self.store.refresh()  # another process (the CLI) may have published a version
+            try:
+                self.store.refresh()  # another process (the CLI) may have published a version
+            except OperationalError as exc:
+                if not is_unavailable(exc):
+                    raise
+                # the database is down: the version this replica holds (and tags with) is served
             return self.store.current()
         cached = self.store.cached_snapshot(version)
         if cached is not None:
