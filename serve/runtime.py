@@ -92,6 +92,7 @@ def inner_embedder_from_settings(settings: Settings) -> Embedder:
         emb.model,
         batch_size=emb.batch_size,
         device=emb.device,
+        num_threads=emb.num_threads,
         quantize=emb.quantize,
         runtime=emb.runtime,  # onnx/openvino: exported once per model into ~/.cache/tagsmith/onnx
     )

@@ -112,6 +112,12 @@ class EmbedderSettings(BaseModel):
     )
     batch_size: int = Field(default=64, ge=1)
     device: str | None = Field(default=None, description="cpu, cuda… (default: cuda when visible)")
+    num_threads: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="torch's CPU threads for this process (default: torch's, one per core): set it to "
+        "each replica's share of the cores when several replicas share a host, else their threads "
+        "oversubscribe the cores (docs/benchmarks.md, \"1 vs 3 replicas\")",
+    )
     runtime: Literal["torch", "onnx", "openvino"] = Field(
         default="torch",
         description="who runs the model on CPU: torch, or onnx / openvino on a graph exported "

@@ -63,3 +63,20 @@ def test_attribute_selection_settings(monkeypatch: pytest.MonkeyPatch, tmp_path:
         monkeypatch.setenv("TAGSMITH_TAGGING__ATTRIBUTES", bad)
         with pytest.raises(ValidationError):
             load_settings()
+
+
+def test_embedder_threads_reach_the_embedder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``TAGSMITH_EMBEDDER__NUM_THREADS`` (replicas sharing a host) is given to the embedder;
+    0 is refused, unset leaves torch's default."""
+    import serve.runtime as runtime_module
+
+    seen: list[object] = []
+    monkeypatch.setattr(runtime_module, "SentenceTransformerEmbedder", lambda *a, **kw: seen.append(kw.get("num_threads")))
+    monkeypatch.setenv("TAGSMITH_DATA_DIR", str(tmp_path))
+    runtime_module.inner_embedder_from_settings(load_settings())
+    monkeypatch.setenv("TAGSMITH_EMBEDDER__NUM_THREADS", "1")
+    runtime_module.inner_embedder_from_settings(load_settings())
+    assert seen == [None, 1]
+    monkeypatch.setenv("TAGSMITH_EMBEDDER__NUM_THREADS", "0")
+    with pytest.raises(ValidationError):
+        load_settings()
