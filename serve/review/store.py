@@ -69,7 +69,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from agent.review_priority import ReviewSignal, order_for_review
-from serve.database import open_engine
+from serve.database import database_time, open_engine
 from serve.sqlite import utc
 from taxonomy.migrations import StoreSchema, ensure_schema
 
@@ -431,7 +431,7 @@ class ReviewStore:
         claim is ``open``); ``categories``: the suggested category (pending items) or the final
         one (decided) is one of these; ``reason``: flagged for it. Pending items come in review
         order, decided ones newest decision first, pending before decided."""
-        now = now or _now()
+        now = now or self._clock()
         t = items_table
         wanted = set(statuses)
         rows = self._matching(wanted, categories, reason, now)
@@ -473,7 +473,7 @@ class ReviewStore:
         """Every matching item, oldest first, read ``page`` at a time (for exports);
         ``since``: decided (or, pending, enqueued) at or after this."""
         t = items_table
-        where = [_status_clause(set(statuses), _now())]
+        where = [_status_clause(set(statuses), self._clock())]
         if since is not None:
             where.append(or_(t.c.decided_at >= since, and_(t.c.decided_at.is_(None), t.c.changed_at >= since)))
         after: tuple[datetime, str] | None = None
@@ -504,7 +504,7 @@ class ReviewStore:
 
     def stats(self, *, now: datetime | None = None) -> ReviewStats:
         """Queue counts: open / claimed now, pending by reason, decided since 00:00 UTC."""
-        now = now or _now()
+        now = now or self._clock()
         t, rt = items_table, reasons_table
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         with self._engine.connect() as conn:
@@ -528,6 +528,12 @@ class ReviewStore:
             decided_total=decided_total, oldest_pending_at=utc(oldest),
         )
 
+    def _clock(self) -> datetime:
+        """Now on the database server's clock: claims expire by one clock for every replica,
+        whatever their machines' clocks say (as job leases, serve/jobs/store.py)."""
+        with self._engine.connect() as conn:
+            return datetime.fromtimestamp(database_time(conn), UTC)
+
     # ---- claims ------------------------------------------------------------------------
     def claim(
         self, item_id: str, by: str, by_name: str | None = None, *, ttl_s: float | None = None,
@@ -536,7 +542,7 @@ class ReviewStore:
         """Claim one item for ``by`` (an API key id) for ``ttl_s`` (default: the store's);
         claiming an item one holds extends the claim. :class:`Conflict` ``claimed`` when
         someone else holds it, ``already_decided`` when it is decided; :class:`NotFound`."""
-        now = now or _now()
+        now = now or self._clock()
         with self._engine.begin() as conn:
             if self._take(conn, item_id, by, by_name, now, ttl_s):
                 return self._get(conn, item_id)
@@ -551,7 +557,7 @@ class ReviewStore:
         """Claim up to ``n`` open items (expired claims included), most valuable first,
         optionally only of ``categories`` / flagged for ``reason``. Items taken by a
         concurrent claimer are passed over: never the same item to two reviewers."""
-        now = now or _now()
+        now = now or self._clock()
         available = {r.id for r in self._matching({"open"}, categories, reason, now)}
         if not available or n <= 0:
             return []
@@ -589,7 +595,7 @@ class ReviewStore:
         """Give a claim back (the item is open again). Only its holder may, unless ``force``
         (an admin). :class:`Conflict` ``not_claimed`` when nobody holds it, ``claimed`` when
         someone else does, ``already_decided``."""
-        now = now or _now()
+        now = now or self._clock()
         t = items_table
         with self._engine.begin() as conn:
             cond = [t.c.id == item_id, t.c.status == "claimed"]
@@ -620,7 +626,7 @@ class ReviewStore:
         transaction: a crash leaves the item as it was, never half-decided). Allowed when the
         item is open, its claim expired, or ``by`` holds it, and (given ``expected_revision``)
         it is still at that revision. :class:`Conflict` / :class:`NotFound` otherwise."""
-        now = now or _now()
+        now = now or self._clock()
         t = items_table
         free = or_(
             t.c.status == "open",
@@ -651,7 +657,7 @@ class ReviewStore:
         """The item, when ``by`` may decide it now (and it is at ``expected_revision``, when
         given); else :class:`Conflict` / :class:`NotFound` (a check before slow work;
         :meth:`decide` checks again, atomically)."""
-        now = now or _now()
+        now = now or self._clock()
         item = self.get(item_id)
         status = item.effective_status(now)
         if (status == "open" or (status == "claimed" and item.claim is not None and item.claim.by == by)) and (

@@ -146,3 +146,30 @@ def test_two_replicas_deciding_one_item_exactly_one_decides(review: ReviewStore,
     assert sum(isinstance(o, Conflict) for o in outcomes) == 1, outcomes
     assert review.get(item.id).status == "accepted"
     assert [e["action"] for e in review.events(item.id)] == ["claim", "accepted"]
+
+
+def test_review_claims_expire_by_the_databases_clock_not_a_replicas(
+    review: ReviewStore, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica whose clock runs an hour ahead can neither take nor decide an item another
+    reviewer's 10-minute claim still holds (claims read the database server's clock)."""
+    from datetime import timedelta
+
+    import serve.review.store as store_module
+
+    review.enqueue_many([entry(0)])
+    [item] = review.claim_next(1, by="alice", ttl_s=600)
+    real_now = store_module._now
+    monkeypatch.setattr(store_module, "_now", lambda: real_now() + timedelta(hours=1))
+    ahead = ReviewStore(url=database_url)
+    try:
+        with pytest.raises(Conflict) as taken:
+            ahead.claim(item.id, by="bob")
+        assert taken.value.code == "claimed"
+        assert ahead.claim_next(1, by="bob") == []
+        with pytest.raises(Conflict):
+            ahead.decide(item.id, "bob", None, "accepted", category="shirts")
+        assert ahead.stats().claimed == 1
+    finally:
+        ahead.close()
+    assert review.get(item.id).claim is not None and review.get(item.id).claim.by == "alice"  # type: ignore[union-attr]
