@@ -57,6 +57,7 @@ from agent.bulk.ray_engine import RayRunStats, max_rss_mb, tag_on_ray
 from agent.contract import Product, TagResult
 from agent.llm import LLMBackend, create_backend
 from agent.tagger import LLM_PIPELINES, Tagger, TaggerConfig
+from evals.benchmarks.proc_tree import tree_pids
 from evals.dataset import file_sha256, load_dataset
 from evals.runner import build_generator
 from retrieval import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
@@ -175,25 +176,10 @@ class RssSampler:
 
 
 def _tree_rss_mb(root: int, cpu_ticks: dict[int, int]) -> float:
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(stat[1]), []).append(int(entry))
-        rss[int(entry)] = int(stat[21])  # pages
-        ticks[int(entry)] = int(stat[11]) + int(stat[12])  # utime + stime
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), ticks.get(pid, 0))
-        todo.extend(children.get(pid, []))
+    total = 0
+    for pid, pages, ticks in tree_pids(root):
+        total += pages
+        cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), ticks)
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 

@@ -64,6 +64,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from evals.benchmarks.proc_tree import tree_pids
 from evals.dataset import load_dataset
 from retrieval import EmbeddingCache, IndexStore, RetrievalError
 from retrieval.examples import examples_to_jsonl
@@ -138,26 +139,8 @@ def free_port() -> int:
 
 def tree_stats(root: int) -> tuple[float, float]:
     """RSS (MiB) and CPU seconds (user + system) of ``root`` and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(stat[1]), []).append(int(entry))
-        rss[int(entry)] = int(stat[21])
-        ticks[int(entry)] = int(stat[11]) + int(stat[12])
-    pages = cpu = 0
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        pages += rss.get(pid, 0)
-        cpu += ticks.get(pid, 0)
-        todo.extend(children.get(pid, []))
+    found = tree_pids(root)
+    pages, cpu = sum(r for _, r, _ in found), sum(t for _, _, t in found)
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20, cpu / os.sysconf("SC_CLK_TCK")
 
 
