@@ -74,8 +74,12 @@ def test_a_job_across_three_replicas_survives_one_killed_twice(postgres_url: str
     # batch and be killed holding it once more, so count the extra claims, not the batches
     retaken = sum(n - 1 for _, n in claims if n > 1)
     assert retaken >= sum(kills)  # the batches held by the killed replica were taken again
-    assert len({owner for owner, _ in claims}) >= 3  # several workers shared the job
-    print(f"{N} items, 3 replicas ready after {ready:.1f} s, all done after {elapsed:.1f} s; kills mid-batch: "
+    # several workers shared the job. lease_owner is the *last* claimer of a batch, so the
+    # victim may own none at the end (on busy cores each of its three processes can be killed,
+    # or outrun, before finishing its first batch): the kills above are its evidence, not this
+    assert len({owner for owner, _ in claims}) >= 2
+    print(f"{N} items, 3 replicas ready after {ready:.1f} s, all done after {elapsed:.1f} s; final batch owners: "
+          f"{len({owner for owner, _ in claims})}; kills mid-batch: "
           f"{kills}; others frozen for {froze} of the victim's restarts; batches claimed more than once: {retaken}; "
           f"CPU: replica processes {cpu:.0f} s, this test {own_cpu:.0f} s")
 
