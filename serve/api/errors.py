@@ -170,8 +170,12 @@ def database_unavailable(exc: Exception) -> JSONResponse:
     """503 + Retry-After for a database that cannot be reached or refuses for now (PostgreSQL
     down or restarting, SQLite busy beyond its timeout): the first line of the error logged,
     never the URL's password (the driver's messages do not carry it)."""
-    log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    log_database_unavailable(exc)
     return error_response(503, "unavailable", DATABASE_DOWN, headers=retry_after(DATABASE_RETRY_AFTER_S))
+
+
+def log_database_unavailable(exc: Exception) -> None:
+    log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 def _doc(description: str) -> dict[str, Any]:

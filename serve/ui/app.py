@@ -5,15 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 
 from serve.api.auth_failures import AuthFailureLimiter
-from serve.database import open_engine
+from serve.api.errors import DATABASE_RETRY_AFTER_S, log_database_unavailable, retry_after
+from serve.database import is_unavailable, open_engine
 from serve.settings import Settings
 from serve.ui import pages, report_pages, review_pages, taxonomy_pages
 from serve.ui.security import SecurityHeadersMiddleware
 from serve.ui.session_db import DatabaseSessionStore
 from serve.ui.sessions import Sessions, SessionStore
-from serve.ui.web import HERE, LoginRequired, UIError, UIState, error_page, redirect
+from serve.ui.web import HERE, LoginRequired, UIError, UIState, error_page, redirect, render
 
 
 def session_store(settings: Settings) -> Sessions:
@@ -53,6 +55,23 @@ def install_ui(app: FastAPI, settings: Settings) -> None:
 
         return redirect(f"/ui/login?next={quote(exc.next_path, safe='/')}")
 
+    # install_error_handlers' (JSON 503 for the API) must be in place: a UI page gets HTML
+    api_database_error = app.exception_handlers[OperationalError]
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OperationalError)
+        if not (request.url.path.startswith("/ui/") and is_unavailable(exc)):
+            response = api_database_error(request, exc)
+            return response if isinstance(response, Response) else await response
+        log_database_unavailable(exc)
+        # no session lookup for the page's header: sessions live in the database too
+        page = render(request, "error.html", status=503, title="The database is unavailable",
+                      message="Logins, the review queue and taxonomy edits need it. Nothing was "
+                              f"changed; try again in {DATABASE_RETRY_AFTER_S:g} seconds.")
+        page.headers.update(retry_after(DATABASE_RETRY_AFTER_S))
+        return page
+
     app.add_exception_handler(UIError, on_ui_error)
     app.add_exception_handler(LoginRequired, on_login_required)
+    app.add_exception_handler(OperationalError, on_database_error)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -30,6 +30,8 @@ from tests.serve.helpers import (
     stop_server,
     wait_ready,
 )
+from tests.serve.test_crosswalks_api import PUBLISHED
+from tests.serve.ui_helpers import login
 
 RENAME = {"edits": [{"op": "rename", "id": "kitchen/cookware/pots", "name": "Pots & Pans"}]}
 DEPRECATE = {"edits": [{"op": "deprecate", "id": "kitchen/cookware/pans", "replaced_by": "kitchen/cookware/pots"}]}
@@ -140,7 +142,8 @@ def test_a_sigkilled_database_gives_503_with_retry_after_and_the_service_recover
         data = tmp_path / "data"
         seed_data_dir(data, database={"url": url})
         store = KeyStore(url)
-        key = auth(store.create(frozenset({"tags", "taxonomy:write", "feedback"}), "shop")[1])
+        raw_key = store.create(frozenset({"tags", "taxonomy:write", "feedback", "review"}), "shop")[1]
+        key = auth(raw_key)
         unseen = auth(store.create(frozenset({"tags"}), "never-used")[1])
         store.close()
         admin = "k" * 8 + "Q3x9-v2Lr0pZ8mN4tY6wB1cE5"  # from configuration: checked without the database
@@ -165,6 +168,8 @@ def test_a_sigkilled_database_gives_503_with_retry_after_and_the_service_recover
             assert client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=key).status_code == 200
             assert client.get("/readyz").json()["checks"]["database"] == "ok"
 
+            assert login(client, raw_key).status_code == 303  # a UI session, a database row
+
             server.kill()
             killed = time.monotonic()
             # needs the database: 503 + Retry-After, the error shape
@@ -175,6 +180,9 @@ def test_a_sigkilled_database_gives_503_with_retry_after_and_the_service_recover
                 client.post("/v1/keys", json={"scopes": ["tags"]}, headers=auth(admin)),
                 client.get(f"/v1/jobs/{job['id']}", headers=key),
                 client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=unseen),  # never verified
+                client.get("/v1/review/items", headers=key),
+                client.get("/v1/crosswalks", headers=key),
+                client.put("/v1/crosswalks/g", json={"crosswalk": PUBLISHED}, headers=key),
             ):
                 assert_error(response, 503, "unavailable")
                 assert int(response.headers["retry-after"]) >= 1
@@ -185,6 +193,14 @@ def test_a_sigkilled_database_gives_503_with_retry_after_and_the_service_recover
             assert batch.status_code == 200, batch.text
             for path in ("/v1/taxonomy", "/v1/taxonomy/nodes/kitchen/cookware/pots", "/v1/taxonomy/search?q=pan"):
                 assert client.get(path, headers=key).status_code == 200, path
+            # the UI: its form renders; a login (its session is a database row) is an HTML 503 page
+            assert client.get("/ui/login").status_code == 200
+            ui_login = login(client, raw_key)
+            assert ui_login.status_code == 503 and int(ui_login.headers["retry-after"]) >= 1, ui_login.text
+            assert ui_login.headers["content-type"].startswith("text/html")
+            assert "The database is unavailable" in ui_login.text and "tagsmith_session" not in ui_login.cookies
+            page = client.get("/ui/", follow_redirects=False)  # the session from before: checked in the database
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html"), page.text
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unavailable"), ready.text
             assert client.get("/healthz").status_code == 200  # alive: no restart wanted
