@@ -24,6 +24,12 @@ from taxonomy.schema import checkpoints_table
 from tests.taxonomy.helpers import apparel_document
 
 KILLS = 60
+CHECKPOINT_EVERY = 7
+#: every WAIT_EVERY-th kill first reads WAIT_FOR acknowledged versions, then sleeps its random
+#: delay: so many commits are guaranteed (the totals asserted below), whatever the machine's
+#: load, while every kill still lands at a random point (the other runs may die before any
+#: commit, as on a busy machine they often do)
+WAIT_EVERY, WAIT_FOR = 2, 3
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -44,7 +50,7 @@ def batch_for(version: int) -> list[AddNode | RenameNode | AddSynonym]:
 def writer_child(url: str) -> None:
     """Runs in the forked child: apply batches forever, print each acknowledged version."""
     try:
-        store = TaxonomyStore(url, checkpoint_every=7)
+        store = TaxonomyStore(url, checkpoint_every=CHECKPOINT_EVERY)
         os.write(1, b"ready\n")
         for _ in range(100_000):
             version = store.version
@@ -54,7 +60,9 @@ def writer_child(url: str) -> None:
         os._exit(0)
 
 
-def run_and_kill(url: str, delay: float) -> list[int]:
+def run_and_kill(url: str, delay: float, wait_for: int = 0) -> list[int]:
+    """Fork a writer, wait for its "ready" (and ``wait_for`` acknowledged versions), sleep
+    ``delay``, SIGKILL it; the versions it acknowledged."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -66,7 +74,7 @@ def run_and_kill(url: str, delay: float) -> list[int]:
     deadline = time.monotonic() + 60
     try:
         if delay >= 0:  # a negative delay kills the child while it is still opening the store
-            while b"ready\n" not in output and time.monotonic() < deadline:
+            while output.count(b"\n") < 1 + wait_for and time.monotonic() < deadline:
                 ready, _, _ = select.select([read_end], [], [], 1.0)
                 if ready:
                     chunk = os.read(read_end, 65536)
@@ -106,19 +114,26 @@ def test_store_survives_sigkill_at_random_points(tmp_path: Path) -> None:
         store.import_document(apparel_document())
     rng = random.Random(20240701)
     sys.stdout.flush()
-    total_acknowledged = 0
-    for _ in range(KILLS):
+    total_acknowledged = waited = 0
+    for kill in range(KILLS):
         delay = -1.0 if rng.random() < 0.1 else rng.uniform(0, 0.1)
-        acknowledged = run_and_kill(url, delay)
+        wait_for = WAIT_FOR if kill % WAIT_EVERY == 0 and delay >= 0 else 0
+        acknowledged = run_and_kill(url, delay, wait_for)
+        assert len(acknowledged) >= wait_for, "the writer died before acknowledging its commits"
         total_acknowledged += len(acknowledged)
+        waited += wait_for
         check_intact(url, acknowledged)
-    assert total_acknowledged > KILLS  # the kills did land among commits
+    assert waited > KILLS  # by construction: a run whose kills land among many commits
+    assert total_acknowledged >= waited
+    print(f"{total_acknowledged} acknowledged versions over {KILLS} kills ({waited} waited for)")
 
     # checkpoints (written while being killed) equal a replay of the whole log from the import
     with TaxonomyStore(url) as store:
         head = store.version
         with store._engine.connect() as conn:
             checkpoints = conn.execute(sql_select(checkpoints_table.c.version)).scalars().all()
+        # one per checkpoint_every versions after the import's, none lost to a kill
+        assert len(checkpoints) == 1 + (head - 1) // CHECKPOINT_EVERY and head > total_acknowledged >= waited
         assert len(checkpoints) > 10
         sampled = sorted({*checkpoints[:: max(1, len(checkpoints) // 15)], checkpoints[-1]})
         replayed, pending = store.snapshot(1), []
