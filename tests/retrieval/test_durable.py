@@ -227,6 +227,7 @@ APPENDER = LOAD + textwrap.dedent(
         n = batch if total == 0 else min(batch, total - i)
         durable.append_lines(path, [json.dumps({"k": j, "pad": pad}) + "\\n" for j in range(i, i + n)])
         i += n
+        print(i, flush=True)  # acknowledged: lines 0..i-1 are on disk
     """
 )
 
@@ -242,7 +243,7 @@ def _appender(path: Path, total: int, batch: int = 200) -> subprocess.Popen[byte
 def test_sigkill_mid_append_then_resume_writes_every_key_exactly_once(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     rng = random.Random(17)
-    counts, torn = [], 0
+    counts, torn, acknowledged = [], 0, 0
     for attempt in range(8):
         proc = _appender(path, 0)
         try:
@@ -250,6 +251,11 @@ def test_sigkill_mid_append_then_resume_writes_every_key_exactly_once(tmp_path: 
             line = proc.stdout.readline()
             assert line, proc.stderr.read().decode() if proc.stderr else ""
             counts.append(int(line))
+            assert counts[-1] >= acknowledged, "an acknowledged append was lost"
+            if attempt % 2:  # every other run is killed after an append it acknowledged (then at random)
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read().decode() if proc.stderr else ""
+                acknowledged = int(line)
             time.sleep(rng.uniform(0.0, 0.06))  # before, during or between appends and fsyncs
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -263,9 +269,11 @@ def test_sigkill_mid_append_then_resume_writes_every_key_exactly_once(tmp_path: 
     # it left (complete lines only) so that the final run has 500 more to write
     total = path.read_bytes().count(b"\n") + 500
     final = _appender(path, total)
-    _, err = final.communicate(timeout=60)
+    out, err = final.communicate(timeout=60)
     assert final.returncode == 0, err.decode()
-    assert counts == sorted(counts) and counts[-1] > 0  # each run resumed where the last stopped
+    counts.append(int(out.split()[0]))
+    # each run resumed where the last stopped, after every append acknowledged before its kill
+    assert counts == sorted(counts) and counts[-1] >= acknowledged > 0
     data = path.read_bytes()
     assert data.endswith(b"\n") and data.count(b"\n") == total
     assert [json.loads(x)["k"] for x in data.splitlines()] == list(range(total))
@@ -280,6 +288,7 @@ WRITER = LOAD + textwrap.dedent(
     while True:
         body = f"{n}:".encode() * (2000 + 7919 * n % 50000)
         durable.atomic_write_bytes(path, hashlib.sha256(body).hexdigest().encode() + b"\\n" + body)
+        print(n, flush=True)  # acknowledged: version n is the file's
         n += 1
     """
 )
@@ -290,10 +299,13 @@ def test_sigkill_mid_atomic_write_leaves_a_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "CURRENT"
     rng = random.Random(5)
     versions = set()
-    for _ in range(8):
+    for attempt in range(8):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(DURABLE), str(target)], stdout=subprocess.PIPE)
+        acknowledged = -1
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+            if attempt % 2:  # every other run is killed after a write it acknowledged (then at random)
+                acknowledged = int(proc.stdout.readline())
             time.sleep(rng.uniform(0.0, 0.05))
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -301,9 +313,13 @@ def test_sigkill_mid_atomic_write_leaves_a_whole_file(tmp_path: Path) -> None:
         if target.exists():
             data = target.read_bytes()
             assert _whole(data), f"a prefix of {len(data)} bytes is visible"
-            versions.add(data.partition(b"\n")[2].split(b":", 1)[0])
+            version = data.partition(b"\n")[2].split(b":", 1)[0]
+            versions.add(version)
+            assert int(version) >= acknowledged, "an acknowledged write was lost"
+        else:
+            assert acknowledged < 0, "an acknowledged write was lost"
         orphans = temps(tmp_path)
         assert len(orphans) <= 1  # at most the temp of the write the kill interrupted
         for orphan in orphans:
             orphan.unlink()
-    assert versions  # the kills did land after complete writes
+    assert versions  # the kills did land after complete writes (at least the acknowledged ones)
