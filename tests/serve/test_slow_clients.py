@@ -22,7 +22,10 @@ pytestmark = pytest.mark.process  # a real server process, seconds of deliberate
 #: the body must average BODY_MIN_RATE bytes/s after BODY_IDLE_S: the drips below send
 #: ~2.5 bytes/s, so they are cut at about BODY_IDLE_S / (1 - 2.5 / BODY_MIN_RATE) = 1.33 s
 HEADER_S, BODY_IDLE_S, BODY_MIN_RATE, CAP = 1.5, 1.0, 10, 4
-SLACK_S = 3.0  # a loaded 2-core machine
+#: read_until_closed gives up after GIVE_UP_S (the connection still open: inf); a cut
+#: expected after a second or a few must come within CUT_BY_S: well under the give-up, with
+#: room for a stalled process on a loaded 2-core machine
+GIVE_UP_S, CUT_BY_S = 30, 15.0
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +92,8 @@ def test_a_trickled_request_head_is_cut_at_the_header_deadline(server: tuple[int
     port, _ = server
     drip = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200  # never finished
     with connect(port) as sock:
-        raw, elapsed = read_until_closed(sock, 30, drip=drip, every=0.1)
-    assert elapsed <= HEADER_S + SLACK_S
+        raw, elapsed = read_until_closed(sock, GIVE_UP_S, drip=drip, every=0.1)
+    assert elapsed <= CUT_BY_S
     status, headers, error = error_of(raw)
     assert status == 408 and headers["connection"] == "close" and error["code"] == "request_timeout"
 
@@ -103,7 +106,7 @@ def test_many_trickling_connections_are_all_cut(server: tuple[int, str]) -> None
     open_ = set(range(len(socks)))
     start = time.monotonic()
     try:
-        while open_ and time.monotonic() - start < 20:  # bounded: the deadline is 1.5 s
+        while open_ and time.monotonic() - start < GIVE_UP_S:  # bounded: the deadline is 1.5 s
             for i in list(open_):
                 try:
                     socks[i].send(b"X")  # a byte of an endless request line, every 0.2 s
@@ -119,14 +122,14 @@ def test_many_trickling_connections_are_all_cut(server: tuple[int, str]) -> None
         for sock in socks:
             sock.close()
     assert not open_, f"{len(open_)} of {len(socks)} trickling connections still open"
-    assert elapsed <= HEADER_S + SLACK_S
+    assert elapsed <= CUT_BY_S
 
 
 def test_a_silent_connection_is_closed_at_the_header_deadline(server: tuple[int, str]) -> None:
     port, _ = server
     with connect(port) as sock:
-        raw, elapsed = read_until_closed(sock, 30)
-    assert raw == b"" and elapsed <= HEADER_S + SLACK_S
+        raw, elapsed = read_until_closed(sock, GIVE_UP_S)
+    assert raw == b"" and elapsed <= CUT_BY_S
 
 
 def post_head(length: int, key: str, path: str = "/v1/tags", media: str = "application/json") -> bytes:
@@ -146,8 +149,8 @@ def test_an_incomplete_body_gets_408_at_the_body_deadline(
     port, key = server
     with connect(port) as sock:
         sock.sendall(post_head(1000, key, path, media) + start)
-        raw, elapsed = read_until_closed(sock, 30)
-    assert elapsed <= BODY_IDLE_S + SLACK_S
+        raw, elapsed = read_until_closed(sock, GIVE_UP_S)
+    assert elapsed <= CUT_BY_S
     status, headers, error = error_of(raw)
     assert status == 408 and headers["connection"] == "close" and error["code"] == "request_timeout"
     assert error["request_id"] == headers["x-request-id"]
@@ -158,8 +161,8 @@ def test_a_body_slower_than_the_minimum_rate_gets_408(server: tuple[int, str]) -
     with connect(port) as sock:
         sock.sendall(post_head(1000, key))
         # a byte every 0.3 s beats the 1 s between parts, not the 10 bytes/s on average
-        raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
-    assert BODY_IDLE_S <= elapsed <= 2 * BODY_IDLE_S + SLACK_S
+        raw, elapsed = read_until_closed(sock, GIVE_UP_S, drip=b" " * 1000, every=0.3)
+    assert BODY_IDLE_S <= elapsed <= CUT_BY_S  # never before its deadline
     status, _, error = error_of(raw)
     assert status == 408 and "arriving too slowly" in str(error["message"])
 
@@ -169,13 +172,19 @@ def test_a_body_at_the_minimum_rate_is_not_cut(server: tuple[int, str]) -> None:
     body = b'{"title": "Cast iron skillet"' + b" " * 40 + b"}"
     with connect(port) as sock:
         sock.sendall(post_head(len(body), key))
-        start = time.monotonic()
-        for i in range(0, len(body), 4):  # 20 bytes/s for ~3.5 s: twice the minimum rate
-            sock.sendall(body[i:i + 4])
-            time.sleep(0.2)
+        start = last = time.monotonic()
+        gaps = []
+        for i in range(0, len(body), 2):  # 20 bytes/s for ~3.5 s: twice the minimum rate
+            sock.sendall(body[i:i + 2])
+            gaps.append(-last + (last := time.monotonic()))
+            time.sleep(0.1)
         raw, _ = read_until_closed(sock, 10)
     assert time.monotonic() - start > 2 * BODY_IDLE_S  # longer than a fixed deadline would allow
-    assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
+    if max(gaps) >= BODY_IDLE_S / 2:  # this process stalled (a loaded machine): a cut may be right
+        assert raw.startswith((b"HTTP/1.1 200", b"HTTP/1.1 408")), raw[:200]
+        print(f"sending stalled for {max(gaps):.2f} s: {raw[:12]!r}")
+    else:
+        assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
 
 
 def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, str]) -> None:
@@ -185,8 +194,8 @@ def test_a_body_still_trickling_after_an_early_answer_is_cut(server: tuple[int, 
         answered, _ = read_until_closed(sock, 2)
         assert answered.startswith(b"HTTP/1.1 401")
         # the server's protocol, not the app, now bounds the rest: the minimum rate + grace
-        raw, elapsed = read_until_closed(sock, 30, drip=b" " * 1000, every=0.3)
-    assert raw == b"" and elapsed <= 2 * BODY_IDLE_S + 5.0 + SLACK_S
+        raw, elapsed = read_until_closed(sock, GIVE_UP_S, drip=b" " * 1000, every=0.3)
+    assert raw == b"" and elapsed <= CUT_BY_S + 5.0  # the protocol adds 5 s of grace
 
 
 def test_normal_requests_and_keep_alive_still_work(server: tuple[int, str]) -> None:
@@ -199,16 +208,29 @@ def test_normal_requests_and_keep_alive_still_work(server: tuple[int, str]) -> N
 
 def test_connections_beyond_the_cap_get_503(server: tuple[int, str]) -> None:
     port, key = server
-    idle = [connect(port) for _ in range(CAP)]
-    try:
-        time.sleep(0.3)  # accepted by the server; closed by it after HEADER_S
-        over = httpx.get(f"http://127.0.0.1:{port}/v1/taxonomy", headers=auth(key), timeout=10)
-        assert over.status_code == 503 and over.json()["error"]["code"] == "unavailable"
-        assert int(over.headers["retry-after"]) >= 1
-    finally:
-        for sock in idle:
-            sock.close()
-    deadline = time.monotonic() + 10
-    while (status := httpx.get(f"http://127.0.0.1:{port}/v1/taxonomy", headers=auth(key), timeout=10).status_code) != 200:
+    url = f"http://127.0.0.1:{port}/v1/taxonomy"
+    # CAP idle connections hold the server's slots from when it accepts them until it closes
+    # them at HEADER_S: a probe in between gets 503. Probed until it does: a stalled test
+    # process may probe before the accepts or after the close (200 then, and a new round)
+    deadline, rounds, over = time.monotonic() + 60, 0, None
+    while over is None:
+        assert time.monotonic() < deadline, f"no 503 in {rounds} round(s) of {CAP} idle connections"
+        rounds += 1
+        idle = [connect(port) for _ in range(CAP)]
+        try:
+            opened = time.monotonic()
+            while over is None and time.monotonic() - opened < HEADER_S:
+                probe = httpx.get(url, headers=auth(key), timeout=10)
+                if probe.status_code == 503:
+                    over = probe
+                else:
+                    assert probe.status_code == 200, probe.text
+                    time.sleep(0.05)
+        finally:
+            for sock in idle:
+                sock.close()
+    assert over.json()["error"]["code"] == "unavailable" and int(over.headers["retry-after"]) >= 1
+    deadline = time.monotonic() + 60
+    while (status := httpx.get(url, headers=auth(key), timeout=10).status_code) != 200:
         assert status == 503 and time.monotonic() < deadline
         time.sleep(0.2)
