@@ -34,7 +34,7 @@ class BuildSpy:
 
         def build(store: TaxonomyStore, conn: Any, version: int, base: Snapshot | None) -> Snapshot:
             self.calls.append((version, None if base is None else base.version))
-            self.gate.wait(10)
+            self.gate.wait(120)  # bounded; longer than the test waits for a blocked edit
             return original(store, conn, version, base)
 
         monkeypatch.setattr(TaxonomyStore, "_build", build)
@@ -104,9 +104,8 @@ def test_concurrent_reads_of_one_old_version_build_it_once_and_never_block_edits
     readers = [threading.Thread(target=lambda: results.append(store.snapshot(3))) for _ in range(4)]
     for t in readers:
         t.start()
-    for _ in range(1000):  # bounded: until the first reader is inside its rebuild
-        if builds.calls:
-            break
+    deadline = time.monotonic() + 60
+    while not builds.calls and time.monotonic() < deadline:  # bounded: until the first reader is inside its rebuild
         time.sleep(0.01)
     assert builds.calls == [(3, None)]
     # an edit (and the current version) goes through while the rebuild is stuck
@@ -115,13 +114,13 @@ def test_concurrent_reads_of_one_old_version_build_it_once_and_never_block_edits
         target=lambda: edited.append(store.apply([RenameNode(id="fruit", name="Fresh fruit")], expected_version=6))
     )
     writer.start()
-    writer.join(5)
+    writer.join(60)  # a blocked edit would wait for the gate: 60 s, not a busy machine's stall
     stuck = writer.is_alive()
     builds.gate.set()
-    writer.join(10)
+    writer.join(60)
     assert not stuck, "the edit waited for an old version's rebuild"
     assert store.current() is edited[0] and edited[0].version == 7
     for t in readers:
-        t.join(10)
+        t.join(60)
     assert len(results) == 4 and all(r is results[0] for r in results)
     assert [v for v, _ in builds.calls if v == 3] == [3]
