@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,13 @@ TAGSMITH = str(Path(sys.executable).parent / "tagsmith")
 N = 5000
 N_DRIVER = 1500  # the driver-kill test tags a prefix: it starts Ray twice
 BATCH = 100
-ENV = {**HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "hybrid"}
+ENV = {
+    **HASHING_ENV, "TAGSMITH_TAGGING__PIPELINE": "hybrid",
+    # Ray Data starts its actor pool without waiting for the actors (the first one ready may
+    # take every batch); here the run starts once both are: both worker processes exist
+    # when the kill test looks for them
+    "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "600",
+}
 
 
 def _mwpd(n: int) -> list[dict[str, Any]]:
@@ -136,6 +143,20 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
+def worker_counts(log: str) -> dict[int, int]:
+    """Products tagged per worker process, from the driver's "ray: N worker process(es):
+    pid P: COUNT (…), …" line (asserted to be there, N matching)."""
+    match = re.search(r"(\d+) worker process\(es\): (.*)", log)
+    assert match, log[-3000:]
+    counts = {int(pid): int(n.replace(",", "")) for pid, n in re.findall(r"pid (\d+)(?:@\S+)?: ([\d,]+) \(", match[2])}
+    assert len(counts) == int(match[1]), match[0]
+    return counts
+
+
+def _tagworkers(root: int) -> list[int]:
+    return [pid for pid in _descendants(root) if "_TagWorker" in _cmdline(pid)]
+
+
 def _check_complete(out: Path, catalog: dict[str, Any], n: int = N) -> None:
     records = [_comparable(line) for line in out.read_text(encoding="utf-8").splitlines()]
     ids = [r["id"] for r in records]
@@ -150,16 +171,31 @@ def test_worker_killed_mid_run_is_restarted_and_output_equals_single_process(cat
     proc = _start(_cmd(catalog["src"], out), catalog["data_dir"], log)
     try:
         _wait_lines(proc, out, 5 * BATCH, log)
-        workers = [pid for pid in _descendants(proc.pid) if "_TagWorker" in _cmdline(pid)]
+        workers = _tagworkers(proc.pid)
         assert len(workers) == 2, [_cmdline(p) for p in _descendants(proc.pid)]
-        os.kill(workers[0], signal.SIGKILL)
-        assert _lines(out) < N - 5 * BATCH, "killed too late to mean anything"
+        victim, survivor = workers
+        # the survivor is paused until the victim's restart shows up: otherwise it may tag
+        # every remaining batch (the killed one's retried) before the restart is scheduled
+        os.kill(survivor, signal.SIGSTOP)
+        try:
+            os.kill(victim, signal.SIGKILL)
+            assert _lines(out) < N - 5 * BATCH, "killed too late to mean anything"
+            deadline = time.monotonic() + 180
+            while not (restarted := set(_tagworkers(proc.pid)) - set(workers)):
+                assert proc.poll() is None, f"exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"the killed worker was not restarted:\n{log.read_text()[-3000:]}"
+                time.sleep(0.1)
+        finally:
+            os.kill(survivor, signal.SIGCONT)
         assert proc.wait(timeout=300) == 1, log.read_text()[-3000:]  # 1: the two bad lines
     finally:
         _kill_group(proc)
     text = log.read_text()
     assert f"{N} tagged, 0 already in" in text and "2 bad line(s)" in text, text[-3000:]
-    assert "3 worker process(es)" in text, text[-3000:]  # the killed one, its restart, the other
+    # each product counted once, whichever process tagged it (the victim, its restart, the survivor)
+    counts = worker_counts(text)
+    assert sum(counts.values()) == N, counts
+    print(f"killed {victim}, restarted as {sorted(restarted)}; products per worker process: {counts}")
     _check_complete(out, catalog)
 
 

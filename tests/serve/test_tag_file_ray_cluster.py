@@ -32,6 +32,7 @@ from agent.contract import Product
 from serve.runtime import build_runtime
 from tests.conftest import free_port, shared_file
 from tests.serve.helpers import HASHING_ENV, seed_data_dir, service_settings
+from tests.serve.test_tag_file_ray import worker_counts
 
 pytestmark = pytest.mark.process  # a Ray cluster's processes, a CLI subprocess
 
@@ -89,7 +90,7 @@ def ray_head(env: dict[str, str]) -> Iterator[str]:
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # seconds when idle; a loaded machine takes many times that
         while b"Ray runtime started" not in log.read_bytes():
             assert head.poll() is None, f"ray start exited ({head.returncode}):\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"ray start did not come up:\n{log.read_text()[-3000:]}"
@@ -145,7 +146,10 @@ def test_tag_file_on_a_separately_started_cluster_equals_the_single_process_outp
     text = log.read_text()
     assert done.returncode == 0, text[-3000:]
     assert f"ray: {address}, one per CPU worker(s), {N:,} products" in " ".join(text.split()), text[-3000:]
-    assert f"{N} tagged, 0 already in" in text and "2 worker process(es)" in text, text[-3000:]
+    assert f"{N} tagged, 0 already in" in text, text[-3000:]
+    # the pool has 2 actors; one may have tagged every batch (Ray Data does not wait for both)
+    counts = worker_counts(text)
+    assert 1 <= len(counts) <= 2 and sum(counts.values()) == N, counts
     records = [_comparable(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in records] == [r["id"] for r in rows]  # every id once, in input order
     assert records == reference
