@@ -71,7 +71,7 @@ def shot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(target) / f"{name}.png"))
 
 
-def wait(driver: Any, condition: Any, timeout: float = 15.0) -> Any:
+def wait(driver: Any, condition: Any, timeout: float = 60.0) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout).until(condition)
@@ -92,7 +92,7 @@ def press_and_wait_for_a_new_page(driver: Any, *keys: str) -> None:
     wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def wait_for_queue(base: str, key: str, n: int, timeout: float = 20.0) -> None:
+def wait_for_queue(base: str, key: str, n: int, timeout: float = 60.0) -> None:
     """Until the queue holds ``n`` pending items (enqueuing happens in the background)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base, headers=auth(key), timeout=30) as client:
@@ -246,7 +246,7 @@ def test_a_product_flagged_again_while_on_screen_is_shown_anew_not_decided(ui: U
         title = "Enamel camping mug 350 ml, green"
         with httpx.Client(base_url=ui.base, headers=auth(ui.keys["tags"]), timeout=30) as tags:
             assert tags.post("/v1/tags?review=true", json={"id": item["product"]["id"], "title": title}).status_code == 200
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while api.get(f"/v1/review/items/{item['id']}").json()["revision"] == item["revision"]:
             assert time.monotonic() < deadline, "the re-enqueue never arrived"
             time.sleep(0.05)
