@@ -305,7 +305,7 @@ def _copy(
             files, manifest = index.verified_files()
             published = _publish(dbs.conn(generations), files, manifest, url)
             copied = StoreCopy("generations", generations.where, {
-                f"index generation {manifest.generation} -> {published.generation}": published.count})
+                f"index generation {manifest.generation} -> {published.generation}, examples": published.count})
             done.append(copied)
             if report is not None:
                 report(copied)
@@ -383,7 +383,7 @@ def _dry_run(settings: Settings, source: Settings, report: Callable[[StoreCopy],
     if index is not None:
         manifest = index.manifest()
         counted = StoreCopy("generations", safe_url(settings.database.url_value or ""),
-                            {f"index generation {manifest.generation}": manifest.count})
+                            {f"index generation {manifest.generation}, examples": manifest.count})
         done.append(counted)
         if report is not None:
             report(counted)

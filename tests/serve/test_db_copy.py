@@ -114,6 +114,19 @@ def _rows(url: str) -> dict[str, int]:
     return found
 
 
+def _untouched(url: str) -> bool:
+    """No table in the target (a shared SQLite file not even created)."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite":
+        return database is not None and not Path(database).exists()
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return not inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def replica(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A replica's new, empty data directory, the CLI configured for the shared database."""
@@ -135,6 +148,7 @@ def test_a_single_machine_installation_moves_into_the_shared_database(
     assert dry.exit_code == 0, dry.output
     assert "review_items 1" in dry.output and "job_results 3" in dry.output and "dry run" in dry.output
     assert "index generation gen-000002" in dry.output  # the feedback example's generation
+    assert _untouched(database_url)
 
     # an error after every row (and the index generation) is written, before the commit
     real_publish = serve.db_copy._publish
@@ -154,7 +168,7 @@ def test_a_single_machine_installation_moves_into_the_shared_database(
     done = runner.invoke(cli, ["db", "copy", "--from", str(source)])  # again: safe after a failure
     assert done.exit_code == 0, done.output
     for line in ("api_keys 5", "taxonomy_versions 2", "feedback 1", "review_items 1", "review_events",
-                 "job_results 3", "crosswalk_versions 1", "gen-000002 -> gen-000001"):
+                 "job_results 3", "crosswalk_versions 1", "gen-000002 -> gen-000001, examples 40"):
         assert line in done.output, done.output
     assert "taxonomy:gtest" in done.output
     copied = _rows(database_url)
@@ -185,3 +199,14 @@ def test_a_single_machine_installation_moves_into_the_shared_database(
         assert client.get("/v1/examples?limit=1", headers=f).json()["total"] == expected["seen"]["examples"] + 1
         assert client.post("/v1/keys", json={"name": "new", "scopes": ["tags"]}, headers=admin).status_code == 201
     assert _rows(database_url)["review_events"] > copied["review_events"]
+
+
+def test_db_copy_refuses_without_a_target_or_a_source_installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAGSMITH_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    nowhere = runner.invoke(cli, ["db", "copy", "--from", str(tmp_path)])
+    assert nowhere.exit_code == 1 and "database.url" in nowhere.output, nowhere.output
+    monkeypatch.setenv("TAGSMITH_DATABASE_URL", f"sqlite:///{tmp_path / 'shared' / 'state.db'}")
+    empty = runner.invoke(cli, ["db", "copy", "--from", str(tmp_path)])
+    assert empty.exit_code == 1 and "not a tagsmith data directory" in empty.output, empty.output
+    assert not (tmp_path / "shared").exists()  # nothing made
