@@ -107,10 +107,20 @@ def _pairs(settings: Settings, source: Settings) -> list[_Pair]:
             target = named_taxonomy(settings, store.label.removeprefix("taxonomy:"))
         else:
             target = by_label[store.label]
-        if isinstance(target.location, Path) and target.location.resolve() == store.location.resolve():
+        if _file_of(target.location) == store.location.resolve():
             raise CopyRefused(f"the target of the {store.label} store is its source file {store.location}")
         pairs.append(_Pair(store, target))
     return pairs
+
+
+def _file_of(location: Path | str) -> Path | None:
+    """The SQLite file at ``location`` (a Path or a ``sqlite:///`` URL), resolved; None for a server."""
+    if isinstance(location, Path):
+        return location.resolve()
+    parsed = make_url(location)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser().resolve()
 
 
 def _check_source(data_dir: Path) -> None:
@@ -336,9 +346,9 @@ def _disposing(engine: Engine) -> Iterator[Engine]:
 def _exists(store: Target) -> bool:
     if isinstance(store.location, Path):
         return store.location.exists()
-    parsed = make_url(store.location)
-    if parsed.get_backend_name() == "sqlite":
-        return bool(parsed.database) and Path(str(parsed.database)).expanduser().exists()
+    file = _file_of(store.location)
+    if file is not None:
+        return file.exists()
     if store.namespace is None:
         return True  # the database itself: the copy never creates or drops it
     with _disposing(open_engine(store.location)) as engine, engine.connect() as conn:

@@ -165,6 +165,7 @@ def test_a_single_machine_installation_moves_into_the_shared_database(
     assert left["api_keys"] == 0 and left["taxonomy_versions"] == 0, left
     assert set(left.values()) == {0}, left  # nothing committed, no taxonomy schema or file left
 
+    monkeypatch.setattr(serve.db_copy, "BATCH_ROWS", 2)  # several batches a table, and a remainder
     done = runner.invoke(cli, ["db", "copy", "--from", str(source)])  # again: safe after a failure
     assert done.exit_code == 0, done.output
     for line in ("api_keys 5", "taxonomy_versions 2", "feedback 1", "review_items 1", "review_events",
@@ -210,3 +211,8 @@ def test_db_copy_refuses_without_a_target_or_a_source_installation(tmp_path: Pat
     empty = runner.invoke(cli, ["db", "copy", "--from", str(tmp_path)])
     assert empty.exit_code == 1 and "not a tagsmith data directory" in empty.output, empty.output
     assert not (tmp_path / "shared").exists()  # nothing made
+    (tmp_path / "taxonomy.db").touch()
+    (tmp_path / "keys.db").touch()
+    monkeypatch.setenv("TAGSMITH_DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
+    itself = runner.invoke(cli, ["db", "copy", "--from", str(tmp_path)])
+    assert itself.exit_code == 1 and "the target of the keys store is its source file" in itself.output, itself.output
