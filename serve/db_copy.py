@@ -63,7 +63,7 @@ from serve.settings import DatabaseSettings, Settings
 from taxonomy.migrations import StoreSchema, upgrade
 
 #: rows per INSERT, and the bytes a batch may hold before it is written (taxonomy checkpoints
-#: and crosswalk documents are blobs of megabytes)
+#: and crosswalk documents are blobs, up to megabytes each)
 BATCH_ROWS = 500
 BATCH_BYTES = 16 << 20
 
