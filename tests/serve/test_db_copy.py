@@ -150,20 +150,28 @@ def test_a_single_machine_installation_moves_into_the_shared_database(
     assert "index generation gen-000002" in dry.output  # the feedback example's generation
     assert _untouched(database_url)
 
-    # an error after every row (and the index generation) is written, before the commit
-    real_publish = serve.db_copy._publish
+    # an error mid-copy (the jobs' items), and one after every row and the index generation
+    # are written, before the commit: either way the target is left as it was
+    real_insert, real_publish = serve.db_copy._insert, serve.db_copy._publish
+
+    def insert_or_fail(conn: Any, into: Any, rows: Any) -> None:
+        if into.name == "job_items":
+            raise RuntimeError("injected failure")
+        real_insert(conn, into, rows)
 
     def publish_then_fail(*args: Any) -> Any:
         real_publish(*args)
         raise RuntimeError("injected failure")
 
-    with monkeypatch.context() as patched:
-        patched.setattr(serve.db_copy, "_publish", publish_then_fail)
-        failed = runner.invoke(cli, ["db", "copy", "--from", str(source)])
-    assert isinstance(failed.exception, RuntimeError), failed.output
-    left = _rows(database_url)
-    assert left["api_keys"] == 0 and left["taxonomy_versions"] == 0, left
-    assert set(left.values()) == {0}, left  # nothing committed, no taxonomy schema or file left
+    for where, injected in (("_insert", insert_or_fail), ("_publish", publish_then_fail)):
+        with monkeypatch.context() as patched:
+            patched.setattr(serve.db_copy, where, injected)
+            failed = runner.invoke(cli, ["db", "copy", "--from", str(source)])
+        assert isinstance(failed.exception, RuntimeError), failed.output
+        assert "taxonomy_versions 2" in failed.output  # stores before the failure were written...
+        left = _rows(database_url)
+        assert left["api_keys"] == 0 and left["taxonomy_versions"] == 0, left
+        assert set(left.values()) == {0}, left  # ...but not committed; no taxonomy schema or file left
 
     monkeypatch.setattr(serve.db_copy, "BATCH_ROWS", 2)  # several batches a table, and a remainder
     done = runner.invoke(cli, ["db", "copy", "--from", str(source)])  # again: safe after a failure
