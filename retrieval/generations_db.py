@@ -138,29 +138,39 @@ class DatabaseGenerations:
         self, build: Callable[[str], Mapping[str, bytes]], *, base: str | AnyBase | None = ANY, keep: int = 2
     ) -> str:
         with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK})
-            last = conn.execute(select(generations_table.c.number).order_by(generations_table.c.number.desc()).limit(1)).scalar()
-            current = None if last is None else generation_name(last)
-            if base is not ANY and current != base:
-                raise StaleGenerationError(f"{self._where}: {current} is current, not {base}")
-            number = (last or 0) + 1
-            files = build(generation_name(number))
-            digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-            stored = set(conn.execute(select(blobs_table.c.sha256).where(
-                blobs_table.c.sha256.in_(set(digests.values())))).scalars())
-            missing = {digests[name]: data for name, data in files.items() if digests[name] not in stored}
-            for digest, data in missing.items():  # one at a time: a statement holds one blob's bytes
-                if conn.dialect.name == "postgresql":
-                    _insert_binary(conn, digest, data)
-                else:
-                    conn.execute(insert(blobs_table).values(sha256=digest, data=data))
-            conn.execute(insert(files_table), [{"number": number, "name": n, "sha256": d} for n, d in digests.items()])
-            conn.execute(insert(generations_table).values(
-                number=number, manifest_sha256=digests[MANIFEST], created_at=time.time(),
-            ))
-            kept = max(keep, 2)  # the current and the previous one, at least
-            conn.execute(delete(files_table).where(files_table.c.number <= number - kept))
-            conn.execute(delete(generations_table).where(generations_table.c.number <= number - kept))
-            conn.execute(delete(blobs_table).where(blobs_table.c.sha256.not_in(select(files_table.c.sha256))))
-        return generation_name(number)
+            return publish_on(conn, build, base=base, keep=keep, where=self._where)
+
+
+def publish_on(
+    conn: Connection, build: Callable[[str], Mapping[str, bytes]], *, base: str | AnyBase | None = ANY,
+    keep: int = 2, where: str = "the database",
+) -> str:
+    """A publication (:meth:`DatabaseGenerations.publish`) inside the caller's transaction on
+    ``conn`` (committed with it): ``tagsmith db copy`` moves a data directory's generation in
+    the same transaction as every other row (serve/db_copy.py)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK})
+    last = conn.execute(select(generations_table.c.number).order_by(generations_table.c.number.desc()).limit(1)).scalar()
+    current = None if last is None else generation_name(last)
+    if base is not ANY and current != base:
+        raise StaleGenerationError(f"{where}: {current} is current, not {base}")
+    number = (last or 0) + 1
+    files = build(generation_name(number))
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    stored = set(conn.execute(select(blobs_table.c.sha256).where(
+        blobs_table.c.sha256.in_(set(digests.values())))).scalars())
+    missing = {digests[name]: data for name, data in files.items() if digests[name] not in stored}
+    for digest, data in missing.items():  # one at a time: a statement holds one blob's bytes
+        if conn.dialect.name == "postgresql":
+            _insert_binary(conn, digest, data)
+        else:
+            conn.execute(insert(blobs_table).values(sha256=digest, data=data))
+    conn.execute(insert(files_table), [{"number": number, "name": n, "sha256": d} for n, d in digests.items()])
+    conn.execute(insert(generations_table).values(
+        number=number, manifest_sha256=digests[MANIFEST], created_at=time.time(),
+    ))
+    kept = max(keep, 2)  # the current and the previous one, at least
+    conn.execute(delete(files_table).where(files_table.c.number <= number - kept))
+    conn.execute(delete(generations_table).where(generations_table.c.number <= number - kept))
+    conn.execute(delete(blobs_table).where(blobs_table.c.sha256.not_in(select(files_table.c.sha256))))
+    return generation_name(number)

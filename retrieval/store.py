@@ -341,11 +341,20 @@ class IndexStore:
 
         def build(generation: str) -> dict[str, bytes]:
             nonlocal copied
-            copied = replace(source, generation=generation, created_at=time.time())
-            return {**files, MANIFEST: copied.to_json().encode("utf-8")}
+            renamed, copied = copied_generation(files, source, generation)
+            return renamed
 
         self.backend.publish(build, keep=self.keep)
         return copied
+
+
+def copied_generation(
+    files: Mapping[str, bytes], source: Manifest, generation: str,
+) -> tuple[dict[str, bytes], Manifest]:
+    """A generation's verified ``files`` (:meth:`IndexStore.verified_files`) published as
+    ``generation`` elsewhere: the same files and a manifest renamed and re-dated."""
+    copied = replace(source, generation=generation, created_at=time.time())
+    return {**files, MANIFEST: copied.to_json().encode("utf-8")}, copied
 
 
 def stats(manifest: Manifest) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from serve.settings import Settings, StoreName
 from serve.ui import session_db
 from taxonomy import crosswalk_store
 from taxonomy import schema as taxonomy_schema
+from taxonomy.crosswalk import check_name
+from taxonomy.crosswalk_catalog import CrosswalkCatalog
 from taxonomy.migrations import (
     SchemaState,
     SchemaTooNew,
@@ -44,6 +46,7 @@ from taxonomy.migrations import (
     upgrade,
     upgrade_sql,
 )
+from taxonomy.schema import namespaced
 
 #: the stores every configuration has, with their schemas
 SERVICE_STORES: dict[StoreName, StoreSchema] = {
@@ -74,23 +77,41 @@ class Target:
         return str(self.location) if isinstance(self.location, Path) else safe_url(self.location)
 
 
+def _taxonomies_dir(settings: Settings) -> Path | None:
+    """Where the files of the crosswalks' taxonomies are: ``<data_dir>/taxonomies``, or beside a
+    shared SQLite file; None on PostgreSQL (schemas ``tax_<name>``)."""
+    url = settings.database.url_value
+    if not url:
+        return settings.data_dir / "taxonomies"
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return None
+    return Path(parsed.database).expanduser().parent / "taxonomies" if parsed.database else settings.data_dir / "taxonomies"
+
+
+def named_taxonomy(settings: Settings, name: str) -> Target:
+    """Where taxonomy ``name`` (one a crosswalk maps to) lives in this configuration, whether or
+    not it exists yet: its file, or its PostgreSQL schema (the catalog's naming)."""
+    label, folder, url = f"taxonomy:{name}", _taxonomies_dir(settings), settings.database.url_value
+    if folder is None:
+        assert url is not None
+        return Target(label, taxonomy_schema.SCHEMA, url, CrosswalkCatalog.taxonomy_namespace(name))
+    return Target(label, taxonomy_schema.SCHEMA, folder / f"{check_name(name)}.db")
+
+
 def targets(settings: Settings) -> list[Target]:
     """The stores of ``settings``, in the order they are upgraded."""
     found = [Target(name, schema, settings.store_location(name)) for name, schema in SERVICE_STORES.items()]
     url = settings.database.url_value
-    named: Path | None = settings.data_dir / "taxonomies"
+    named = _taxonomies_dir(settings)
     if url:
         # the crosswalks and the taxonomies they map to live in the shared database too
         # (serve/crosswalks.py): in schemas ``tax_<name>`` on PostgreSQL, in files beside a
         # shared SQLite file
         found += [Target(s.name, s, url) for s in (*SHARED_ONLY, crosswalk_store.SCHEMA)]
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "postgresql":
+        if named is None:
             found += [Target(f"taxonomy:{ns.removeprefix('tax_')}", taxonomy_schema.SCHEMA, url, ns)
                       for ns in _taxonomy_namespaces(url)]
-            named = None
-        elif parsed.database:
-            named = Path(parsed.database).expanduser().parent / "taxonomies"
     else:
         crosswalks = settings.data_dir / "crosswalks.db"
         if crosswalks.exists():
@@ -137,6 +158,14 @@ def current(settings: Settings) -> list[tuple[Target, SchemaState]]:
     return out
 
 
+def upgrade_one(target: Target) -> tuple[SchemaState, SchemaState]:
+    """Bring one store to the head, creating its file or its PostgreSQL schema if missing."""
+    with _engine(target) as engine:
+        if target.namespace is not None:
+            namespaced(engine, target.namespace)
+        return upgrade(engine, target.schema)
+
+
 def upgrade_all(
     settings: Settings, report: Callable[[Target, SchemaState, SchemaState], None] | None = None,
 ) -> list[tuple[Target, SchemaState, SchemaState]]:
@@ -144,8 +173,7 @@ def upgrade_all(
     as each store is done. SchemaTooNew stops at the first store ahead of this code."""
     done = []
     for target in targets(settings):
-        with _engine(target) as engine:
-            before, after = upgrade(engine, target.schema)
+        before, after = upgrade_one(target)
         done.append((target, before, after))
         if report is not None:
             report(target, before, after)

@@ -1,8 +1,10 @@
 """``tagsmith db``: the schemas of the service's stores (``database.url`` or SQLite files):
-``upgrade``, ``current``, and ``revision`` for contributors (serve/migrations.py)."""
+``upgrade``, ``current``, ``copy`` (a single-machine installation into the shared database,
+serve/db_copy.py), and ``revision`` for contributors (serve/migrations.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -99,6 +101,49 @@ def current() -> None:
         raise typer.Exit(3)
 
 
+@app.command("copy")
+def copy(
+    source: Annotated[Path, typer.Option(
+        "--from", help="the single-machine installation's data directory (its SQLite files and index/)",
+        exists=True, file_okay=False, dir_okay=True,
+    )],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="print what would be copied (rows per table) and whether the target is empty; "
+        "change nothing",
+    )] = False,
+) -> None:
+    """Copy a single-machine installation (the SQLite files in --from) into the shared database
+    (database.url, which must be empty: no replica started on it), keeping every row: taxonomy
+    versions and edit log, API keys, feedback, the review queue, jobs and their results,
+    crosswalks and their taxonomies, and the current index generation (the feedback examples
+    are in it). Stop the service on that machine first. The source's stores are upgraded to
+    this release's schema in place first (as `db upgrade` there would: take a backup), then
+    the target's. All rows are written in one transaction per database (PostgreSQL: one for
+    everything): after an error the target is as it was and running the copy again is safe.
+    Web UI sessions are not copied (users log in again). docs/deploy.md, "Moving from one machine"."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from retrieval.errors import IndexStateError
+    from serve.db_copy import CopyRefused, StoreCopy, copy_installation
+    from taxonomy.migrations import SchemaError
+
+    s = settings()
+
+    def report(done: StoreCopy) -> None:
+        console.print(f"{done.label:<20} {done.describe():<60} {done.where}", highlight=False, soft_wrap=True)
+
+    try:
+        copied = copy_installation(s, source, dry_run=dry_run, report=report)
+    except (CopyRefused, SchemaError, IndexStateError) as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        _unreachable(s, exc)
+    rows = sum(n for store in copied for table, n in store.rows.items() if not table.startswith("index "))
+    verb = "would copy" if dry_run else "copied"
+    console.print(f"{verb} {rows:,} rows of {len(copied)} stores from {source} into {_where(s)}"
+                  + (" (dry run: nothing changed)" if dry_run else ""), highlight=False, soft_wrap=True)
+
+
 @app.command("revision")
 def revision(
     store: Annotated[str, typer.Argument(help="the store whose schema changes (taxonomy, keys, feedback, review, "
@@ -112,7 +157,6 @@ def revision(
     """For contributors: write a new migration of STORE into taxonomy/migrations/versions/STORE/
     (docs/migrations.md), numbered after the head (e.g. keys_0002)."""
     import tempfile
-    from pathlib import Path
 
     from alembic import command
 

@@ -5,6 +5,7 @@ new taxonomy version), in the background for a big labelled pool, never inside a
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +120,15 @@ def test_a_big_labelled_pool_refits_in_the_background(
 ) -> None:
     monkeypatch.setattr(tagging_state_module, "EXTRACTOR_SYNC_MAX", 0)  # every labelled pool is "big"
     monkeypatch.setattr(tagging_state_module, "EXTRACTOR_REFIT_DELAY_S", 0.3)
+    # the background refit waits for the test's go: "stale meanwhile" holds however slow the cores
+    go = threading.Event()
+    refit = tagging_state_module.TaggingState._refit
+
+    def gated_refit(self: tagging_state_module.TaggingState) -> None:
+        assert go.wait(60), "the test never let the refit go"
+        refit(self)
+
+    monkeypatch.setattr(tagging_state_module.TaggingState, "_refit", gated_refit)
     keys = make_keys(attrs_dir)
     with running_app(service_settings(attrs_dir)) as client:
         t = auth(keys["tags+feedback"])
@@ -138,6 +148,7 @@ def test_a_big_labelled_pool_refits_in_the_background(
         assert view.index.get("fb-1") is not None and view.extractor_stale is True
         assert view.tagger.extractor is first and len(fits) == 1
         assert brands() == []
+        go.set()
         until(lambda: not state.current.extractor_stale)
         assert state.current.tagger.extractor is not first and state.current.index is view.index
         assert len(fits) == 2 and fits[-1] != "MainThread"

@@ -89,6 +89,15 @@ def test_big_indexes_retrain_the_lexical_classifier_in_the_background(
 ) -> None:
     monkeypatch.setattr(tagging_state_module, "LEXICAL_SYNC_MAX", 10)
     monkeypatch.setattr(tagging_state_module, "LEXICAL_RETRAIN_DELAY_S", 0.5)
+    # the retrain waits for the test's go: no retrain between the feedback posts, however slow
+    go = threading.Event()
+    retrain = tagging_state_module.TaggingState._retrain
+
+    def gated_retrain(self: tagging_state_module.TaggingState) -> None:
+        assert go.wait(60), "the test never let the retrain go"
+        retrain(self)
+
+    monkeypatch.setattr(tagging_state_module.TaggingState, "_retrain", gated_retrain)
     keys = make_keys(shop_dir)
     with running_app(service_settings(shop_dir, tagging={"pipeline": "hybrid"})) as client:
         f = auth(keys["feedback"])
@@ -99,7 +108,9 @@ def test_big_indexes_retrain_the_lexical_classifier_in_the_background(
                                                   "verdict": "correct", "tags": ["toys/puzzles"]}, headers=f)
             assert r.status_code == 201
         assert store.manifest().generation == "gen-000004"  # published at once, classifier not yet retrained
-        until(lambda: store.manifest().generation == "gen-000005")
+        go.set()
+        # (a post slower than the delay lets a second timer fire: two refits, gen-000006 too)
+        until(lambda: store.manifest().generation >= "gen-000005")
         manifest = store.manifest()
         assert manifest.count == 42 and manifest.extra["lexical"]["examples"] == 42
         assert manifest.extra["lexical"]["classes"] == classes_before
@@ -131,10 +142,27 @@ def test_an_item_that_cannot_be_tagged_gets_an_error_line(shop_dir: Path) -> Non
         assert client.get("/healthz").json()["status"] == "ok"  # the worker survived
 
 
+class GatedBackend(CrashingBackend):
+    """Holds the first call made after :meth:`arm` until :attr:`release` is set: the engine's
+    only worker stays busy for exactly as long as the test needs, however loaded the cores."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.armed, self.entered, self.release = False, threading.Event(), threading.Event()
+
+    def generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            assert self.release.wait(60), "never released"
+        return super().generate(messages, *args, **kwargs)
+
+
 def test_requests_batched_together_do_not_share_a_failure(shop_dir: Path) -> None:
     keys = make_keys(shop_dir)
     settings = service_settings(shop_dir, tagging={"pipeline": "rag"}, server={"engine_workers": 1})
-    with running_app(settings, llm=CrashingBackend(0.5)) as client:
+    llm = GatedBackend()
+    with running_app(settings, llm=llm) as client:
         t = auth(keys["tags"])
         titles = ["wool socks", "explode pan", "jigsaw puzzle", "usb-c cable"]
         responses: dict[str, Any] = {}
@@ -142,12 +170,20 @@ def test_requests_batched_together_do_not_share_a_failure(shop_dir: Path) -> Non
         def post(title: str) -> None:
             responses[title] = client.post("/v1/tags", json={"title": title}, headers=t)
 
+        def queued() -> float:
+            line = next(x for x in client.get("/metrics").text.splitlines()
+                        if x.startswith("tagsmith_engine_queued_products "))
+            return float(line.rsplit(" ", 1)[1])
+
+        llm.armed = True
         first = threading.Thread(target=post, args=("cotton tee",))
-        first.start()  # occupies the only engine worker for 0.5 s: the others queue up together
-        time.sleep(0.2)
+        first.start()
+        assert llm.entered.wait(60)  # the only engine worker is busy with it: the others queue up together
         others = [threading.Thread(target=post, args=(x,)) for x in titles]
         for th in others:
             th.start()
+        until(lambda: queued() == 4)
+        llm.release.set()
         for th in [first, *others]:
             th.join(timeout=60)
         assert responses["explode pan"].status_code == 500

@@ -239,10 +239,12 @@ def test_two_workers_share_a_job_each_custom_id_once(stores: list[JobStore], dat
     job = make_job(stores[0], 40)  # 20 batches
 
     def tag(items: Sequence[JobItem]) -> list[TagResult]:
-        time.sleep(1.6 if items[0].custom_id == "c0" else 0.01)  # a batch outlasting its lease: the heartbeat keeps it
+        time.sleep(2.5 if items[0].custom_id == "c0" else 0.01)  # a batch outlasting its lease: the heartbeat keeps it
         raise RuntimeError("no tagger here")  # an error line per item: enough to count
 
-    workers = [JobWorker(store, tag, Metrics(), lease_s=1.0, poll_s=0.02, name=f"w{n}") for n, store in enumerate(stores[:2])]
+    # a heartbeat every lease_s / 3: a stall of over 1.3 s (not 0.67 s, as with a 1 s lease) on
+    # busy cores would let the other worker retake the slow batch
+    workers = [JobWorker(store, tag, Metrics(), lease_s=2.0, poll_s=0.02, name=f"w{n}") for n, store in enumerate(stores[:2])]
     for worker in workers:
         worker.start()
     try:

@@ -475,7 +475,10 @@ def test_two_reviewers_deciding_one_open_item_exactly_one_decides(app: tuple[Tes
     for th in threads:
         th.join(60)
     winners = [o for o in outcomes if o in ("alice", "bob")]
-    assert len(winners) == 1 and [o for o in outcomes if o not in winners] == ["409 claimed"], outcomes
+    # the loser either meets the winner's claim or (when the winner's whole correction ran
+    # first, on busy cores) its decision: a 409 either way, never a second decision
+    losers = [o for o in outcomes if o not in winners]
+    assert len(winners) == 1 and losers in (["409 claimed"], ["409 already_decided"]), outcomes
     final = service.get(item_id)
     assert final.decision is not None and final.decision.by == winners[0]
     log = client.get("/v1/feedback", headers=auth(keys["feedback"])).json()["items"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serve import tagging_state as tagging_state_module
 from serve.keys import KeyStore
 from tests.conftest import free_port, fresh_database
 from tests.postgres_server import postgres_server
@@ -66,7 +67,12 @@ PRODUCT = {"title": "Wooden toy train set with 40 tracks and a bridge"}
 SIMILAR = {"title": "Wooden train set toy with tracks and bridge for kids"}
 
 
-def test_feedback_on_one_replica_reaches_the_other_and_none_is_lost(database_url: str, tmp_path: Path) -> None:
+def test_feedback_on_one_replica_reaches_the_other_and_none_is_lost(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the calibration refit that follows feedback publishes a generation of its own after
+    # LEXICAL_RETRAIN_DELAY_S (10 s): on busy cores the generation names below would move
+    monkeypatch.setattr(tagging_state_module, "LEXICAL_RETRAIN_DELAY_S", 3600.0)
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     seed_data_dir(a_dir, database={"url": database_url})
     store = KeyStore(database_url)

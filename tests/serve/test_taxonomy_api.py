@@ -101,21 +101,24 @@ def test_edits_with_if_match(shop_dir: Path) -> None:
         assert old["deprecated"] is False and old["name"] == "Frying Pans"
 
 
-class _SignallingBackend(FixedLatencyBackend):
-    """Sets ``entered`` when a call starts (the base class counts calls when they end)."""
+class _GatedBackend(FixedLatencyBackend):
+    """Sets ``entered`` when its first call starts and holds that call until ``release`` is
+    set: the request stays in flight for as long as the test needs, however slow the cores."""
 
-    def __init__(self, latency_s: float) -> None:
-        super().__init__(latency_s)
-        self.entered = threading.Event()
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.entered, self.release = threading.Event(), threading.Event()
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        self.entered.set()
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(60), "never released"
         return super().generate(*args, **kwargs)
 
 
 def test_in_flight_requests_finish_on_their_snapshot(shop_dir: Path) -> None:
     keys = make_keys(shop_dir)
-    llm = _SignallingBackend(3.0)  # keeps the first request in flight while the edit is published
+    llm = _GatedBackend()  # keeps the first request in flight while the edit is published
     with running_app(service_settings(shop_dir, tagging={"pipeline": "rag"}), llm=llm) as client:
         t = auth(keys["tags"])
         slow: dict[str, Any] = {}
@@ -130,6 +133,7 @@ def test_in_flight_requests_finish_on_their_snapshot(shop_dir: Path) -> None:
         edited = client.post("/v1/taxonomy/edits", json=RENAME, headers={**auth(keys["admin"]), "If-Match": '"1"'})
         published = time.monotonic()
         assert edited.status_code == 201
+        llm.release.set()
         second = client.post("/v1/tags", json={"title": "Cast iron skillet"}, headers=t).json()
         thread.join(timeout=60)
         assert slow["done"] > published, "the first request should still have been running"
