@@ -203,7 +203,9 @@ class ExampleIndex:
             index._faiss = faiss.deserialize_index(np.frombuffer(files["index.faiss"], dtype=np.uint8))
             examples = [
                 Example.from_json(json.loads(line), "examples.jsonl")
-                for line in files["examples.jsonl"].decode("utf-8").splitlines()
+                # "\n" only: str.splitlines() also splits on U+0085, U+2028 and U+2029, which
+                # JSON (ensure_ascii=False) leaves raw inside a product's text
+                for line in files["examples.jsonl"].decode("utf-8").split("\n")
                 if line.strip()
             ]
             pairs = [(int(i), str(ext)) for i, ext in meta["ids"]]

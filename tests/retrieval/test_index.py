@@ -85,3 +85,14 @@ def test_hnsw_recall_against_exact_search() -> None:
     a, b = exact.search(queries, 10), approx.search(queries, 10)
     overlap = np.mean([len({h.id for h in x} & {h.id for h in y}) / 10 for x, y in zip(a, b, strict=True)])
     assert overlap > 0.9
+
+
+def test_product_text_with_unicode_line_separators_survives_the_files() -> None:
+    # JSON leaves U+0085, U+2028 and U+2029 raw (ensure_ascii=False); str.splitlines() splits
+    # on them: a reviewer's correction of such a product once made every later feedback a 500
+    odd = ["Mug\u2028with a line separator", "Lamp\x85next line", "Rug\u2029paragraph", "Tee\x1c\x1d\x1e\x0b\x0c"]
+    examples = [Example(f"p{i}", title, description=title, tags=("t",)) for i, title in enumerate(odd)]
+    index = ExampleIndex(16)
+    index.upsert(examples, random_vectors(len(examples)))
+    again = ExampleIndex.from_files(index.to_files())
+    assert [again.get(e.id) for e in examples] == examples
