@@ -134,12 +134,19 @@ def app(attrs_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     application = create_app(service_settings(data, limits={
         "rate_per_s": 1e6, "rate_burst": 1_000_000, "auth_failures_per_min": 1e6, "auth_failure_burst": 1_000_000,
     }))
-    with asgi.get_client(application) as client:  # starts the lifespan in schemathesis' event loop
+    started(application)
+    yield application, data
+    asgi.shutdown_lifespans()
+
+
+def started(application: FastAPI) -> None:
+    """The app's lifespan running in schemathesis' event loop and its engine loaded. Before every
+    run: schemathesis ends the lifespans it knows between tests, and the next request starts a
+    new one whose engine loads in the background, so a run's first requests met 503 not_ready."""
+    with asgi.get_client(application) as client:  # starts the lifespan unless it runs
         assert client.get(f"http://{asgi.HOST}/healthz").status_code == 200
     state = application.state.tagsmith
     assert state.loaded.wait(180) and state.services is not None, state.load_error
-    yield application, data
-    asgi.shutdown_lifespans()
 
 
 def _error_code(content: bytes | None) -> str | None:
@@ -152,6 +159,7 @@ def _error_code(content: bytes | None) -> str | None:
 def run_schemathesis(
     application: FastAPI, scope: str, key: str, profile: Profile, *, seed: int, stateful_only: bool, into: Run
 ) -> None:
+    started(application)
     phases: dict[str, Any] = {"stateful": {"max-steps": profile.stateful_steps}}
     if stateful_only:
         phases |= {name: {"enabled": False} for name in ("examples", "coverage", "fuzzing")}
