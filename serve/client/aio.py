@@ -47,6 +47,7 @@ from serve.client.base import ClientBase
 from serve.client.batching import spans
 from serve.client.calls import Attributes, Call, JobInput
 from serve.client.errors import BatchTooLarge, TagsmithError, TransportError, error_from_response
+from serve.client.jsonl import alines
 from serve.client.retry import Attempts, RetryPolicy
 from taxonomy.diff import TaxonomyDiff
 from taxonomy.edits import Edit
@@ -119,7 +120,7 @@ class AsyncClient(ClientBase):
         while True:
             response = await self._response(call, stream=True)
             try:
-                async for line in response.aiter_lines():
+                async for line in alines(response.aiter_bytes()):  # on "\n" only: see serve/client/jsonl.py
                     if line.strip():
                         yield model.model_validate_json(line)
                         read += 1

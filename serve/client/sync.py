@@ -46,6 +46,7 @@ from serve.client.base import ClientBase
 from serve.client.batching import spans
 from serve.client.calls import Attributes, Call, JobInput
 from serve.client.errors import BatchTooLarge, TagsmithError, TransportError, error_from_response
+from serve.client.jsonl import lines
 from serve.client.retry import Attempts, RetryPolicy
 from taxonomy.diff import TaxonomyDiff
 from taxonomy.edits import Edit
@@ -118,7 +119,7 @@ class Client(ClientBase):
         while True:
             response = self._response(call, stream=True)
             try:
-                for line in response.iter_lines():
+                for line in lines(response.iter_bytes()):  # on "\n" only: see serve/client/jsonl.py
                     if line.strip():
                         yield model.model_validate_json(line)
                         read += 1

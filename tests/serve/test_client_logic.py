@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -328,3 +328,31 @@ def test_a_failed_batch_stops_the_batches_not_sent_yet() -> None:
     with pytest.raises(ValidationFailed):
         c.tag_many(["bad", "x"] + ["fine"] * 40, concurrency=1)
     assert len(rec.requests) <= 2  # of 21 batches (the worker may have taken the next one already)
+
+
+def test_results_split_on_newlines_only_not_on_unicode_line_separators() -> None:
+    # JSON leaves U+2028/U+2029/U+0085 raw in strings; httpx's iter_lines() splits on them.
+    # The lines also arrive in chunks cut mid-line and mid-character.
+    odd = ["a\u2028b", "c\u2029d", "e\x85f", "plain"]
+    body = b"".join(json.dumps({"custom_id": cid, "result": None, "degraded": False,
+                                "error": {"code": "tagging_failed", "message": cid}}, ensure_ascii=False).encode() + b"\n"
+                    for cid in odd)
+    chunks = [body[i:i + 7] for i in range(0, len(body), 7)]
+
+    class Chunked(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield from chunks
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+    c, _, _ = client(lambda _: httpx.Response(200, stream=Chunked()))
+    assert [r.custom_id for r in c.job_results("j1")] == odd
+
+    async def read_async() -> list[str]:
+        transport = httpx.MockTransport(lambda _: httpx.Response(200, stream=Chunked()))
+        async with AsyncClient("http://tagsmith.test", "k", transport=transport) as ac:
+            return [r.custom_id async for r in ac.job_results("j1")]
+
+    assert asyncio.run(read_async()) == odd
