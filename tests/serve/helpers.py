@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -230,3 +231,19 @@ def stop_server(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> Non
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def gate_background(monkeypatch: Any, method: str) -> threading.Event:
+    """Hold ``TaggingState.<method>`` (a background retrain or refit, run by a timer) until the
+    returned Event is set: what a test checks "meanwhile" holds however slow the cores."""
+    from serve.tagging_state import TaggingState
+
+    go = threading.Event()
+    original = getattr(TaggingState, method)
+
+    def gated(self: TaggingState) -> None:
+        assert go.wait(60), f"the test never let {method} go"
+        original(self)
+
+    monkeypatch.setattr(TaggingState, method, gated)
+    return go

@@ -18,7 +18,7 @@ from agent.contract import AttributeSelection, Evidence, LLMEvidence, Product, T
 from serve import tagging_state as tagging_state_module
 from serve.batcher import Batcher
 from serve.metrics import Metrics
-from tests.serve.helpers import auth, make_keys, running_app, service_settings
+from tests.serve.helpers import auth, gate_background, make_keys, running_app, service_settings
 
 
 def _result(product: Product) -> TagResult:
@@ -62,7 +62,6 @@ def test_the_batcher_tags_each_selection_in_its_own_batch() -> None:
 @pytest.fixture
 def fits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The threads AttributeExtractor.fit ran in, in order."""
-    import threading
 
     seen: list[str] = []
     original = AttributeExtractor.fit.__func__  # type: ignore[attr-defined]
@@ -121,14 +120,7 @@ def test_a_big_labelled_pool_refits_in_the_background(
     monkeypatch.setattr(tagging_state_module, "EXTRACTOR_SYNC_MAX", 0)  # every labelled pool is "big"
     monkeypatch.setattr(tagging_state_module, "EXTRACTOR_REFIT_DELAY_S", 0.3)
     # the background refit waits for the test's go: "stale meanwhile" holds however slow the cores
-    go = threading.Event()
-    refit = tagging_state_module.TaggingState._refit
-
-    def gated_refit(self: tagging_state_module.TaggingState) -> None:
-        assert go.wait(60), "the test never let the refit go"
-        refit(self)
-
-    monkeypatch.setattr(tagging_state_module.TaggingState, "_refit", gated_refit)
+    go = gate_background(monkeypatch, "_refit")
     keys = make_keys(attrs_dir)
     with running_app(service_settings(attrs_dir)) as client:
         t = auth(keys["tags+feedback"])

@@ -17,7 +17,14 @@ from retrieval import IndexStore, build_index
 from serve import tagging_state as tagging_state_module
 from serve.runtime import embedder_from_settings
 from taxonomy import TaxonomyStore
-from tests.serve.helpers import auth, make_keys, running_app, service_settings, shop_examples
+from tests.serve.helpers import (
+    auth,
+    gate_background,
+    make_keys,
+    running_app,
+    service_settings,
+    shop_examples,
+)
 
 
 def until(predicate: Any, timeout: float = 30.0) -> None:
@@ -90,14 +97,7 @@ def test_big_indexes_retrain_the_lexical_classifier_in_the_background(
     monkeypatch.setattr(tagging_state_module, "LEXICAL_SYNC_MAX", 10)
     monkeypatch.setattr(tagging_state_module, "LEXICAL_RETRAIN_DELAY_S", 0.5)
     # the retrain waits for the test's go: no retrain between the feedback posts, however slow
-    go = threading.Event()
-    retrain = tagging_state_module.TaggingState._retrain
-
-    def gated_retrain(self: tagging_state_module.TaggingState) -> None:
-        assert go.wait(60), "the test never let the retrain go"
-        retrain(self)
-
-    monkeypatch.setattr(tagging_state_module.TaggingState, "_retrain", gated_retrain)
+    go = gate_background(monkeypatch, "_retrain")
     keys = make_keys(shop_dir)
     with running_app(service_settings(shop_dir, tagging={"pipeline": "hybrid"})) as client:
         f = auth(keys["feedback"])
