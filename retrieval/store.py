@@ -337,24 +337,24 @@ class IndexStore:
         """Publish ``other``'s current generation here, verified, as it is (calibration and
         lexical classifier included): moving a data directory's index into the database."""
         files, source = other.verified_files()
-        copied = source
-
-        def build(generation: str) -> dict[str, bytes]:
-            nonlocal copied
-            renamed, copied = copied_generation(files, source, generation)
-            return renamed
-
-        self.backend.publish(build, keep=self.keep)
-        return copied
+        return publish_copy(lambda build: self.backend.publish(build, keep=self.keep), files, source)
 
 
-def copied_generation(
-    files: Mapping[str, bytes], source: Manifest, generation: str,
-) -> tuple[dict[str, bytes], Manifest]:
-    """A generation's verified ``files`` (:meth:`IndexStore.verified_files`) published as
-    ``generation`` elsewhere: the same files and a manifest renamed and re-dated."""
-    copied = replace(source, generation=generation, created_at=time.time())
-    return {**files, MANIFEST: copied.to_json().encode("utf-8")}, copied
+def publish_copy(
+    publish: Callable[[Callable[[str], Mapping[str, bytes]]], object], files: Mapping[str, bytes], source: Manifest,
+) -> Manifest:
+    """A generation's verified ``files`` (:meth:`IndexStore.verified_files`) published elsewhere
+    by ``publish`` (given the build function a backend's publish takes): the same files under
+    a manifest renamed to the new generation and re-dated; that manifest."""
+    copied = source
+
+    def build(generation: str) -> dict[str, bytes]:
+        nonlocal copied
+        copied = replace(source, generation=generation, created_at=time.time())
+        return {**files, MANIFEST: copied.to_json().encode("utf-8")}
+
+    publish(build)
+    return copied
 
 
 def stats(manifest: Manifest) -> dict[str, Any]:

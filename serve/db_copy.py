@@ -55,7 +55,7 @@ from sqlalchemy.engine import make_url
 from retrieval import IndexStore
 from retrieval.generations_db import SCHEMA as GENERATIONS
 from retrieval.generations_db import publish_on
-from retrieval.store import Manifest, copied_generation
+from retrieval.store import Manifest, publish_copy
 from serve.database import open_engine, safe_url
 from serve.jobs.store import JobStore
 from serve.migrations import Target, named_taxonomy, targets, upgrade_one
@@ -324,15 +324,8 @@ def _copy(
 
 
 def _publish(conn: Connection, files: dict[str, bytes], manifest: Manifest, url: str) -> Manifest:
-    copied = manifest
-
-    def build(generation: str) -> dict[str, bytes]:
-        nonlocal copied
-        renamed, copied = copied_generation(files, manifest, generation)
-        return renamed
-
-    publish_on(conn, build, base=None, where=f"the database ({safe_url(url)})")
-    return copied
+    where = f"the database ({safe_url(url)})"
+    return publish_copy(lambda build: publish_on(conn, build, base=None, where=where), files, manifest)
 
 
 @contextlib.contextmanager
